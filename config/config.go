@@ -1,0 +1,184 @@
+// Package config defines bastion's configuration file (config.yaml), its
+// defaults and its validation. Load and Parse return a Config that is ready to
+// use: durations parsed, relative paths resolved against the file's folder,
+// public keys parsed, every problem reported with the key and line.
+package config
+
+import (
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// Defaults for keys left out of the file.
+const (
+	DefaultListen           = ":2222"
+	DefaultHandshakeTimeout = 10 * time.Second
+	DefaultDialTimeout      = 10 * time.Second
+	DefaultAWSTimeout       = 10 * time.Second
+	DefaultMaxAuthTries     = 6
+	DefaultResolveCache     = 30 * time.Second
+)
+
+// Capability names used in policies' allow and deny lists.
+const (
+	CapShell           = "shell"
+	CapExec            = "exec"
+	CapSFTP            = "sftp"
+	CapSCP             = "scp"
+	CapPortForwarding  = "port_forwarding"
+	CapAgentForwarding = "agent_forwarding"
+	CapX11             = "x11"
+)
+
+// Config is the whole configuration file.
+type Config struct {
+	// Path is the file the config was loaded from ("" when parsed from bytes).
+	Path string `yaml:"-"`
+
+	Listen            string    `yaml:"listen"`
+	HostKey           string    `yaml:"host_key"`
+	HostCAKey         string    `yaml:"host_ca_key"`
+	AdminListen       string    `yaml:"admin_listen"`
+	Users             []User    `yaml:"users"`
+	TrustedUserCAKeys []string  `yaml:"trusted_user_ca_keys"`
+	Providers         Providers `yaml:"providers"`
+	Policies          []Policy  `yaml:"policies"`
+	Audit             Audit     `yaml:"audit"`
+	Limits            Limits    `yaml:"limits"`
+
+	// TrustedUserCAs holds TrustedUserCAKeys parsed.
+	TrustedUserCAs []ssh.PublicKey `yaml:"-"`
+}
+
+// User is one person who may log in to the bastion.
+type User struct {
+	Name     string   `yaml:"name"`
+	Keys     []string `yaml:"keys"`
+	KeysFile string   `yaml:"keys_file"`
+	Groups   []string `yaml:"groups"`
+
+	// PublicKeys holds Keys and the keys of KeysFile, parsed.
+	PublicKeys []ssh.PublicKey `yaml:"-"`
+}
+
+// Providers configures where targets come from.
+type Providers struct {
+	Lightsail *Lightsail `yaml:"lightsail"`
+	EC2       *EC2       `yaml:"ec2"`
+	Static    []Static   `yaml:"static"`
+}
+
+// Address choices for AWS providers.
+const (
+	AddressPublic  = "public"
+	AddressPrivate = "private"
+)
+
+// Host key policies for EC2.
+const (
+	HostKeysTOFU   = "tofu"
+	HostKeysPinned = "pinned"
+)
+
+// Lightsail configures the Lightsail provider.
+type Lightsail struct {
+	Regions []string `yaml:"regions"`
+	// Address is AddressPublic (default) or AddressPrivate.
+	Address string `yaml:"address"`
+	// Port is the instances' SSH port; default 22.
+	Port int `yaml:"port"`
+	// ResolveCache is how long name lookups are cached; default 30s.
+	ResolveCache Duration `yaml:"resolve_cache"`
+}
+
+// EC2 configures the EC2 Instance Connect provider.
+type EC2 struct {
+	Regions []string `yaml:"regions"`
+	// Address is AddressPrivate (default) or AddressPublic.
+	Address string `yaml:"address"`
+	// Port is the instances' SSH port; default 22.
+	Port int `yaml:"port"`
+	// HostKeys is HostKeysTOFU (default) or HostKeysPinned.
+	HostKeys string `yaml:"host_keys"`
+	// KnownHosts is the known_hosts file: the TOFU store (written) or the
+	// pinned list (read only), keyed by instance id.
+	KnownHosts string `yaml:"known_hosts"`
+	// ResolveCache is how long name lookups are cached; default 30s.
+	ResolveCache Duration `yaml:"resolve_cache"`
+}
+
+// Static is one non-AWS host with a fixed address and key.
+type Static struct {
+	Name       string `yaml:"name"`
+	Address    string `yaml:"address"`
+	User       string `yaml:"user"`
+	PrivateKey string `yaml:"private_key"`
+	// HostKey pins the host's public key (authorized_keys format).
+	HostKey string `yaml:"host_key"`
+	// KnownHosts is a known_hosts file to verify the host key against,
+	// instead of HostKey.
+	KnownHosts string `yaml:"known_hosts"`
+	// Tags are free-form labels that policies can match.
+	Tags map[string]string `yaml:"tags"`
+}
+
+// Policy grants users or groups access to targets as OS users.
+type Policy struct {
+	Users   []string `yaml:"users"`
+	Groups  []string `yaml:"groups"`
+	Targets []string `yaml:"targets"`
+	OSUsers []string `yaml:"os_users"`
+	// Allow adds capabilities beyond the default session ones (shell, exec,
+	// sftp, scp): port_forwarding, agent_forwarding, x11.
+	Allow []string `yaml:"allow"`
+	// Deny removes capabilities this policy would grant.
+	Deny []string `yaml:"deny"`
+	// ForwardTo limits port_forwarding to these host:port patterns.
+	ForwardTo []string `yaml:"forward_to"`
+}
+
+// Audit configures the audit trail.
+type Audit struct {
+	// Log is a file path or "stdout"; empty means stdout.
+	Log string `yaml:"log"`
+	// Recordings is the folder for session recordings; empty means none.
+	Recordings string `yaml:"recordings"`
+}
+
+// Limits bounds connections and sessions.
+type Limits struct {
+	IdleTimeout      Duration `yaml:"idle_timeout"`
+	MaxSession       Duration `yaml:"max_session"`
+	HandshakeTimeout Duration `yaml:"handshake_timeout"`
+	DialTimeout      Duration `yaml:"dial_timeout"`
+	AWSTimeout       Duration `yaml:"aws_timeout"`
+	MaxAuthTries     int      `yaml:"max_auth_tries"`
+}
+
+// Duration is a time.Duration written as "30s", "10m", "12h" in YAML.
+type Duration time.Duration
+
+// D returns d as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// UserByName returns the user called name, or nil if there is none.
+func (c *Config) UserByName(name string) *User {
+	for i := range c.Users {
+		if c.Users[i].Name == name {
+			return &c.Users[i]
+		}
+	}
+	return nil
+}
+
+// StaticByName returns the static target called name, or nil if there is
+// none.
+func (c *Config) StaticByName(name string) *Static {
+	for i := range c.Providers.Static {
+		if c.Providers.Static[i].Name == name {
+			return &c.Providers.Static[i]
+		}
+	}
+	return nil
+}

@@ -1,0 +1,139 @@
+package config
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+)
+
+// Load reads and parses the configuration file at path, as Parse does, and
+// sets Config.Path to path.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	cfg, err := Parse(data, path)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Path = path
+	return cfg, nil
+}
+
+// Parse parses and validates a configuration file's contents. path names the
+// file in error messages and is the base of relative paths in it: they are
+// resolved against path's folder (the current directory if path is "", in
+// which case errors start with "config"). Paths resolved against a relative
+// path stay relative to the current directory. Parse does not set
+// Config.Path.
+//
+// Decoding is strict: unknown keys and values of the wrong type are errors.
+// Keys left out get the Default* values. Files named by keys_file,
+// private_key and known_hosts are read and checked, so Parse does I/O;
+// host_key and host_ca_key need not exist (the server creates them).
+//
+// On failure the error holds every problem found, each an *Error on its own
+// line ("config.yaml:12: users[1].keys[0]: not a public key in
+// authorized_keys format"), joined with errors.Join and sorted by line; the
+// Config is then nil.
+func Parse(data []byte, path string) (*Config, error) {
+	file := path
+	if file == "" {
+		file = "config"
+	}
+	p := &problems{file: file, bad: make(map[string]bool), lines: make(map[string]int)}
+	d := &decoder{p: p, set: make(map[string]bool)}
+	var cfg Config
+	root := readDocument(data, p)
+	if err := p.err(); err != nil {
+		return nil, err
+	}
+	if root != nil {
+		d.decode(root, reflect.ValueOf(&cfg).Elem(), "", root.Line)
+	}
+	// Keys missing at the top level are reported at line 1.
+	p.lines[""] = 1
+	applyDefaults(&cfg, d.set)
+	resolvePaths(&cfg, filepath.Dir(path))
+	(&checker{problems: p}).check(&cfg)
+	if err := p.err(); err != nil {
+		return nil, err
+	}
+	return &cfg, nil
+}
+
+// applyDefaults fills in keys left out of the file. set holds the key paths
+// that had a value in the file: a value written out, even 0, is kept (and
+// validated), except for the timeouts below, where 0 means the default
+// because the server never runs a handshake, dial or AWS call without one.
+func applyDefaults(c *Config, set map[string]bool) {
+	if c.Listen == "" {
+		c.Listen = DefaultListen
+	}
+	l := &c.Limits
+	if l.HandshakeTimeout == 0 {
+		l.HandshakeTimeout = Duration(DefaultHandshakeTimeout)
+	}
+	if l.DialTimeout == 0 {
+		l.DialTimeout = Duration(DefaultDialTimeout)
+	}
+	if l.AWSTimeout == 0 {
+		l.AWSTimeout = Duration(DefaultAWSTimeout)
+	}
+	if !set["limits.max_auth_tries"] {
+		l.MaxAuthTries = DefaultMaxAuthTries
+	}
+	if ls := c.Providers.Lightsail; ls != nil {
+		if ls.Address == "" {
+			ls.Address = AddressPublic
+		}
+		if !set["providers.lightsail.port"] {
+			ls.Port = 22
+		}
+		if !set["providers.lightsail.resolve_cache"] {
+			ls.ResolveCache = Duration(DefaultResolveCache)
+		}
+	}
+	if e := c.Providers.EC2; e != nil {
+		if e.Address == "" {
+			e.Address = AddressPrivate
+		}
+		if e.HostKeys == "" {
+			e.HostKeys = HostKeysTOFU
+		}
+		if !set["providers.ec2.port"] {
+			e.Port = 22
+		}
+		if !set["providers.ec2.resolve_cache"] {
+			e.ResolveCache = Duration(DefaultResolveCache)
+		}
+	}
+}
+
+// resolvePaths joins the relative file paths in c to dir, the folder of the
+// config file. audit.log "stdout" is not a path and is left alone.
+func resolvePaths(c *Config, dir string) {
+	resolve := func(p *string) {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(dir, *p)
+		}
+	}
+	resolve(&c.HostKey)
+	resolve(&c.HostCAKey)
+	for i := range c.Users {
+		resolve(&c.Users[i].KeysFile)
+	}
+	if e := c.Providers.EC2; e != nil {
+		resolve(&e.KnownHosts)
+	}
+	for i := range c.Providers.Static {
+		resolve(&c.Providers.Static[i].PrivateKey)
+		resolve(&c.Providers.Static[i].KnownHosts)
+	}
+	if c.Audit.Log != "stdout" {
+		resolve(&c.Audit.Log)
+	}
+	resolve(&c.Audit.Recordings)
+}

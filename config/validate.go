@@ -1,0 +1,452 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"path"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
+)
+
+var (
+	userNameRe   = regexp.MustCompile(`^[a-z_][a-z0-9._-]*$`)
+	targetNameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
+	regionRe     = regexp.MustCompile(`^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d+$`)
+)
+
+// targetSuffixes end the target names that select a provider; a static
+// target's own name must not end in one.
+var targetSuffixes = []string{".lightsail", ".ec2", ".static"}
+
+// capabilities are the values allowed in a policy's allow and deny lists.
+var capabilities = []string{CapShell, CapExec, CapSFTP, CapSCP, CapPortForwarding, CapAgentForwarding, CapX11}
+
+// checker validates a decoded, defaulted Config, recording every problem,
+// and fills in the fields computed from it (User.PublicKeys and
+// Config.TrustedUserCAs).
+type checker struct {
+	*problems
+	// keyOwners maps a public key's wire form to the user it was first
+	// listed for, so that one key cannot stand for two people.
+	keyOwners map[string]string
+}
+
+// check validates cfg as a whole, in file order, so that problems found on
+// one line come out in a natural order.
+func (c *checker) check(cfg *Config) {
+	c.keyOwners = make(map[string]string)
+	c.checkListen("listen", cfg.Listen)
+	if cfg.AdminListen != "" {
+		c.checkListen("admin_listen", cfg.AdminListen)
+	}
+	if cfg.HostKey == "" {
+		c.errorf("host_key", "required (the file is created on first start if missing)")
+	}
+	switch {
+	case cfg.HostCAKey == "":
+		c.errorf("host_ca_key", "required (the file is created on first start if missing)")
+	case cfg.HostCAKey == cfg.HostKey:
+		c.errorf("host_ca_key", "must be a different file from host_key")
+	}
+	c.checkTrustedCAs(cfg)
+	c.checkUsers(cfg)
+	if ls := cfg.Providers.Lightsail; ls != nil {
+		c.checkAWS("providers.lightsail", ls.Regions, ls.Address, ls.Port, ls.ResolveCache)
+	}
+	if e := cfg.Providers.EC2; e != nil {
+		c.checkEC2(e)
+	}
+	c.checkStatic(cfg.Providers.Static)
+	c.checkPolicies(cfg)
+	c.checkLimits(&cfg.Limits)
+}
+
+// checkListen checks a listen address: host:port, where the host may be
+// empty (all interfaces) and the port 0 (any free port).
+func (c *checker) checkListen(key, addr string) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || !validPort(port, 0) || strings.ContainsAny(host, " /") {
+		c.errorf(key, "%q is not host:port, such as \":2222\" or \"127.0.0.1:9090\"", addr)
+	}
+}
+
+// validPort reports whether port is a decimal number from min to 65535.
+func validPort(port string, min uint64) bool {
+	n, err := strconv.ParseUint(port, 10, 16)
+	return err == nil && n >= min
+}
+
+func (c *checker) checkTrustedCAs(cfg *Config) {
+	for i, line := range cfg.TrustedUserCAKeys {
+		pk, err := parsePublicKey(line, "cert-authority")
+		if err != nil {
+			c.errorf(indexKey("trusted_user_ca_keys", i), "%s", keyMessage(err, "list the public key of the CA that signs user certificates"))
+			continue
+		}
+		cfg.TrustedUserCAs = append(cfg.TrustedUserCAs, pk)
+	}
+}
+
+func (c *checker) checkUsers(cfg *Config) {
+	first := make(map[string]string) // user name → key path of its first entry
+	for i := range cfg.Users {
+		u := &cfg.Users[i]
+		key := indexKey("users", i)
+		nameKey := key + ".name"
+		switch {
+		case u.Name == "":
+			c.errorf(nameKey, "required")
+		case !userNameRe.MatchString(u.Name):
+			c.errorf(nameKey, "%q is not a valid user name (lower-case letters, digits, '.', '_' and '-', not starting with a digit, '.' or '-')", u.Name)
+		case first[u.Name] != "":
+			c.errorf(nameKey, "duplicate user %q (first at line %d)", u.Name, c.lineOf(first[u.Name]))
+		default:
+			first[u.Name] = nameKey
+		}
+		bad := false
+		for j, line := range u.Keys {
+			pk, err := parsePublicKey(line)
+			if err != nil {
+				c.errorf(indexKey(key+".keys", j), "%s", keyMessage(err, userCertHint))
+				bad = true
+				continue
+			}
+			if !c.addUserKey(u, pk, indexKey(key+".keys", j)) {
+				bad = true
+			}
+		}
+		if u.KeysFile != "" && !c.readKeysFile(u, key+".keys_file") {
+			bad = true
+		}
+		for j, g := range u.Groups {
+			if g == "" {
+				c.errorf(indexKey(key+".groups", j), "must not be empty")
+			}
+		}
+		if len(u.PublicKeys) == 0 && len(cfg.TrustedUserCAKeys) == 0 && !bad {
+			c.errorf(key, "has no keys: set keys or keys_file (or trusted_user_ca_keys to log in with certificates)")
+		}
+	}
+}
+
+const userCertHint = "to accept certificates, list their signer in trusted_user_ca_keys"
+
+// readKeysFile appends the keys in u's authorized_keys file to u.PublicKeys
+// and reports whether the file was read and every key in it parsed.
+func (c *checker) readKeysFile(u *User, key string) bool {
+	data, err := os.ReadFile(u.KeysFile)
+	if err != nil {
+		c.errorf(key, "%s", fileMessage(u.KeysFile, err))
+		return false
+	}
+	ok := true
+	for n, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		pk, err := parsePublicKey(line)
+		if err != nil {
+			c.errorf(key, "%s line %d: %s", u.KeysFile, n+1, keyMessage(err, userCertHint))
+			ok = false
+			continue
+		}
+		if !c.addUserKey(u, pk, key) {
+			ok = false
+		}
+	}
+	return ok
+}
+
+// addUserKey appends pk to u's keys and reports whether it did. It refuses a
+// key already listed for another user: identity comes from the key, so a key
+// must name one person.
+func (c *checker) addUserKey(u *User, pk ssh.PublicKey, key string) bool {
+	wire := string(pk.Marshal())
+	if owner, ok := c.keyOwners[wire]; ok && owner != u.Name {
+		c.errorf(key, "key %s is also listed for user %q; a key must belong to one user", ssh.FingerprintSHA256(pk), owner)
+		return false
+	}
+	c.keyOwners[wire] = u.Name
+	u.PublicKeys = append(u.PublicKeys, pk)
+	return true
+}
+
+// checkAWS checks the keys common to the AWS providers.
+func (c *checker) checkAWS(key string, regions []string, address string, port int, cache Duration) {
+	if len(regions) == 0 {
+		c.errorf(key+".regions", "required: list at least one region, such as us-east-1")
+	}
+	seen := make(map[string]bool)
+	for i, r := range regions {
+		switch rkey := indexKey(key+".regions", i); {
+		case !regionRe.MatchString(r):
+			c.errorf(rkey, "%q is not an AWS region name, such as us-east-1", r)
+		case seen[r]:
+			c.errorf(rkey, "duplicate region %q", r)
+		}
+		seen[r] = true
+	}
+	if address != AddressPublic && address != AddressPrivate {
+		c.errorf(key+".address", "%q is not %q or %q", address, AddressPublic, AddressPrivate)
+	}
+	if port < 1 || port > 65535 {
+		c.errorf(key+".port", "%d is not a port number (1-65535)", port)
+	}
+	if cache < 0 {
+		c.errorf(key+".resolve_cache", "must not be negative")
+	}
+}
+
+func (c *checker) checkEC2(e *EC2) {
+	const key = "providers.ec2"
+	c.checkAWS(key, e.Regions, e.Address, e.Port, e.ResolveCache)
+	pinned := e.HostKeys == HostKeysPinned
+	if !pinned && e.HostKeys != HostKeysTOFU {
+		c.errorf(key+".host_keys", "%q is not %q or %q", e.HostKeys, HostKeysTOFU, HostKeysPinned)
+	}
+	if e.KnownHosts == "" {
+		c.errorf(key+".known_hosts", "required: the file of instances' host keys (written on first use with tofu, only read with pinned)")
+		return
+	}
+	// The TOFU store is created on first use; if it exists, it must parse.
+	if _, err := os.Stat(e.KnownHosts); pinned || err == nil {
+		c.checkKnownHosts(key+".known_hosts", e.KnownHosts)
+	}
+}
+
+func (c *checker) checkStatic(targets []Static) {
+	first := make(map[string]string) // target name → key path of its first entry
+	for i := range targets {
+		s := &targets[i]
+		key := indexKey("providers.static", i)
+		nameKey := key + ".name"
+		switch {
+		case s.Name == "":
+			c.errorf(nameKey, "required")
+		case !targetNameRe.MatchString(s.Name):
+			c.errorf(nameKey, "%q is not a valid target name (letters, digits, '.', '_' and '-', starting with a letter or digit)", s.Name)
+		case hasTargetSuffix(s.Name):
+			c.errorf(nameKey, "%q must not end in .lightsail, .ec2 or .static (they select a provider)", s.Name)
+		case first[s.Name] != "":
+			c.errorf(nameKey, "duplicate static target %q (first at line %d)", s.Name, c.lineOf(first[s.Name]))
+		default:
+			first[s.Name] = nameKey
+		}
+		if s.Address == "" {
+			c.errorf(key+".address", "required")
+		} else if host, port, err := net.SplitHostPort(s.Address); err != nil || host == "" || !validPort(port, 1) {
+			c.errorf(key+".address", "%q is not host:port, such as \"10.0.0.5:22\"", s.Address)
+		}
+		if s.User == "" {
+			c.errorf(key+".user", "required")
+		}
+		if s.PrivateKey == "" {
+			c.errorf(key+".private_key", "required")
+		} else {
+			c.checkPrivateKey(key+".private_key", s.PrivateKey)
+		}
+		switch {
+		case s.HostKey != "" && s.KnownHosts != "":
+			c.errorf(key, "set host_key or known_hosts, not both")
+		case s.HostKey != "":
+			if _, err := parsePublicKey(s.HostKey); err != nil {
+				c.errorf(key+".host_key", "%s", keyMessage(err, "pin the host's public key"))
+			}
+		case s.KnownHosts != "":
+			c.checkKnownHosts(key+".known_hosts", s.KnownHosts)
+		default:
+			c.errorf(key, "set host_key or known_hosts: the host's key is always verified")
+		}
+		for tag := range s.Tags {
+			if tag == "" {
+				c.errorf(key+".tags", "tag names must not be empty")
+			}
+		}
+	}
+}
+
+// hasTargetSuffix reports whether name ends in a provider suffix.
+func hasTargetSuffix(name string) bool {
+	for _, s := range targetSuffixes {
+		if strings.HasSuffix(name, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// checkPrivateKey checks that file holds an unencrypted SSH private key. The
+// key is parsed and dropped: Config never holds private keys.
+func (c *checker) checkPrivateKey(key, file string) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		c.errorf(key, "%s", fileMessage(file, err))
+		return
+	}
+	_, err = ssh.ParsePrivateKey(data)
+	var missing *ssh.PassphraseMissingError
+	switch {
+	case errors.As(err, &missing):
+		c.errorf(key, "%s is encrypted with a passphrase; the bastion needs a key without one", file)
+	case err != nil:
+		c.errorf(key, "%s is not an SSH private key (%v)", file, err)
+	}
+}
+
+// checkKnownHosts checks that file exists and is in known_hosts format.
+func (c *checker) checkKnownHosts(key, file string) {
+	if _, err := knownhosts.New(file); err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			c.errorf(key, "%s", fileMessage(file, err))
+			return
+		}
+		c.errorf(key, "%s", strings.TrimPrefix(err.Error(), "knownhosts: "))
+	}
+}
+
+func (c *checker) checkPolicies(cfg *Config) {
+	for i, p := range cfg.Policies {
+		key := indexKey("policies", i)
+		if len(p.Users) == 0 && len(p.Groups) == 0 {
+			c.errorf(key, "set users or groups: a policy must say whom it applies to")
+		}
+		for j, name := range p.Users {
+			// If users failed to decode, every name would be unknown.
+			if name != "*" && !c.bad["users"] && cfg.UserByName(name) == nil {
+				c.errorf(indexKey(key+".users", j), "unknown user %q (not in users)", name)
+			}
+		}
+		for j, g := range p.Groups {
+			if g == "" {
+				c.errorf(indexKey(key+".groups", j), "must not be empty")
+			}
+		}
+		c.checkPatterns(key+".targets", p.Targets, `["*"] for every target`)
+		c.checkPatterns(key+".os_users", p.OSUsers, `["*"] for any`)
+		c.checkCapabilities(key+".allow", p.Allow)
+		c.checkCapabilities(key+".deny", p.Deny)
+		for j, f := range p.ForwardTo {
+			if !validForwardPattern(f) {
+				c.errorf(indexKey(key+".forward_to", j), "%q is not a host:port pattern, such as \"127.0.0.1:*\" or \"*.internal:443\"", f)
+			}
+		}
+	}
+}
+
+// checkPatterns checks a required list of glob patterns.
+func (c *checker) checkPatterns(key string, patterns []string, hint string) {
+	if len(patterns) == 0 {
+		c.errorf(key, "required (use %s)", hint)
+	}
+	for i, p := range patterns {
+		if p == "" {
+			c.errorf(indexKey(key, i), "must not be empty")
+		} else if !validGlob(p) {
+			c.errorf(indexKey(key, i), "%q is not a valid pattern", p)
+		}
+	}
+}
+
+func (c *checker) checkCapabilities(key string, caps []string) {
+	for i, cp := range caps {
+		if !slices.Contains(capabilities, cp) {
+			c.errorf(indexKey(key, i), "unknown capability %q (want one of %s)", cp, strings.Join(capabilities, ", "))
+		}
+	}
+}
+
+// validGlob reports whether p is a well-formed path.Match pattern.
+func validGlob(p string) bool {
+	_, err := path.Match(p, "")
+	return err == nil
+}
+
+// validForwardPattern reports whether p is a host:port pattern for
+// forward_to: a glob for the host and "*" or a port number for the port.
+func validForwardPattern(p string) bool {
+	host, port, err := net.SplitHostPort(p)
+	if err != nil || host == "" || !validGlob(host) {
+		return false
+	}
+	return port == "*" || validPort(port, 1)
+}
+
+func (c *checker) checkLimits(l *Limits) {
+	for _, d := range []struct {
+		key string
+		v   Duration
+	}{
+		{"limits.idle_timeout", l.IdleTimeout},
+		{"limits.max_session", l.MaxSession},
+		{"limits.handshake_timeout", l.HandshakeTimeout},
+		{"limits.dial_timeout", l.DialTimeout},
+		{"limits.aws_timeout", l.AWSTimeout},
+	} {
+		if d.v < 0 {
+			c.errorf(d.key, "must not be negative")
+		}
+	}
+	if l.MaxAuthTries < 1 {
+		c.errorf("limits.max_auth_tries", "must be at least 1")
+	}
+}
+
+var (
+	errNotKey      = errors.New("not a public key in authorized_keys format")
+	errCertificate = errors.New("a certificate, not a public key")
+)
+
+// parsePublicKey parses one public key in authorized_keys format, such as
+// "ssh-ed25519 AAAA… alice@laptop". Key options other than those in allowed
+// are refused (the bastion would not honour them), as are certificates and
+// more than one key.
+func parsePublicKey(line string, allowed ...string) (ssh.PublicKey, error) {
+	pk, _, opts, rest, err := ssh.ParseAuthorizedKey([]byte(line))
+	if err != nil {
+		return nil, errNotKey
+	}
+	for _, o := range opts {
+		if !slices.Contains(allowed, o) {
+			return nil, fmt.Errorf("key option %s is not supported", o)
+		}
+	}
+	if len(bytes.TrimSpace(rest)) > 0 {
+		return nil, errors.New("more than one key; give one key per entry")
+	}
+	if _, ok := pk.(*ssh.Certificate); ok {
+		return nil, errCertificate
+	}
+	return pk, nil
+}
+
+// keyMessage returns the message for a parsePublicKey error, adding hint to
+// the one for a certificate.
+func keyMessage(err error, hint string) string {
+	if errors.Is(err, errCertificate) {
+		return err.Error() + "; " + hint
+	}
+	return err.Error()
+}
+
+// fileMessage returns the message for failing to read file.
+func fileMessage(file string, err error) string {
+	if errors.Is(err, fs.ErrNotExist) {
+		return file + " does not exist"
+	}
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err
+	}
+	return fmt.Sprintf("reading %s: %v", file, err)
+}

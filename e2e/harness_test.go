@@ -1,0 +1,430 @@
+// Package e2e drives the bastion binary with the real OpenSSH client against
+// a real OpenSSH sshd (and the AWS fake), all on loopback. It fails, never
+// skips, when a tool is missing: the README's test command installs them.
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// bastionBin is the bastion binary built once for the whole run.
+var bastionBin string
+
+func TestMain(m *testing.M) {
+	for _, tool := range []string{"ssh", "sshd", "scp", "sftp", "rsync", "ssh-keygen", "ssh-agent", "ssh-add"} {
+		if _, err := lookTool(tool); err != nil {
+			fmt.Fprintf(os.Stderr, "e2e: %v: the README's test command installs OpenSSH and rsync\n", err)
+			os.Exit(1)
+		}
+	}
+	dir, err := os.MkdirTemp("", "bastion-e2e-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		os.Exit(1)
+	}
+	bastionBin = filepath.Join(dir, "bastion")
+	args := []string{"build", "-o", bastionBin}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, "bastion/cmd/bastion")...)
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: building bastion:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// lookTool finds an OpenSSH tool on PATH or in /usr/sbin (sshd).
+func lookTool(name string) (string, error) {
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
+	}
+	p := filepath.Join("/usr/sbin", name)
+	if _, err := os.Stat(p); err == nil {
+		return p, nil
+	}
+	return "", fmt.Errorf("%s not found", name)
+}
+
+// currentUser is the OS user the upstream sshd lets the bastion in as.
+func currentUser(t testing.TB) string {
+	u, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.Username
+}
+
+// freePort returns a loopback TCP port that was free a moment ago.
+func freePort(t testing.TB) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// keypair is an ed25519 key written to disk in OpenSSH format.
+type keypair struct {
+	Private string // path of the private key (mode 0600)
+	Public  string // path of the .pub file
+	Signer  ssh.Signer
+}
+
+// AuthorizedKey returns the public key in authorized_keys format, no newline.
+func (k keypair) AuthorizedKey() string {
+	return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k.Signer.PublicKey())))
+}
+
+func newKey(t testing.TB, dir, name string) keypair {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, err := ssh.MarshalPrivateKey(priv, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := ssh.NewSignerFromKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := keypair{Private: filepath.Join(dir, name), Public: filepath.Join(dir, name+".pub"), Signer: signer}
+	writeFile(t, k.Private, string(pem.EncodeToMemory(block)), 0o600)
+	writeFile(t, k.Public, k.AuthorizedKey()+" "+name+"\n", 0o644)
+	return k
+}
+
+func writeFile(t testing.TB, path, content string, mode os.FileMode) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), mode); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitFor polls cond every 10ms until it returns true or the deadline passes.
+func waitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// waitListening waits until addr accepts TCP connections.
+func waitListening(t testing.TB, addr string, timeout time.Duration) {
+	t.Helper()
+	waitFor(t, addr+" to listen", timeout, func() bool {
+		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
+		if err != nil {
+			return false
+		}
+		c.Close()
+		return true
+	})
+}
+
+// process is a started background process, stopped (by pid) at cleanup.
+type process struct {
+	cmd *exec.Cmd
+	out *syncBuffer
+	// done is closed when the process has exited.
+	done chan struct{}
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and concurrent readers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startProcess starts cmd with its output captured, and registers a cleanup
+// that kills it by pid and waits for it.
+func startProcess(t testing.TB, cmd *exec.Cmd) *process {
+	t.Helper()
+	p := &process{cmd: cmd, out: &syncBuffer{}, done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = p.out, p.out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting %s: %v", cmd.Path, err)
+	}
+	go func() {
+		cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-p.done
+		if t.Failed() {
+			t.Logf("output of %s:\n%s", filepath.Base(cmd.Path), p.out.String())
+		}
+	})
+	return p
+}
+
+// sshd is a real OpenSSH server standing in for an instance.
+type sshd struct {
+	Addr    string
+	HostKey keypair
+	Dir     string
+	proc    *process
+}
+
+// sshdOptions adjust the generated sshd_config.
+type sshdOptions struct {
+	// AuthorizedKeys are the keys allowed to log in (authorized_keys lines).
+	AuthorizedKeys []string
+	// Extra lines appended to sshd_config.
+	Extra []string
+	// Listen is the address to listen on; default 127.0.0.1:<free port>.
+	Listen string
+}
+
+// startSSHD runs sshd -D on loopback with a fresh host key.
+func startSSHD(t testing.TB, opt sshdOptions) *sshd {
+	t.Helper()
+	bin, err := lookTool("sshd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if os.Geteuid() == 0 {
+		// sshd's privilege separation folder; Debian creates it at boot.
+		if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := t.TempDir()
+	hk := newKey(t, dir, "ssh_host_ed25519_key")
+	addr := opt.Listen
+	if addr == "" {
+		addr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	}
+	host, port, _ := net.SplitHostPort(addr)
+	writeFile(t, filepath.Join(dir, "authorized_keys"), strings.Join(opt.AuthorizedKeys, "\n")+"\n", 0o600)
+	cfg := []string{
+		"ListenAddress " + host,
+		"Port " + port,
+		"HostKey " + hk.Private,
+		"PidFile " + filepath.Join(dir, "sshd.pid"),
+		"AuthorizedKeysFile " + filepath.Join(dir, "authorized_keys"),
+		"StrictModes no",
+		"UsePAM no",
+		"PermitRootLogin yes",
+		"PasswordAuthentication no",
+		"KbdInteractiveAuthentication no",
+		"AllowTcpForwarding yes",
+		"AllowAgentForwarding yes",
+		"AllowStreamLocalForwarding yes",
+		"X11Forwarding no",
+		"PrintMotd no",
+		"PrintLastLog no",
+		"Subsystem sftp internal-sftp",
+		"LogLevel VERBOSE",
+	}
+	cfg = append(cfg, opt.Extra...)
+	cfgPath := filepath.Join(dir, "sshd_config")
+	writeFile(t, cfgPath, strings.Join(cfg, "\n")+"\n", 0o600)
+	if out, err := exec.Command(bin, "-t", "-f", cfgPath).CombinedOutput(); err != nil {
+		t.Fatalf("sshd -t: %v\n%s", err, out)
+	}
+	p := startProcess(t, exec.Command(bin, "-D", "-e", "-f", cfgPath))
+	waitListening(t, addr, 10*time.Second)
+	return &sshd{Addr: addr, HostKey: hk, Dir: dir, proc: p}
+}
+
+// bastionProc is a running `bastion serve`.
+type bastionProc struct {
+	Addr      string
+	Dir       string
+	Config    string
+	HostKey   ssh.PublicKey
+	HostCA    ssh.PublicKey
+	AuditPath string
+	proc      *process
+}
+
+var listeningRE = regexp.MustCompile(`bastion: listening on (\S+)`)
+
+// startBastion writes config (YAML without listen, host keys and audit,
+// which it adds) and runs `bastion serve`. env is added to the environment.
+func startBastion(t testing.TB, configBody string, env ...string) *bastionProc {
+	t.Helper()
+	dir := t.TempDir()
+	b := &bastionProc{Dir: dir, Config: filepath.Join(dir, "config.yaml"), AuditPath: filepath.Join(dir, "audit.jsonl")}
+	head := fmt.Sprintf("listen: 127.0.0.1:%d\nhost_key: host_ed25519\nhost_ca_key: host_ca_ed25519\naudit:\n  log: audit.jsonl\n", freePort(t))
+	writeFile(t, b.Config, head+configBody, 0o600)
+	cmd := exec.Command(bastionBin, "serve", "--config", b.Config)
+	cmd.Env = append(os.Environ(), env...)
+	b.proc = startProcess(t, cmd)
+	waitFor(t, "bastion to listen", 30*time.Second, func() bool {
+		select {
+		case <-b.proc.done:
+			t.Fatalf("bastion exited:\n%s", b.proc.out.String())
+		default:
+		}
+		m := listeningRE.FindStringSubmatch(b.proc.out.String())
+		if m == nil {
+			return false
+		}
+		b.Addr = m[1]
+		return true
+	})
+	b.HostKey = readPublicKeyOf(t, filepath.Join(dir, "host_ed25519"))
+	b.HostCA = readPublicKeyOf(t, filepath.Join(dir, "host_ca_ed25519"))
+	return b
+}
+
+func readPublicKeyOf(t testing.TB, privPath string) ssh.PublicKey {
+	t.Helper()
+	data, err := os.ReadFile(privPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ssh.ParsePrivateKey(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.PublicKey()
+}
+
+// AuditLines returns the audit log, one event a line.
+func (b *bastionProc) AuditLines(t testing.TB) []string {
+	t.Helper()
+	data, err := os.ReadFile(b.AuditPath)
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	var lines []string
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+	}
+	return lines
+}
+
+// client is an OpenSSH client set-up: an ssh_config that names the bastion
+// "bastion", one identity, and a known_hosts file that trusts the bastion's
+// key and its host CA. StrictHostKeyChecking is yes everywhere.
+type client struct {
+	Dir        string
+	ConfigPath string
+	Key        keypair
+	bastion    *bastionProc
+	env        []string
+}
+
+// newClient prepares a client for person (the bastion user name) with key.
+func newClient(t testing.TB, b *bastionProc, person string, key keypair, extra ...string) *client {
+	t.Helper()
+	dir := t.TempDir()
+	c := &client{Dir: dir, ConfigPath: filepath.Join(dir, "ssh_config"), Key: key, bastion: b}
+	host, port, _ := net.SplitHostPort(b.Addr)
+	kh := filepath.Join(dir, "known_hosts")
+	writeFile(t, kh, fmt.Sprintf("[%s]:%s %s\n@cert-authority * %s\n", host, port,
+		strings.TrimSpace(string(ssh.MarshalAuthorizedKey(b.HostKey))),
+		strings.TrimSpace(string(ssh.MarshalAuthorizedKey(b.HostCA)))), 0o644)
+	cfg := []string{
+		"Host bastion",
+		"  HostName " + host,
+		"  Port " + port,
+		"  User " + person,
+		"Host *",
+		"  IdentityFile " + key.Private,
+		"  IdentitiesOnly yes",
+		"  UserKnownHostsFile " + kh,
+		"  GlobalKnownHostsFile /dev/null",
+		"  StrictHostKeyChecking yes",
+		"  BatchMode yes",
+		"  ConnectTimeout 10",
+		"  ServerAliveInterval 0",
+	}
+	cfg = append(cfg, extra...)
+	writeFile(t, c.ConfigPath, strings.Join(cfg, "\n")+"\n", 0o644)
+	return c
+}
+
+// result is a finished command.
+type result struct {
+	Stdout, Stderr string
+	Code           int
+}
+
+// run runs an OpenSSH tool (ssh, scp, sftp) with -F pointing at the
+// client's config, bounded by a deadline.
+func (c *client) run(t testing.TB, stdin []byte, tool string, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	all := append([]string{"-F", c.ConfigPath}, args...)
+	cmd := exec.CommandContext(ctx, tool, all...)
+	cmd.Env = append(os.Environ(), c.env...)
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	if ctx.Err() != nil {
+		t.Fatalf("%s %v: timed out\nstderr: %s", tool, args, errb.String())
+	}
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("%s %v: %v", tool, args, err)
+	}
+	return result{Stdout: out.String(), Stderr: errb.String(), Code: code}
+}
+
+// ssh runs the ssh client.
+func (c *client) ssh(t testing.TB, stdin []byte, args ...string) result {
+	t.Helper()
+	return c.run(t, stdin, "ssh", args...)
+}
+
+func init() {
+	// Keep OpenSSH's view of the environment predictable: no agent of the
+	// person running the tests.
+	os.Unsetenv("SSH_AUTH_SOCK")
+}

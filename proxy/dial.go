@@ -1,0 +1,124 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"bastion/upstream"
+)
+
+// kexAlgorithms is the key exchange preference on every leg: the hybrid
+// post-quantum exchange first, so that OpenSSH ≥ 9.9 uses it (and OpenSSH
+// 10 does not warn), then curve25519 for older clients.
+var kexAlgorithms = []string{
+	ssh.KeyExchangeMLKEM768X25519,
+	ssh.KeyExchangeCurve25519,
+	ssh.KeyExchangeECDHP256,
+	ssh.KeyExchangeECDHP384,
+	ssh.KeyExchangeECDHP521,
+	ssh.KeyExchangeDH14SHA256,
+	ssh.KeyExchangeDH16SHA512,
+}
+
+// sshConfig returns the algorithm settings shared by every leg.
+func sshConfig() ssh.Config {
+	return ssh.Config{KeyExchanges: kexAlgorithms}
+}
+
+// publicError is an error with the sentence to show the person.
+type publicError struct {
+	msg string
+	err error
+}
+
+func (e *publicError) Error() string {
+	if e.err == nil {
+		return e.msg
+	}
+	return e.msg + ": " + e.err.Error()
+}
+
+func (e *publicError) Unwrap() error { return e.err }
+
+// publicMessage returns the sentence to show the person for err.
+func publicMessage(err error) string {
+	var pe *publicError
+	if errors.As(err, &pe) {
+		return pe.msg
+	}
+	return upstream.PublicMessage(err)
+}
+
+// upstreamConn is an established, authenticated connection to an instance.
+type upstreamConn struct {
+	peer
+	addr string
+}
+
+// dialUpstream connects to creds.Addr, verifies the host key and logs in.
+// The dial and the handshake each have their deadline; cancelling ctx
+// aborts both.
+func dialUpstream(ctx context.Context, creds *upstream.Credentials, dialTimeout, handshakeTimeout time.Duration) (*upstreamConn, error) {
+	d := net.Dialer{Timeout: dialTimeout}
+	nc, err := d.DialContext(ctx, "tcp", creds.Addr)
+	if err != nil {
+		return nil, &publicError{msg: dialFailure(creds.Addr, err, dialTimeout), err: err}
+	}
+	// x/crypto/ssh ignores contexts; close the socket on cancel and bound
+	// the handshake with a deadline.
+	stop := context.AfterFunc(ctx, func() { nc.Close() })
+	defer stop()
+	nc.SetDeadline(time.Now().Add(handshakeTimeout))
+	cfg := &ssh.ClientConfig{
+		Config:            sshConfig(),
+		User:              creds.User,
+		Auth:              []ssh.AuthMethod{ssh.PublicKeys(creds.Signer)},
+		HostKeyCallback:   creds.HostKeyCallback,
+		HostKeyAlgorithms: creds.HostKeyAlgorithms,
+		ClientVersion:     "SSH-2.0-bastion",
+	}
+	c, chans, reqs, err := ssh.NewClientConn(nc, creds.Addr, cfg)
+	if err != nil {
+		nc.Close()
+		return nil, &publicError{msg: handshakeFailure(err, handshakeTimeout), err: fmt.Errorf("ssh handshake with %s: %w", creds.Addr, err)}
+	}
+	nc.SetDeadline(time.Time{})
+	return &upstreamConn{peer: peer{conn: c, chans: chans, reqs: reqs}, addr: creds.Addr}, nil
+}
+
+func dialFailure(addr string, err error, timeout time.Duration) string {
+	var ne net.Error
+	switch {
+	case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, context.DeadlineExceeded):
+		return fmt.Sprintf("upstream %s did not answer in %s", addr, timeout)
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return fmt.Sprintf("upstream %s refused the connection", addr)
+	case errors.Is(err, context.Canceled):
+		return "connection cancelled"
+	}
+	return fmt.Sprintf("upstream %s is unreachable", addr)
+}
+
+func handshakeFailure(err error, timeout time.Duration) string {
+	var ue *upstream.Error
+	var he *upstream.HostKeyMismatchError
+	var ne net.Error
+	switch {
+	case errors.As(err, &ue):
+		return ue.Public
+	case errors.As(err, &he):
+		return upstream.PublicMessage(err)
+	case errors.As(err, &ne) && ne.Timeout():
+		return fmt.Sprintf("upstream did not complete the SSH handshake in %s", timeout)
+	case strings.Contains(err.Error(), "unable to authenticate"):
+		return "upstream refused the bastion's credentials"
+	}
+	return "SSH handshake with upstream failed"
+}

@@ -1,0 +1,151 @@
+package proxy
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+
+	"golang.org/x/crypto/ssh"
+
+	"bastion/auth"
+	"bastion/config"
+)
+
+// policyGuard is the guard of one link: it asks the policy about every
+// channel and request that needs a capability.
+type policyGuard struct {
+	policy *auth.Policy
+	// base is the request for this link: identity, target and OS user.
+	base auth.Request
+	// typed is the target name as the person typed it, for messages.
+	typed string
+	// denied is told of every refusal, for the audit log.
+	denied func(capability, reason string)
+}
+
+// check asks the policy about one capability and returns the message for a
+// refusal.
+func (g *policyGuard) check(capability, dest string) (bool, string) {
+	r := g.base
+	r.Capability = capability
+	r.Dest = dest
+	d := g.policy.Authorize(r)
+	if d.Allow {
+		return true, ""
+	}
+	g.denied(capability, d.Reason)
+	return false, fmt.Sprintf("bastion: %s: %s", g.typed, d.Reason)
+}
+
+func (g *policyGuard) allowChannel(dir direction, typ string, extra []byte) (bool, string) {
+	if dir == fromPerson {
+		switch typ {
+		case chanSession:
+			return true, ""
+		case chanDirectTCPIP:
+			var p struct {
+				Host     string
+				Port     uint32
+				OrigHost string
+				OrigPort uint32
+			}
+			if err := ssh.Unmarshal(extra, &p); err != nil {
+				return false, "bastion: malformed direct-tcpip request"
+			}
+			return g.check(config.CapPortForwarding, net.JoinHostPort(p.Host, strconv.Itoa(int(p.Port))))
+		case chanDirectStreamlocal:
+			var p struct {
+				Path string
+				Rest []byte `ssh:"rest"`
+			}
+			if err := ssh.Unmarshal(extra, &p); err != nil {
+				return false, "bastion: malformed direct-streamlocal request"
+			}
+			return g.check(config.CapPortForwarding, p.Path)
+		}
+		return false, fmt.Sprintf("bastion: %s: channel type %s is not supported", g.typed, typ)
+	}
+	switch typ {
+	case chanForwardedTCPIP, chanForwardedStreamloc:
+		// The forward itself was checked when it was requested; this
+		// re-check covers a config reload since.
+		return g.check(config.CapPortForwarding, "")
+	case chanAgent:
+		return g.check(config.CapAgentForwarding, "")
+	case chanX11:
+		return g.check(config.CapX11, "")
+	}
+	return false, "unsupported channel type"
+}
+
+func (g *policyGuard) allowRequest(dir direction, chanType string, req *ssh.Request) (bool, string) {
+	if dir == fromUpstream || chanType != chanSession {
+		return true, ""
+	}
+	switch req.Type {
+	case reqShell:
+		return g.check(config.CapShell, "")
+	case reqExec:
+		var p struct{ Command string }
+		if err := ssh.Unmarshal(req.Payload, &p); err != nil {
+			return false, "bastion: malformed exec request"
+		}
+		return g.check(execCapability(p.Command), "")
+	case reqSubsystem:
+		var p struct{ Name string }
+		if err := ssh.Unmarshal(req.Payload, &p); err != nil {
+			return false, "bastion: malformed subsystem request"
+		}
+		if p.Name == "sftp" {
+			return g.check(config.CapSFTP, "")
+		}
+		return g.check(config.CapExec, "")
+	case reqAgent:
+		return g.check(config.CapAgentForwarding, "")
+	case reqX11:
+		return g.check(config.CapX11, "")
+	}
+	return true, ""
+}
+
+// execCapability returns the capability a command line needs: scp's remote
+// end is CapSCP, anything else CapExec.
+func execCapability(cmd string) string {
+	if f := strings.Fields(cmd); len(f) > 0 && (f[0] == "scp" || strings.HasSuffix(f[0], "/scp")) {
+		return config.CapSCP
+	}
+	return config.CapExec
+}
+
+func (g *policyGuard) allowGlobal(dir direction, req *ssh.Request) bool {
+	if dir == fromUpstream {
+		// The instance's host keys describe the instance, not the host
+		// certificate the person trusts: never relay them.
+		return req.Type == reqKeepalive
+	}
+	switch req.Type {
+	case reqKeepalive, reqNoMoreSessions:
+		return true
+	case reqTCPIPForward, reqCancelTCPIPForward:
+		var p struct {
+			Addr string
+			Port uint32
+		}
+		if err := ssh.Unmarshal(req.Payload, &p); err != nil {
+			return false
+		}
+		ok, _ := g.check(config.CapPortForwarding, net.JoinHostPort(p.Addr, strconv.Itoa(int(p.Port))))
+		return ok
+	case reqStreamlocalForward, reqCancelStreamlocalFwd:
+		var p struct{ Path string }
+		if err := ssh.Unmarshal(req.Payload, &p); err != nil {
+			return false
+		}
+		ok, _ := g.check(config.CapPortForwarding, p.Path)
+		return ok
+	}
+	return false
+}
+
+var _ guard = (*policyGuard)(nil)

@@ -1,0 +1,250 @@
+// Package proxy is the bastion's SSH front end: it accepts people's
+// connections, authenticates them, finds out which instance they want
+// (ProxyJump's direct-tcpip channel, or the target in the user name),
+// connects to the instance with credentials from its provider, and splices
+// the two SSH connections channel by channel.
+package proxy
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/crypto/ssh"
+
+	"bastion/audit"
+	"bastion/auth"
+	"bastion/upstream"
+)
+
+// ErrServerClosed is returned by Serve after Shutdown or Close.
+var ErrServerClosed = errors.New("proxy: server closed")
+
+// errShutdown is the cause given to connections closed by Close.
+var errShutdown = errors.New("bastion is shutting down")
+
+// Rules is what a config reload replaces: who people are and what they may
+// do. A Rules value is immutable once handed to the server.
+type Rules struct {
+	Auth   *auth.Authenticator
+	Policy *auth.Policy
+}
+
+// Server is an SSH bastion. Set the fields, call SetRules, then Serve.
+// Fields must not change after Serve is called.
+type Server struct {
+	// HostKey is the bastion's own host key. Required.
+	HostKey ssh.Signer
+	// HostCA signs the per-target host certificates that the inner servers
+	// present, so that one @cert-authority line trusts every target.
+	// Required.
+	HostCA ssh.Signer
+	// Resolver finds targets and their providers. Required.
+	Resolver *upstream.Resolver
+	// Logger receives operational logs. If nil, nothing is logged.
+	Logger *zap.Logger
+	// Audit receives audit events. If nil, none are written.
+	Audit *audit.Logger
+
+	// HandshakeTimeout bounds a person's SSH handshake and authentication,
+	// and the upstream's. If zero, 10s.
+	HandshakeTimeout time.Duration
+	// DialTimeout bounds the TCP connect to an instance. If zero, 10s.
+	DialTimeout time.Duration
+	// AWSTimeout bounds target resolution and credential calls. If zero,
+	// 10s.
+	AWSTimeout time.Duration
+	// MaxAuthTries is the number of authentication attempts per connection.
+	// If zero, 6.
+	MaxAuthTries int
+
+	rules atomic.Pointer[Rules]
+
+	initOnce sync.Once
+	innerKey ssh.Signer
+	certs    *certCache
+
+	mu        sync.Mutex // protects listeners, conns and closed
+	listeners map[net.Listener]struct{}
+	conns     map[*conn]struct{}
+	closed    bool
+	connWG    sync.WaitGroup // one per tracked conn
+}
+
+// SetRules installs the authenticator and policy used for new connections
+// and for every later decision on live ones.
+func (s *Server) SetRules(r *Rules) { s.rules.Store(r) }
+
+func (s *Server) currentRules() *Rules { return s.rules.Load() }
+
+func (s *Server) log() *zap.Logger {
+	if s.Logger == nil {
+		return zap.NewNop()
+	}
+	return s.Logger
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}
+
+func (s *Server) handshakeTimeout() time.Duration { return orDefault(s.HandshakeTimeout, 10*time.Second) }
+func (s *Server) dialTimeout() time.Duration      { return orDefault(s.DialTimeout, 10*time.Second) }
+func (s *Server) awsTimeout() time.Duration       { return orDefault(s.AWSTimeout, 10*time.Second) }
+
+// init prepares the inner host key and certificate cache. The inner
+// servers use the outer host key as their key; what differs per target is
+// the certificate.
+func (s *Server) init() {
+	s.initOnce.Do(func() {
+		s.innerKey = s.HostKey
+		s.certs = newCertCache(s.HostCA, s.innerKey)
+		s.listeners = map[net.Listener]struct{}{}
+		s.conns = map[*conn]struct{}{}
+	})
+}
+
+// Serve accepts connections on l until Shutdown or Close. It always returns
+// a non-nil error; after Shutdown or Close, ErrServerClosed.
+func (s *Server) Serve(l net.Listener) error {
+	s.init()
+	if s.HostKey == nil || s.HostCA == nil || s.Resolver == nil || s.currentRules() == nil {
+		return errors.New("proxy: HostKey, HostCA, Resolver and rules are required")
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrServerClosed
+	}
+	s.listeners[l] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, l)
+		s.mu.Unlock()
+	}()
+
+	var backoff time.Duration
+	for {
+		nc, err := l.Accept()
+		if err != nil {
+			if s.isClosed() {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				// Out of file descriptors and the like: back off as
+				// net/http does.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.log().Warn("accept_failed", zap.Error(err), zap.Duration("retry_in", backoff))
+				time.Sleep(backoff)
+				continue
+			}
+			return err
+		}
+		backoff = 0
+		c := s.newConn(nc)
+		if c == nil {
+			nc.Close()
+			continue
+		}
+		go c.serve()
+	}
+}
+
+func (s *Server) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// newConn registers a connection, or returns nil when the server is closed.
+func (s *Server) newConn(nc net.Conn) *conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	ctx, cancel := context.WithCancelCause(context.Background())
+	c := &conn{srv: s, nc: nc, id: newID(), ctx: ctx, cancel: cancel}
+	s.conns[c] = struct{}{}
+	s.connWG.Add(1)
+	return c
+}
+
+func (s *Server) forgetConn(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	s.connWG.Done()
+}
+
+// closeListeners stops accepting.
+func (s *Server) closeListeners() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	for l := range s.listeners {
+		l.Close()
+	}
+}
+
+// Shutdown stops accepting connections and waits for the live ones to end.
+// When ctx is done first, it closes them with ctx's cause and returns
+// ctx.Err() once they are gone.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.init()
+	s.closeListeners()
+	done := make(chan struct{})
+	go func() {
+		s.connWG.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		s.closeConns(context.Cause(ctx))
+		<-done
+		return ctx.Err()
+	}
+}
+
+// Close closes the listeners and every connection at once.
+func (s *Server) Close() error {
+	s.init()
+	s.closeListeners()
+	s.closeConns(errShutdown)
+	s.connWG.Wait()
+	return nil
+}
+
+func (s *Server) closeConns(cause error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		c.cancel(cause)
+	}
+}
+
+// ActiveConns returns the number of live connections.
+func (s *Server) ActiveConns() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
+func newID() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

@@ -1,0 +1,263 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"sync"
+
+	"go.uber.org/zap"
+	"golang.org/x/crypto/ssh"
+)
+
+// Channel and request types the splice and its guard know by name
+// (RFC 4254 and OpenSSH's PROTOCOL file).
+const (
+	chanSession             = "session"
+	chanDirectTCPIP         = "direct-tcpip"
+	chanForwardedTCPIP      = "forwarded-tcpip"
+	chanDirectStreamlocal   = "direct-streamlocal@openssh.com"
+	chanForwardedStreamloc  = "forwarded-streamlocal@openssh.com"
+	chanAgent               = "auth-agent@openssh.com"
+	chanX11                 = "x11"
+	reqExitStatus           = "exit-status"
+	reqExitSignal           = "exit-signal"
+	reqShell                = "shell"
+	reqExec                 = "exec"
+	reqSubsystem            = "subsystem"
+	reqAgent                = "auth-agent-req@openssh.com"
+	reqX11                  = "x11-req"
+	reqTCPIPForward         = "tcpip-forward"
+	reqCancelTCPIPForward   = "cancel-tcpip-forward"
+	reqStreamlocalForward   = "streamlocal-forward@openssh.com"
+	reqCancelStreamlocalFwd = "cancel-streamlocal-forward@openssh.com"
+	reqKeepalive            = "keepalive@openssh.com"
+	reqNoMoreSessions       = "no-more-sessions@openssh.com"
+	reqHostkeys             = "hostkeys-00@openssh.com"
+)
+
+// direction says which way something crosses the splice.
+type direction int
+
+const (
+	// fromPerson is the person's side (the inner server, or the outer
+	// connection in direct mode) towards the instance.
+	fromPerson direction = iota
+	// fromUpstream is the instance towards the person.
+	fromUpstream
+)
+
+func (d direction) String() string {
+	if d == fromPerson {
+		return "from_person"
+	}
+	return "from_upstream"
+}
+
+// guard decides what may cross a splice. Policy is one guard; audit and
+// recording attach here too. A guard must be safe for concurrent use: the
+// splice calls it from one goroutine per channel.
+type guard interface {
+	// allowChannel reports whether a channel of type typ opened from dir may
+	// be opened on the other side; msg is the refusal shown to the person.
+	allowChannel(dir direction, typ string, extra []byte) (ok bool, msg string)
+	// allowRequest reports whether a request on a channel of type chanType
+	// may be forwarded; msg is written to the person's stderr when not.
+	allowRequest(dir direction, chanType string, req *ssh.Request) (ok bool, msg string)
+	// allowGlobal reports whether a global request may be forwarded.
+	allowGlobal(dir direction, req *ssh.Request) bool
+}
+
+// peer is one SSH connection taking part in a splice, with the streams of
+// channels and requests it receives. Both streams must be drained.
+type peer struct {
+	conn  ssh.Conn
+	chans <-chan ssh.NewChannel
+	reqs  <-chan *ssh.Request
+}
+
+// splice joins the person's connection and the upstream one: every channel
+// and global request that either side opens or sends is offered to the
+// guard and, if allowed, opened or sent on the other side, until both
+// connections are gone. It closes both connections before it returns.
+//
+// When either connection ends, the other is closed too: a person whose
+// instance went away is disconnected, and an instance is never left with a
+// session nobody is attached to.
+func splice(ctx context.Context, person, up peer, g guard, log *zap.Logger) {
+	var wg sync.WaitGroup
+	closeBoth := func() {
+		person.conn.Close()
+		up.conn.Close()
+	}
+	stop := context.AfterFunc(ctx, closeBoth)
+	defer stop()
+
+	pump := func(dir direction, from, to peer) {
+		defer wg.Done()
+		// When from's channel stream ends, from's connection is gone.
+		defer closeBoth()
+		var chwg sync.WaitGroup
+		defer chwg.Wait()
+		for nc := range from.chans {
+			chwg.Add(1)
+			go func() {
+				defer chwg.Done()
+				spliceChannel(dir, nc, to.conn, g, log)
+			}()
+		}
+	}
+	globals := func(dir direction, from, to peer) {
+		defer wg.Done()
+		for req := range from.reqs {
+			forwardGlobal(dir, req, to.conn, g)
+		}
+	}
+	wg.Add(4)
+	go pump(fromPerson, person, up)
+	go pump(fromUpstream, up, person)
+	go globals(fromPerson, person, up)
+	go globals(fromUpstream, up, person)
+	wg.Wait()
+}
+
+// forwardGlobal sends req on to and relays the reply, or refuses it.
+func forwardGlobal(dir direction, req *ssh.Request, to ssh.Conn, g guard) {
+	if !g.allowGlobal(dir, req) {
+		if req.WantReply {
+			req.Reply(false, nil)
+		}
+		return
+	}
+	ok, payload, err := to.SendRequest(req.Type, req.WantReply, req.Payload)
+	if err != nil {
+		ok, payload = false, nil
+	}
+	if req.WantReply {
+		req.Reply(ok, payload)
+	}
+}
+
+// spliceChannel opens nc's twin on to, accepts nc and copies everything
+// between the two until both are closed.
+func spliceChannel(dir direction, nc ssh.NewChannel, to ssh.Conn, g guard, log *zap.Logger) {
+	typ := nc.ChannelType()
+	if ok, msg := g.allowChannel(dir, typ, nc.ExtraData()); !ok {
+		nc.Reject(ssh.Prohibited, msg)
+		return
+	}
+	dst, dstReqs, err := to.OpenChannel(typ, nc.ExtraData())
+	if err != nil {
+		var oce *ssh.OpenChannelError
+		if errors.As(err, &oce) {
+			nc.Reject(oce.Reason, oce.Message)
+		} else {
+			nc.Reject(ssh.ConnectionFailed, "bastion: could not open the channel upstream")
+		}
+		log.Debug("channel_open_failed", zap.String("type", typ), zap.Stringer("dir", dir), zap.Error(err))
+		return
+	}
+	src, srcReqs, err := nc.Accept()
+	if err != nil {
+		dst.Close()
+		go ssh.DiscardRequests(dstReqs)
+		return
+	}
+	if dir == fromPerson {
+		pipeChannel(typ, src, srcReqs, dst, dstReqs, g)
+	} else {
+		pipeChannel(typ, dst, dstReqs, src, srcReqs, g)
+	}
+}
+
+// pipeChannel copies data, extended data, requests, EOF and close between
+// the person's end of a channel and the upstream end, in both directions.
+//
+// Ordering (RFC 4254 §5.3, §6.10): within one direction, data and stderr
+// are copied until EOF (or close), and only then is EOF sent on; an
+// exit-status or exit-signal is held until the data before it has been
+// copied, so the person never sees a command end before its last output.
+// A side's close is passed on once that side's data and requests are done.
+func pipeChannel(typ string, person ssh.Channel, personReqs <-chan *ssh.Request, up ssh.Channel, upReqs <-chan *ssh.Request, g guard) {
+	toUp := newCopier(person, up)
+	toPerson := newCopier(up, person)
+	var wg sync.WaitGroup
+	wg.Add(4)
+	go func() { defer wg.Done(); toUp.run() }()
+	go func() { defer wg.Done(); toPerson.run() }()
+	go func() {
+		defer wg.Done()
+		forwardRequests(fromPerson, typ, personReqs, up, person, toUp, g)
+	}()
+	go func() {
+		defer wg.Done()
+		forwardRequests(fromUpstream, typ, upReqs, person, up, toPerson, g)
+	}()
+	wg.Wait()
+	person.Close()
+	up.Close()
+}
+
+// forwardRequests relays the channel requests of one direction in order.
+// When reqs ends (the sender closed its end), it waits for that direction's
+// data to be copied and closes the receiving end.
+func forwardRequests(dir direction, chanType string, reqs <-chan *ssh.Request, to, from ssh.Channel, c *copier, g guard) {
+	for req := range reqs {
+		if ok, msg := g.allowRequest(dir, chanType, req); !ok {
+			if msg != "" && dir == fromPerson {
+				io.WriteString(from.Stderr(), msg+"\r\n")
+			}
+			if req.WantReply {
+				req.Reply(false, nil)
+			}
+			continue
+		}
+		if req.Type == reqExitStatus || req.Type == reqExitSignal {
+			<-c.done
+		}
+		ok, err := to.SendRequest(req.Type, req.WantReply, req.Payload)
+		if req.WantReply {
+			req.Reply(ok && err == nil, nil)
+		}
+	}
+	<-c.done
+	to.Close()
+}
+
+// copier copies one direction of a channel: data and extended data until
+// the source's EOF, then EOF (CloseWrite) to the destination. done is closed
+// when both streams are drained and EOF has been passed on.
+type copier struct {
+	src, dst ssh.Channel
+	done     chan struct{}
+}
+
+func newCopier(src, dst ssh.Channel) *copier {
+	return &copier{src: src, dst: dst, done: make(chan struct{})}
+}
+
+func (c *copier) run() {
+	defer close(c.done)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		// x/crypto delivers extended data of type 1 (stderr) only through
+		// Stderr(); other types are dropped by the library.
+		copyBuffered(c.dst.Stderr(), c.src.Stderr())
+	}()
+	copyBuffered(c.dst, c.src)
+	// Extended data may not follow EOF, so wait for stderr too.
+	wg.Wait()
+	c.dst.CloseWrite()
+}
+
+// bufPool holds copy buffers; 32 KiB matches the SSH maximum packet payload
+// that x/crypto advertises, so one read fills at most one packet.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 32*1024); return &b }}
+
+func copyBuffered(dst io.Writer, src io.Reader) (int64, error) {
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	return io.CopyBuffer(dst, src, *bp)
+}

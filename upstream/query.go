@@ -1,0 +1,124 @@
+package upstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+)
+
+var (
+	// regionPattern matches AWS region names such as us-east-1, us-gov-west-1.
+	regionPattern = regexp.MustCompile(`^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-[0-9]+$`)
+	// instanceIDPattern matches EC2 instance ids (8 or 17 hex digits).
+	instanceIDPattern = regexp.MustCompile(`^i-([0-9a-f]{8}|[0-9a-f]{17})$`)
+	// namePattern is what an instance name may look like once the provider
+	// and region suffixes are removed.
+	namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
+)
+
+// IsInstanceID reports whether s looks like an EC2 instance id.
+func IsInstanceID(s string) bool { return instanceIDPattern.MatchString(s) }
+
+// IsRegion reports whether s looks like an AWS region name.
+func IsRegion(s string) bool { return regionPattern.MatchString(s) }
+
+// ParseQuery parses a target name as typed by a person (DESIGN.md, "Target
+// names"): "web-1", "web-1.lightsail", "web-1.us-east-1.lightsail",
+// "i-0123456789abcdef0", "i-….ec2", "web-1.eu-west-1.ec2", "legacy-db.static".
+// An instance id without a suffix implies the EC2 provider.
+func ParseQuery(typed string) (Query, error) {
+	// Instance names are case-sensitive; the suffixes and ids are not.
+	s := typed
+	var q Query
+	if i := strings.LastIndexByte(s, '.'); i > 0 {
+		switch p := strings.ToLower(s[i+1:]); p {
+		case ProviderLightsail, ProviderEC2, ProviderStatic:
+			q.Provider = p
+			s = s[:i]
+			if j := strings.LastIndexByte(s, '.'); j > 0 && IsRegion(s[j+1:]) {
+				if p == ProviderStatic {
+					return Query{}, fmt.Errorf("parsing target %q: static targets have no region", typed)
+				}
+				q.Region = s[j+1:]
+				s = s[:j]
+			}
+		}
+	}
+	if !namePattern.MatchString(s) {
+		return Query{}, fmt.Errorf("parsing target %q: not a valid target name", typed)
+	}
+	q.Name = s
+	if id := strings.ToLower(s); IsInstanceID(id) {
+		q.Name = id
+		if q.Provider != "" && q.Provider != ProviderEC2 {
+			return Query{}, fmt.Errorf("parsing target %q: an instance id is an EC2 target", typed)
+		}
+		q.Provider = ProviderEC2
+	}
+	return q, nil
+}
+
+// Resolver finds the one target a Query names among several providers.
+type Resolver struct {
+	// Providers are searched concurrently; their order is the order in
+	// which candidates are listed in an ambiguity error.
+	Providers []Provider
+}
+
+// Provider returns the configured provider with the given name, or nil.
+func (r *Resolver) Provider(name string) Provider {
+	for _, p := range r.Providers {
+		if p.Name() == name {
+			return p
+		}
+	}
+	return nil
+}
+
+// Resolve returns the one target matching q. It returns an error wrapping
+// ErrNotFound when nothing matches and an *AmbiguousError when several do.
+// When some providers fail and others find nothing, the failure is returned,
+// so that an AWS outage is not reported as "no such target".
+func (r *Resolver) Resolve(ctx context.Context, q Query) (Target, error) {
+	type result struct {
+		targets []Target
+		err     error
+	}
+	results := make([]result, len(r.Providers))
+	var wg sync.WaitGroup
+	for i, p := range r.Providers {
+		if q.Provider != "" && q.Provider != p.Name() {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t, err := p.Resolve(ctx, q)
+			results[i] = result{t, err}
+		}()
+	}
+	wg.Wait()
+
+	var found []Target
+	var errs []error
+	for _, res := range results {
+		found = append(found, res.targets...)
+		if res.err != nil {
+			errs = append(errs, res.err)
+		}
+	}
+	switch {
+	case len(found) == 1:
+		return found[0], nil
+	case len(found) > 1:
+		sort.SliceStable(found, func(i, j int) bool { return found[i].String() < found[j].String() })
+		return Target{}, &AmbiguousError{Query: q, Candidates: found}
+	case len(errs) > 0:
+		return Target{}, fmt.Errorf("resolving %s: %w", q, errors.Join(errs...))
+	}
+	return Target{}, fmt.Errorf("resolving %s: %w", q, ErrNotFound)
+}

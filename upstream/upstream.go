@@ -1,0 +1,181 @@
+// Package upstream finds the instance a person asked for and obtains the
+// short-lived credentials the bastion uses to log in to it.
+//
+// A Provider is one source of instances (Lightsail, EC2, a static list). The
+// proxy parses what the person typed into a Query, asks a Resolver (which fans
+// out to every configured Provider) for the one matching Target, and then asks
+// that Target's Provider for Credentials. This package is the only one that
+// imports the AWS SDK (through its provider sub-packages).
+package upstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// Provider names, as used in target names ("web-1.lightsail") and policies
+// ("lightsail:web-*").
+const (
+	ProviderLightsail = "lightsail"
+	ProviderEC2       = "ec2"
+	ProviderStatic    = "static"
+)
+
+// Query is a parsed target name: what the person typed as the host.
+type Query struct {
+	// Name is the instance name, EC2 Name tag, static name or instance id.
+	Name string
+	// Provider restricts the lookup to one provider; empty means all.
+	Provider string
+	// Region restricts the lookup to one region; empty means all configured.
+	Region string
+}
+
+// String returns the query as it would be typed.
+func (q Query) String() string {
+	s := q.Name
+	if q.Region != "" {
+		s += "." + q.Region
+	}
+	if q.Provider != "" {
+		s += "." + q.Provider
+	}
+	return s
+}
+
+// Target is one resolved instance.
+type Target struct {
+	// Provider is the name of the provider that owns the instance.
+	Provider string
+	// Name is the instance's name (Lightsail name, EC2 Name tag or static
+	// name); for an EC2 instance without a Name tag it is the instance id.
+	Name string
+	// ID is the provider's stable identifier (EC2 instance id; Lightsail and
+	// static use the name).
+	ID string
+	// Region is the AWS region, empty for static targets.
+	Region string
+	// Zone is the availability zone, where the provider knows it.
+	Zone string
+	// Tags are the instance's tags (EC2 and Lightsail), used by policies.
+	Tags map[string]string
+}
+
+// String returns a name that identifies the target unambiguously, as it
+// could be typed ("web-1.us-east-1.lightsail", "legacy-db.static").
+func (t Target) String() string {
+	if t.Region == "" {
+		return t.Name + "." + t.Provider
+	}
+	return t.Name + "." + t.Region + "." + t.Provider
+}
+
+// Credentials are what the bastion needs to open the upstream SSH connection.
+// They hold private key material: never log them, never write them to disk.
+type Credentials struct {
+	// Addr is the host:port to dial.
+	Addr string
+	// User is the OS user to log in as.
+	User string
+	// Signer authenticates the bastion to the instance (a plain key or a
+	// certificate signer).
+	Signer ssh.Signer
+	// HostKeyCallback verifies the instance's host key. It is never
+	// ssh.InsecureIgnoreHostKey.
+	HostKeyCallback ssh.HostKeyCallback
+	// HostKeyAlgorithms, if non-empty, restricts the host key algorithms
+	// offered, so that the instance presents a key the callback can check.
+	HostKeyAlgorithms []string
+	// Expires is when the credentials stop working; zero means never.
+	Expires time.Time
+	// RequestID is the AWS request id of the call that issued them, if any.
+	RequestID string
+}
+
+// Provider is one source of instances.
+type Provider interface {
+	// Name returns the provider's name (ProviderLightsail, …).
+	Name() string
+	// Resolve returns the instances matching q. q.Provider is either empty
+	// or equal to Name(). No match is an empty slice and a nil error.
+	Resolve(ctx context.Context, q Query) ([]Target, error)
+	// Credentials returns credentials for logging in to t as osUser.
+	Credentials(ctx context.Context, t Target, osUser string) (*Credentials, error)
+}
+
+// Sentinel errors that callers branch on.
+var (
+	// ErrNotFound reports that no configured provider has the target.
+	ErrNotFound = errors.New("no such target")
+	// ErrAmbiguous reports that more than one instance matches the name.
+	ErrAmbiguous = errors.New("target name is ambiguous")
+	// ErrUserMismatch reports that the instance only admits another OS user
+	// (Lightsail issues credentials for one user name).
+	ErrUserMismatch = errors.New("os user not available on this target")
+)
+
+// Error is a failure that the person should see in one line, with the detail
+// kept for the log. Providers return it for AWS failures so that the proxy
+// can show "Lightsail GetInstanceAccessDetails failed: AccessDeniedException".
+type Error struct {
+	// Public is the fixed sentence shown to the person (without the
+	// "bastion: target:" prefix).
+	Public string
+	// RequestID is the AWS request id, if any.
+	RequestID string
+	// Err is the underlying error, for logs.
+	Err error
+}
+
+func (e *Error) Error() string {
+	if e.Err == nil {
+		return e.Public
+	}
+	return e.Public + ": " + e.Err.Error()
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// PublicMessage returns the one-line reason to show a person for err.
+func PublicMessage(err error) string {
+	var ue *Error
+	if errors.As(err, &ue) {
+		return ue.Public
+	}
+	var ae *AmbiguousError
+	if errors.As(err, &ae) {
+		return ae.Error()
+	}
+	var he *HostKeyMismatchError
+	if errors.As(err, &he) {
+		return "upstream host key does not match the expected one; refusing to connect"
+	}
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return "no such target"
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timed out"
+	}
+	return "upstream error"
+}
+
+// AmbiguousError lists the candidates when a name matches several targets.
+type AmbiguousError struct {
+	Query      Query
+	Candidates []Target
+}
+
+func (e *AmbiguousError) Error() string {
+	names := make([]string, len(e.Candidates))
+	for i, c := range e.Candidates {
+		names[i] = c.String()
+	}
+	return fmt.Sprintf("%s is ambiguous, type one of: %s", e.Query, strings.Join(names, ", "))
+}
+
+func (e *AmbiguousError) Is(target error) bool { return target == ErrAmbiguous }
