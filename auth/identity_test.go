@@ -1,0 +1,87 @@
+package auth
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"net"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"bastion/config"
+)
+
+func newSigner(t *testing.T) ssh.Signer {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ssh.NewSignerFromKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestAuthenticate(t *testing.T) {
+	aliceKey, ca, otherCA, stranger := newSigner(t), newSigner(t), newSigner(t), newSigner(t)
+	cfg := &config.Config{
+		Users: []config.User{
+			{Name: "alice", Groups: []string{"dev"}, PublicKeys: []ssh.PublicKey{aliceKey.PublicKey()}},
+			{Name: "bob", Groups: []string{"ops"}},
+		},
+		TrustedUserCAs: []ssh.PublicKey{ca.PublicKey()},
+	}
+	a := NewAuthenticator(cfg)
+	from := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5555}
+	now := time.Now()
+	cert := func(signer ssh.Signer, principals []string, after, before time.Time, opts map[string]string) ssh.PublicKey {
+		c := &ssh.Certificate{
+			Key: stranger.PublicKey(), CertType: ssh.UserCert, KeyId: "laptop", Serial: 7,
+			ValidPrincipals: principals, ValidAfter: uint64(after.Unix()), ValidBefore: uint64(before.Unix()),
+			Permissions: ssh.Permissions{CriticalOptions: opts},
+		}
+		if err := c.SignCert(rand.Reader, signer); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	hour := time.Hour
+	tests := []struct {
+		name     string
+		key      ssh.PublicKey
+		wantUser string
+	}{
+		{"configured key", aliceKey.PublicKey(), "alice"},
+		{"unknown key", stranger.PublicKey(), ""},
+		{"valid cert", cert(ca, []string{"bob"}, now.Add(-hour), now.Add(hour), nil), "bob"},
+		{"expired cert", cert(ca, []string{"bob"}, now.Add(-2*hour), now.Add(-hour), nil), ""},
+		{"wrong principal", cert(ca, []string{"mallory"}, now.Add(-hour), now.Add(hour), nil), ""},
+		{"wrong ca", cert(otherCA, []string{"bob"}, now.Add(-hour), now.Add(hour), nil), ""},
+		{"source-address ok", cert(ca, []string{"bob"}, now.Add(-hour), now.Add(hour), map[string]string{"source-address": "127.0.0.0/8"}), "bob"},
+		{"source-address elsewhere", cert(ca, []string{"bob"}, now.Add(-hour), now.Add(hour), map[string]string{"source-address": "10.0.0.0/8"}), ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			id, err := a.Authenticate(tc.key, from)
+			if tc.wantUser == "" {
+				if err == nil {
+					t.Fatalf("got identity %+v, want an error", id)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("got %v, want %s", err, tc.wantUser)
+			}
+			if id.User != tc.wantUser {
+				t.Errorf("got user %q, want %q", id.User, tc.wantUser)
+			}
+		})
+	}
+	if _, err := a.Authenticate(stranger.PublicKey(), from); !errors.Is(err, ErrUnknownKey) {
+		t.Errorf("unknown key: got %v, want ErrUnknownKey", err)
+	}
+}
