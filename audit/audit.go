@@ -26,6 +26,8 @@ const (
 	TypeUpstreamError  = "upstream_error"
 	TypeUpstreamOpen   = "upstream_connected"
 	TypeSessionEnd     = "session_end"
+	// TypeHostKeyLearned records a host key trusted on first use.
+	TypeHostKeyLearned = "host_key_learned"
 )
 
 // Event is one audit record. Empty fields are left out of the JSON.

@@ -176,7 +176,7 @@ func (c *conn) resolve(typed string) (target, error) {
 		c.audit(audit.Event{Type: audit.TypeTargetError, Typed: typed, Error: err.Error()})
 		return target{}, &publicError{msg: "not a valid target name", err: err}
 	}
-	ctx, cancel := context.WithTimeout(c.ctx, c.srv.awsTimeout())
+	ctx, cancel := context.WithTimeout(c.ctx, c.srv.awsBackstop())
 	defer cancel()
 	t, err := c.srv.Resolver.Resolve(ctx, q)
 	if err != nil {
@@ -209,7 +209,7 @@ func (c *conn) connectUpstream(t target, osUser, mode string) (*upstreamConn, *p
 	if p == nil {
 		return nil, nil, fmt.Errorf("provider %q is not configured", t.Provider)
 	}
-	ctx, cancel := context.WithTimeout(c.ctx, c.srv.awsTimeout())
+	ctx, cancel := context.WithTimeout(c.ctx, c.srv.awsBackstop())
 	creds, err := p.Credentials(ctx, t.Target, osUser)
 	cancel()
 	if err != nil {
@@ -305,7 +305,7 @@ func (c *conn) jump(nc ssh.NewChannel) {
 
 	// The inner handshake includes the upstream connection, so its
 	// deadline covers the person's part plus each upstream step's own.
-	deadline := 2*c.srv.handshakeTimeout() + c.srv.awsTimeout() + c.srv.dialTimeout()
+	deadline := 2*c.srv.handshakeTimeout() + c.srv.awsBackstop() + c.srv.dialTimeout()
 	timer := time.AfterFunc(deadline, func() { ch.Close() })
 	isc, ichans, ireqs, err := ssh.NewServerConn(&chanConn{Channel: ch, local: c.nc.LocalAddr(), remote: c.nc.RemoteAddr()}, cfg)
 	timer.Stop()

@@ -101,6 +101,11 @@ func (s *Server) handshakeTimeout() time.Duration { return orDefault(s.Handshake
 func (s *Server) dialTimeout() time.Duration      { return orDefault(s.DialTimeout, 10*time.Second) }
 func (s *Server) awsTimeout() time.Duration       { return orDefault(s.AWSTimeout, 10*time.Second) }
 
+// awsBackstop bounds a provider call from the proxy's side. Providers
+// enforce AWSTimeout themselves and then say which AWS operation timed out;
+// the backstop, a little longer, only catches a provider that does not.
+func (s *Server) awsBackstop() time.Duration { return s.awsTimeout() + 2*time.Second }
+
 // init prepares the inner host key and certificate cache. The inner
 // servers use the outer host key as their key; what differs per target is
 // the certificate.

@@ -5,4 +5,6 @@ import (
 	"io"
 )
 
-func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error { return usageError{"not yet"} }
+func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return usageError{"not yet"}
+}

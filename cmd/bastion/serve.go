@@ -93,12 +93,13 @@ func newBastion(ctx context.Context, cfg *config.Config, log *zap.Logger) (*bast
 	if created {
 		log.Info("host_ca_key_created", zap.String("path", cfg.HostCAKey), zap.String("fingerprint", ssh.FingerprintSHA256(hostCA.PublicKey())))
 	}
-	providers, err := newProviders(ctx, cfg, log)
+	al, err := audit.Open(cfg.Audit.Log)
 	if err != nil {
 		return nil, err
 	}
-	al, err := audit.Open(cfg.Audit.Log)
+	providers, err := newProviders(ctx, cfg, log, al)
 	if err != nil {
+		al.Close()
 		return nil, err
 	}
 	srv := &proxy.Server{
@@ -121,9 +122,9 @@ func rulesFrom(cfg *config.Config) *proxy.Rules {
 }
 
 // newProviders builds the providers cfg configures.
-func newProviders(ctx context.Context, cfg *config.Config, log *zap.Logger) ([]upstream.Provider, error) {
+func newProviders(ctx context.Context, cfg *config.Config, log *zap.Logger, al *audit.Logger) ([]upstream.Provider, error) {
 	var providers []upstream.Provider
-	aws, err := newAWSProviders(ctx, cfg, log)
+	aws, err := newAWSProviders(ctx, cfg, log, al)
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,287 @@
+package lightsail
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/lightsail"
+	"github.com/aws/aws-sdk-go-v2/service/lightsail/types"
+	"github.com/aws/smithy-go/middleware"
+	"go.uber.org/zap"
+	"golang.org/x/crypto/ssh"
+
+	"bastion/upstream"
+	"bastion/upstream/awsutil"
+)
+
+// hostKeySource completes "upstream host key does not match …".
+const hostKeySource = "the host keys AWS reported for this Lightsail instance"
+
+// accessDetails is a parsed GetInstanceAccessDetails answer. It is
+// immutable once built, so cached values are shared without locking.
+type accessDetails struct {
+	signer    ssh.Signer
+	username  string
+	ip        string
+	ipv6      []string
+	hostKeys  []ssh.PublicKey
+	expires   time.Time
+	requestID string
+}
+
+// Credentials returns the temporary certificate credentials Lightsail
+// issues for t. Lightsail issues them for one user only: any other osUser
+// fails with an *upstream.Error wrapping upstream.ErrUserMismatch. Answers
+// are cached per instance until a minute before they expire, and concurrent
+// requests for one instance share one call.
+func (p *Provider) Credentials(ctx context.Context, t upstream.Target, osUser string) (*upstream.Credentials, error) {
+	if t.Provider != upstream.ProviderLightsail {
+		return nil, fmt.Errorf("lightsail: target %s belongs to provider %q", t, t.Provider)
+	}
+	if p.clients[t.Region] == nil {
+		return nil, &upstream.Error{
+			Public: "Lightsail region " + t.Region + " is not configured",
+			Err:    fmt.Errorf("getting credentials for %s: region %q not configured", t, t.Region),
+		}
+	}
+	name := t.ID
+	if name == "" {
+		name = t.Name
+	}
+
+	// A recent GetInstance tells the user without issuing a key pair.
+	if in, ok := p.cachedInstance(cacheKey{t.Region, name}); ok && in != nil && in.username != "" && in.username != osUser {
+		return nil, userMismatch(t, osUser, in.username)
+	}
+
+	ad, err := p.accessDetails(ctx, t.Region, name)
+	if err != nil {
+		return nil, err
+	}
+	if osUser != ad.username {
+		return nil, userMismatch(t, osUser, ad.username)
+	}
+
+	host, err := p.host(ctx, t, name, ad)
+	if err != nil {
+		return nil, err
+	}
+	return &upstream.Credentials{
+		Addr:              net.JoinHostPort(host, strconv.Itoa(p.cfg.Port)),
+		User:              ad.username,
+		Signer:            ad.signer,
+		HostKeyCallback:   upstream.PinnedHostKeys(t.String(), hostKeySource, ad.hostKeys...),
+		HostKeyAlgorithms: upstream.HostKeyAlgorithms(ad.hostKeys...),
+		Expires:           ad.expires,
+		RequestID:         ad.requestID,
+	}, nil
+}
+
+// userMismatch is the error for an OS user Lightsail does not issue
+// credentials for.
+func userMismatch(t upstream.Target, osUser, admitted string) error {
+	return &upstream.Error{
+		Public: "this Lightsail instance admits only " + admitted,
+		Err:    fmt.Errorf("logging in to %s as %s: %w", t, osUser, upstream.ErrUserMismatch),
+	}
+}
+
+// host returns the address to dial for the configured address choice.
+func (p *Provider) host(ctx context.Context, t upstream.Target, name string, ad *accessDetails) (string, error) {
+	if p.cfg.Address == AddressPrivate {
+		in, err := p.instance(ctx, t.Region, name)
+		if err != nil {
+			return "", err
+		}
+		if in == nil {
+			return "", &upstream.Error{
+				Public: "this Lightsail instance no longer exists",
+				Err:    fmt.Errorf("getting credentials for %s: %w", t, upstream.ErrNotFound),
+			}
+		}
+		if in.privateIP == "" {
+			return "", &upstream.Error{
+				Public: "this Lightsail instance has no private IP address",
+				Err:    fmt.Errorf("getting credentials for %s: no private ip address", t),
+			}
+		}
+		return in.privateIP, nil
+	}
+	switch {
+	case ad.ip != "":
+		return ad.ip, nil
+	case len(ad.ipv6) > 0:
+		return ad.ipv6[0], nil
+	}
+	return "", &upstream.Error{
+		Public: "this Lightsail instance has no public IP address",
+		Err:    fmt.Errorf("getting credentials for %s: no ip address in access details", t),
+	}
+}
+
+// accessDetails returns the instance's access details from the cache or
+// GetInstanceAccessDetails.
+func (p *Provider) accessDetails(ctx context.Context, region, name string) (*accessDetails, error) {
+	k := cacheKey{region, name}
+	if ad := p.cachedAccess(k); ad != nil {
+		return ad, nil
+	}
+	v, err := awsutil.Shared(ctx, &p.flight, "GetInstanceAccessDetails\x00"+region+"\x00"+name, func(ctx context.Context) (any, error) {
+		if ad := p.cachedAccess(k); ad != nil {
+			return ad, nil
+		}
+		ad, err := p.getAccessDetails(ctx, region, name)
+		if err != nil {
+			return nil, err
+		}
+		if p.cfg.Now().Before(ad.expires.Add(-refreshBefore)) {
+			p.mu.Lock()
+			p.access[k] = ad
+			p.mu.Unlock()
+		}
+		return ad, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*accessDetails), nil
+}
+
+// cachedAccess returns cached access details for k that are not within
+// refreshBefore of expiring, or nil.
+func (p *Provider) cachedAccess(k cacheKey) *accessDetails {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	ad := p.access[k]
+	if ad == nil {
+		return nil
+	}
+	if !p.cfg.Now().Before(ad.expires.Add(-refreshBefore)) {
+		delete(p.access, k)
+		return nil
+	}
+	return ad
+}
+
+// getAccessDetails calls GetInstanceAccessDetails and parses the answer.
+func (p *Provider) getAccessDetails(ctx context.Context, region, name string) (*accessDetails, error) {
+	call := p.call("GetInstanceAccessDetails", region, name)
+	out, reqID, err := awsutil.Do(ctx, call, func(ctx context.Context) (*lightsail.GetInstanceAccessDetailsOutput, middleware.Metadata, error) {
+		out, err := p.clients[region].GetInstanceAccessDetails(ctx, &lightsail.GetInstanceAccessDetailsInput{
+			InstanceName: aws.String(name),
+			Protocol:     types.InstanceAccessProtocolSsh,
+		})
+		if err != nil {
+			return nil, middleware.Metadata{}, err
+		}
+		return out, out.ResultMetadata, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	ad, err := p.parseAccessDetails(out.AccessDetails, region, name)
+	if err != nil {
+		return nil, &upstream.Error{
+			Public:    "Lightsail GetInstanceAccessDetails returned unusable credentials",
+			RequestID: reqID,
+			Err:       fmt.Errorf("parsing access details of %s in %s: %w", name, region, err),
+		}
+	}
+	ad.requestID = reqID
+	return ad, nil
+}
+
+// parseAccessDetails turns the SDK's answer into a certificate signer, the
+// accepted host keys and the expiry. It never puts key material in errors
+// or logs.
+func (p *Provider) parseAccessDetails(v *types.InstanceAccessDetails, region, name string) (*accessDetails, error) {
+	if v == nil {
+		return nil, errors.New("no access details")
+	}
+	ad := &accessDetails{
+		username: aws.ToString(v.Username),
+		ip:       aws.ToString(v.IpAddress),
+		ipv6:     v.Ipv6Addresses,
+	}
+	if ad.username == "" {
+		return nil, errors.New("no username")
+	}
+	if aws.ToString(v.PrivateKey) == "" || aws.ToString(v.CertKey) == "" {
+		return nil, errors.New("no private key or certificate")
+	}
+	key, err := ssh.ParsePrivateKey([]byte(aws.ToString(v.PrivateKey)))
+	if err != nil {
+		// The parser's message does not quote the key.
+		return nil, fmt.Errorf("parsing private key: %w", err)
+	}
+	pub, _, _, _, err := ssh.ParseAuthorizedKey([]byte(aws.ToString(v.CertKey)))
+	if err != nil {
+		return nil, fmt.Errorf("parsing certificate: %w", err)
+	}
+	cert, ok := pub.(*ssh.Certificate)
+	if !ok {
+		return nil, fmt.Errorf("certKey is a %s key, not a certificate", pub.Type())
+	}
+	if ad.signer, err = ssh.NewCertSigner(cert, key); err != nil {
+		return nil, fmt.Errorf("pairing certificate and key: %w", err)
+	}
+
+	switch {
+	case v.ExpiresAt != nil:
+		ad.expires = *v.ExpiresAt
+	case cert.ValidBefore != ssh.CertTimeInfinity:
+		ad.expires = time.Unix(int64(cert.ValidBefore), 0)
+	}
+
+	for _, hk := range v.HostKeys {
+		k, err := parseHostKey(hk)
+		if err != nil {
+			p.log.Warn("skipping unparsable host key",
+				zap.String("instance", name), zap.String("region", region),
+				zap.String("algorithm", aws.ToString(hk.Algorithm)), zap.Error(err))
+			continue
+		}
+		if k != nil {
+			ad.hostKeys = append(ad.hostKeys, k)
+		}
+	}
+	if len(ad.hostKeys) == 0 {
+		return nil, errors.New("no SSH host keys")
+	}
+	return ad, nil
+}
+
+// parseHostKey parses one reported host key; it returns nil for entries
+// that are not SSH keys (RDP certificates). Lightsail reports the key as
+// the base64 wire form next to its algorithm; the authorized_keys form
+// ("ssh-ed25519 AAAA…") is accepted too.
+func parseHostKey(hk types.HostKeyAttributes) (ssh.PublicKey, error) {
+	algo := aws.ToString(hk.Algorithm)
+	s := strings.TrimSpace(aws.ToString(hk.PublicKey))
+	if algo == "x509-cert" || s == "" {
+		return nil, nil
+	}
+	var (
+		k   ssh.PublicKey
+		err error
+	)
+	if strings.ContainsRune(s, ' ') {
+		k, _, _, _, err = ssh.ParseAuthorizedKey([]byte(s))
+	} else {
+		var b []byte
+		if b, err = base64.StdEncoding.DecodeString(s); err == nil {
+			k, err = ssh.ParsePublicKey(b)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return k, nil
+}

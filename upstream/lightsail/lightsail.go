@@ -1,0 +1,331 @@
+// Package lightsail is the upstream.Provider for Amazon Lightsail instances.
+//
+// Instances are found by name with GetInstance in each configured region.
+// Credentials come from GetInstanceAccessDetails: a temporary key pair and
+// an SSH certificate signed by the Lightsail CA for the instance's one user,
+// the instance's address and the host keys Lightsail witnessed, which are the
+// only host keys accepted.
+package lightsail
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/lightsail"
+	"github.com/aws/aws-sdk-go-v2/service/lightsail/types"
+	"github.com/aws/smithy-go/middleware"
+	"go.uber.org/zap"
+	"golang.org/x/sync/singleflight"
+
+	"bastion/upstream"
+	"bastion/upstream/awsutil"
+)
+
+// Address choices for Config.Address.
+const (
+	AddressPublic  = "public"
+	AddressPrivate = "private"
+)
+
+// Defaults for zero Config fields.
+const (
+	DefaultPort         = 22
+	DefaultResolveCache = 30 * time.Second
+)
+
+// refreshBefore is how long before their expiry cached access details are
+// replaced, so that a connection never starts with a certificate about to
+// lapse.
+const refreshBefore = time.Minute
+
+// API is the subset of the Lightsail client the provider uses. The SDK's
+// *lightsail.Client implements it.
+type API interface {
+	GetInstance(ctx context.Context, in *lightsail.GetInstanceInput, optFns ...func(*lightsail.Options)) (*lightsail.GetInstanceOutput, error)
+	GetInstanceAccessDetails(ctx context.Context, in *lightsail.GetInstanceAccessDetailsInput, optFns ...func(*lightsail.Options)) (*lightsail.GetInstanceAccessDetailsOutput, error)
+}
+
+// Config configures a Provider.
+type Config struct {
+	// Regions are the AWS regions searched, in order. At least one.
+	Regions []string
+	// Address is the address dialled: AddressPublic (the default, the
+	// address GetInstanceAccessDetails returns) or AddressPrivate.
+	Address string
+	// Port is the instance's SSH port; if zero, DefaultPort.
+	Port int
+	// ResolveCache is how long GetInstance results, not-found included,
+	// are reused; if zero, DefaultResolveCache; negative disables caching.
+	ResolveCache time.Duration
+	// CallTimeout bounds each AWS call including its retries; if zero,
+	// awsutil.DefaultCallTimeout.
+	CallTimeout time.Duration
+	// Logger receives one line per AWS call; if nil, nothing is logged.
+	Logger *zap.Logger
+	// Now returns the current time; if nil, time.Now. Tests set it.
+	Now func() time.Time
+}
+
+// Provider finds Lightsail instances and issues credentials for them. It is
+// safe for concurrent use.
+type Provider struct {
+	cfg     Config
+	clients map[string]API
+	log     *zap.Logger
+
+	// flight merges concurrent identical AWS calls (keyed by operation,
+	// region and instance name).
+	flight singleflight.Group
+
+	// mu protects instances and access.
+	mu        sync.Mutex
+	instances map[cacheKey]instanceEntry
+	access    map[cacheKey]*accessDetails
+}
+
+// cacheKey identifies an instance: names are unique per region.
+type cacheKey struct{ region, name string }
+
+// instanceEntry is a cached GetInstance result; inst is nil for not found.
+type instanceEntry struct {
+	inst    *instance
+	expires time.Time
+}
+
+// instance is what the provider keeps of a GetInstance answer.
+type instance struct {
+	name, region, zone string
+	state              string
+	publicIP           string
+	privateIP          string
+	username           string
+	tags               map[string]string
+}
+
+// New returns a Provider that uses one SDK client per configured region,
+// built from awsCfg.
+func New(awsCfg aws.Config, cfg Config) (*Provider, error) {
+	clients := make(map[string]API, len(cfg.Regions))
+	for _, r := range cfg.Regions {
+		clients[r] = lightsail.NewFromConfig(awsCfg, func(o *lightsail.Options) { o.Region = r })
+	}
+	return NewWithClients(clients, cfg)
+}
+
+// NewWithClients returns a Provider that uses clients[region] for each of
+// cfg.Regions; if cfg.Regions is empty, every region in clients is used.
+func NewWithClients(clients map[string]API, cfg Config) (*Provider, error) {
+	if len(cfg.Regions) == 0 {
+		for r := range clients {
+			cfg.Regions = append(cfg.Regions, r)
+		}
+		slices.Sort(cfg.Regions)
+	}
+	if len(cfg.Regions) == 0 {
+		return nil, errors.New("lightsail: no regions configured")
+	}
+	for _, r := range cfg.Regions {
+		if clients[r] == nil {
+			return nil, fmt.Errorf("lightsail: no client for region %q", r)
+		}
+	}
+	switch cfg.Address {
+	case "":
+		cfg.Address = AddressPublic
+	case AddressPublic, AddressPrivate:
+	default:
+		return nil, fmt.Errorf("lightsail: address %q is neither %q nor %q", cfg.Address, AddressPublic, AddressPrivate)
+	}
+	if cfg.Port == 0 {
+		cfg.Port = DefaultPort
+	}
+	if cfg.Port < 1 || cfg.Port > 65535 {
+		return nil, fmt.Errorf("lightsail: port %d out of range", cfg.Port)
+	}
+	if cfg.ResolveCache == 0 {
+		cfg.ResolveCache = DefaultResolveCache
+	}
+	if cfg.CallTimeout <= 0 {
+		cfg.CallTimeout = awsutil.DefaultCallTimeout
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	return &Provider{
+		cfg:       cfg,
+		clients:   clients,
+		log:       log.With(zap.String("provider", upstream.ProviderLightsail)),
+		instances: make(map[cacheKey]instanceEntry),
+		access:    make(map[cacheKey]*accessDetails),
+	}, nil
+}
+
+// Name returns upstream.ProviderLightsail.
+func (p *Provider) Name() string { return upstream.ProviderLightsail }
+
+// validName matches the names Lightsail accepts; others cannot exist, so
+// they are not looked up.
+var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$`)
+
+// Resolve looks q.Name up in each configured region (or only q.Region) in
+// parallel. An error in any region fails the whole lookup: without it, the
+// provider cannot tell one match from two.
+func (p *Provider) Resolve(ctx context.Context, q upstream.Query) ([]upstream.Target, error) {
+	if q.Provider != "" && q.Provider != upstream.ProviderLightsail {
+		return nil, nil
+	}
+	if !validName.MatchString(q.Name) {
+		return nil, nil
+	}
+	regions := p.cfg.Regions
+	if q.Region != "" {
+		if !slices.Contains(regions, q.Region) {
+			return nil, nil
+		}
+		regions = []string{q.Region}
+	}
+
+	found := make([]*instance, len(regions))
+	errs := make([]error, len(regions))
+	var wg sync.WaitGroup
+	for i, r := range regions {
+		wg.Go(func() { found[i], errs[i] = p.instance(ctx, r, q.Name) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	var targets []upstream.Target
+	for _, in := range found {
+		if in != nil {
+			targets = append(targets, in.target())
+		}
+	}
+	return targets, nil
+}
+
+// target returns the upstream.Target for in.
+func (in *instance) target() upstream.Target {
+	return upstream.Target{
+		Provider: upstream.ProviderLightsail,
+		Name:     in.name,
+		ID:       in.name,
+		Region:   in.region,
+		Zone:     in.zone,
+		Tags:     in.tags,
+	}
+}
+
+// instance returns the instance called name in region, or nil if there is
+// none, from the cache or GetInstance.
+func (p *Provider) instance(ctx context.Context, region, name string) (*instance, error) {
+	k := cacheKey{region, name}
+	if in, ok := p.cachedInstance(k); ok {
+		return in, nil
+	}
+	v, err := awsutil.Shared(ctx, &p.flight, "GetInstance\x00"+region+"\x00"+name, func(ctx context.Context) (any, error) {
+		// A flight that finished between our cache check and this
+		// one's start has filled the cache.
+		if in, ok := p.cachedInstance(k); ok {
+			return in, nil
+		}
+		in, err := p.getInstance(ctx, region, name)
+		if err != nil {
+			return nil, err
+		}
+		if p.cfg.ResolveCache > 0 {
+			p.mu.Lock()
+			p.instances[k] = instanceEntry{inst: in, expires: p.cfg.Now().Add(p.cfg.ResolveCache)}
+			p.mu.Unlock()
+		}
+		return in, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*instance), nil
+}
+
+// cachedInstance returns the unexpired cache entry for k, if any.
+func (p *Provider) cachedInstance(k cacheKey) (*instance, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	e, ok := p.instances[k]
+	if !ok {
+		return nil, false
+	}
+	if !p.cfg.Now().Before(e.expires) {
+		delete(p.instances, k)
+		return nil, false
+	}
+	return e.inst, true
+}
+
+// getInstance calls GetInstance; not found is a nil instance.
+func (p *Provider) getInstance(ctx context.Context, region, name string) (*instance, error) {
+	call := p.call("GetInstance", region, name)
+	out, _, err := awsutil.Do(ctx, call, func(ctx context.Context) (*lightsail.GetInstanceOutput, middleware.Metadata, error) {
+		out, err := p.clients[region].GetInstance(ctx, &lightsail.GetInstanceInput{InstanceName: aws.String(name)})
+		if err != nil {
+			return nil, middleware.Metadata{}, err
+		}
+		return out, out.ResultMetadata, nil
+	})
+	switch {
+	case awsutil.IsErrorCode(err, "NotFoundException", "DoesNotExist"):
+		return nil, nil
+	case err != nil:
+		return nil, err
+	case out.Instance == nil:
+		return nil, nil
+	}
+	return fromSDK(out.Instance, region), nil
+}
+
+// fromSDK converts the SDK's instance description.
+func fromSDK(v *types.Instance, region string) *instance {
+	in := &instance{
+		name:      aws.ToString(v.Name),
+		region:    region,
+		publicIP:  aws.ToString(v.PublicIpAddress),
+		privateIP: aws.ToString(v.PrivateIpAddress),
+		username:  aws.ToString(v.Username),
+	}
+	if v.Location != nil {
+		in.zone = aws.ToString(v.Location.AvailabilityZone)
+	}
+	if v.State != nil {
+		in.state = aws.ToString(v.State.Name)
+	}
+	if len(v.Tags) > 0 {
+		in.tags = make(map[string]string, len(v.Tags))
+		for _, t := range v.Tags {
+			in.tags[aws.ToString(t.Key)] = aws.ToString(t.Value)
+		}
+	}
+	return in
+}
+
+// call describes an AWS call about one instance.
+func (p *Provider) call(op, region, name string) awsutil.Call {
+	return awsutil.Call{
+		Service:   awsutil.ServiceLightsail,
+		Operation: op,
+		Timeout:   p.cfg.CallTimeout,
+		Logger:    p.log,
+		Fields:    []zap.Field{zap.String("instance", name), zap.String("region", region)},
+	}
+}
+
+// Interface guard.
+var _ upstream.Provider = (*Provider)(nil)
