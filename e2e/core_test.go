@@ -148,6 +148,7 @@ func TestCore(t *testing.T) {
 	}
 	t.Run("WrongKey", func(t *testing.T) { testWrongKey(t, f) })
 	t.Run("NoSecondSignature", func(t *testing.T) { testNoSecondSignature(t, f) })
+	t.Run("SSHConfigWrite", func(t *testing.T) { testSSHConfigWrite(t, f) })
 	t.Run("OwnSession", func(t *testing.T) {
 		r := f.alice.ssh(t, nil, "bastion")
 		if r.Code != 2 || !strings.Contains(r.Stderr, "hello alice") {
@@ -509,5 +510,31 @@ func testWrongKey(t *testing.T, f *core) {
 	r = c.ssh(t, nil, append(dest("direct", f.me, "web-1"), "true")...)
 	if r.Code != 255 || !strings.Contains(r.Stderr, "Permission denied") {
 		t.Errorf("direct: got exit %d stderr %q, want 255 and Permission denied", r.Code, r.Stderr)
+	}
+}
+
+// testSSHConfigWrite checks that `bastion ssh-config --write` gives a
+// working setup: a real ssh with only that config and known_hosts (and the
+// person's key) reaches a target with StrictHostKeyChecking=yes.
+func testSSHConfigWrite(t *testing.T, f *core) {
+	dir := t.TempDir()
+	args := []string{"ssh-config", "--config", f.bastion.Config, "--host", f.bastion.Addr, "--user", "alice", "--write", "--ssh-dir", dir}
+	for i, want := range []string{"added to", "already has it"} {
+		out, err := exec.Command(bastionBin, args...).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), want) {
+			t.Fatalf("run %d: got %v %q, want %q", i+1, err, out, want)
+		}
+	}
+	cfgPath := filepath.Join(dir, "config")
+	data, err := os.ReadFile(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What a person has anyway: their key, and strict checking.
+	writeFile(t, cfgPath, string(data)+fmt.Sprintf("Host *\n  IdentityFile %s\n  IdentitiesOnly yes\n  UserKnownHostsFile %s\n  GlobalKnownHostsFile /dev/null\n  StrictHostKeyChecking yes\n  BatchMode yes\n",
+		f.alice.Key.Private, filepath.Join(dir, "known_hosts")), 0o600)
+	out, err := exec.Command("ssh", "-F", cfgPath, f.me+"@web-1.static", "echo via-ssh-config").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "via-ssh-config") {
+		t.Fatalf("ssh through the written config: %v\n%s", err, out)
 	}
 }

@@ -97,9 +97,11 @@ func orDefault(d, def time.Duration) time.Duration {
 	return d
 }
 
-func (s *Server) handshakeTimeout() time.Duration { return orDefault(s.HandshakeTimeout, 10*time.Second) }
-func (s *Server) dialTimeout() time.Duration      { return orDefault(s.DialTimeout, 10*time.Second) }
-func (s *Server) awsTimeout() time.Duration       { return orDefault(s.AWSTimeout, 10*time.Second) }
+func (s *Server) handshakeTimeout() time.Duration {
+	return orDefault(s.HandshakeTimeout, 10*time.Second)
+}
+func (s *Server) dialTimeout() time.Duration { return orDefault(s.DialTimeout, 10*time.Second) }
+func (s *Server) awsTimeout() time.Duration  { return orDefault(s.AWSTimeout, 10*time.Second) }
 
 // awsBackstop bounds a provider call from the proxy's side. Providers
 // enforce AWSTimeout themselves and then say which AWS operation timed out;

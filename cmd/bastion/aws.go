@@ -20,10 +20,13 @@ import (
 // newAWSProviders builds the Lightsail and EC2 providers cfg configures,
 // with AWS credentials and endpoints from the SDK's default chain (env,
 // shared config, IMDS, IRSA; AWS_ENDPOINT_URL_* overrides).
-func newAWSProviders(ctx context.Context, cfg *config.Config, log *zap.Logger, al *audit.Logger) ([]upstream.Provider, error) {
+func newAWSProviders(ctx context.Context, cfg *config.Config, log *zap.Logger, al *audit.Logger, given *aws.Config) ([]upstream.Provider, error) {
 	ls, ec := cfg.Providers.Lightsail, cfg.Providers.EC2
 	if ls == nil && ec == nil {
 		return nil, nil
+	}
+	if given != nil {
+		return awsProviders(*given, cfg, log, al)
 	}
 	// A person is waiting on every call: retry throttling and 5xx the
 	// standard way, but with at most a second between attempts so that

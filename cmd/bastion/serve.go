@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"golang.org/x/crypto/ssh"
@@ -45,7 +46,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	b, err := newBastion(ctx, cfg, log)
+	b, err := newBastion(ctx, cfg, log, nil)
 	if err != nil {
 		return err
 	}
@@ -77,8 +78,9 @@ type bastion struct {
 }
 
 // newBastion builds the proxy from cfg: host keys (created on first start),
-// audit log, providers and rules.
-func newBastion(ctx context.Context, cfg *config.Config, log *zap.Logger) (*bastion, error) {
+// audit log, providers and rules. awsCfg, if non-nil, replaces the SDK's
+// default chain (the demo points it at the fake).
+func newBastion(ctx context.Context, cfg *config.Config, log *zap.Logger, awsCfg *aws.Config) (*bastion, error) {
 	hostKey, created, err := proxy.LoadOrCreateKey(cfg.HostKey)
 	if err != nil {
 		return nil, fmt.Errorf("host_key: %w", err)
@@ -97,7 +99,7 @@ func newBastion(ctx context.Context, cfg *config.Config, log *zap.Logger) (*bast
 	if err != nil {
 		return nil, err
 	}
-	providers, err := newProviders(ctx, cfg, log, al)
+	providers, err := newProviders(ctx, cfg, log, al, awsCfg)
 	if err != nil {
 		al.Close()
 		return nil, err
@@ -122,13 +124,13 @@ func rulesFrom(cfg *config.Config) *proxy.Rules {
 }
 
 // newProviders builds the providers cfg configures.
-func newProviders(ctx context.Context, cfg *config.Config, log *zap.Logger, al *audit.Logger) ([]upstream.Provider, error) {
+func newProviders(ctx context.Context, cfg *config.Config, log *zap.Logger, al *audit.Logger, awsCfg *aws.Config) ([]upstream.Provider, error) {
 	var providers []upstream.Provider
-	aws, err := newAWSProviders(ctx, cfg, log, al)
+	fromAWS, err := newAWSProviders(ctx, cfg, log, al, awsCfg)
 	if err != nil {
 		return nil, err
 	}
-	providers = append(providers, aws...)
+	providers = append(providers, fromAWS...)
 	if len(cfg.Providers.Static) > 0 {
 		hosts := make([]static.Host, 0, len(cfg.Providers.Static))
 		for _, st := range cfg.Providers.Static {
