@@ -3,8 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-
-	"bastion/config"
 )
 
 // cmdCheckConfig validates a config file the way serve does, for CI
@@ -12,17 +10,14 @@ import (
 // per problem.
 func cmdCheckConfig(args []string, stdout io.Writer) error {
 	fs := newFlags("check-config", stdout)
-	path := fs.String("config", "", "config file (required)")
+	cf := addConfigFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *path == "" {
-		return usageError{"--config is required"}
-	}
-	cfg, err := config.Load(*path)
+	cfg, err := cf.load()
 	if err != nil {
-		return fmt.Errorf("invalid config:\n%w", err)
+		return err
 	}
-	fmt.Fprintf(stdout, "%s: ok (%d users, %d policies)\n", *path, len(cfg.Users), len(cfg.Policies))
+	fmt.Fprintf(stdout, "%s: ok (%d users, %d policies)\n", *cf.path, len(cfg.Users), len(cfg.Policies))
 	return nil
 }

@@ -11,6 +11,8 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
+
+	"bastion/config"
 )
 
 const usage = `usage: bastion <command> [flags]
@@ -97,6 +99,26 @@ func newFlags(name string, out io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("bastion "+name, flag.ContinueOnError)
 	fs.SetOutput(out)
 	return fs
+}
+
+// configFlag is the --config flag that serve, check-config and ssh-config
+// share.
+type configFlag struct{ path *string }
+
+func addConfigFlag(fs *flag.FlagSet) configFlag {
+	return configFlag{path: fs.String("config", "", "config file (required)")}
+}
+
+// load reads and validates the file, as serve does at start.
+func (c configFlag) load() (*config.Config, error) {
+	if *c.path == "" {
+		return nil, usageError{"--config is required"}
+	}
+	cfg, err := config.Load(*c.path)
+	if err != nil {
+		return nil, fmt.Errorf("invalid config:\n%w", err)
+	}
+	return cfg, nil
 }
 
 // parseFlags parses args and turns flag errors into usage errors.

@@ -29,17 +29,14 @@ const drainTimeout = 30 * time.Second
 
 func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := newFlags("serve", stderr)
-	path := fs.String("config", "", "config file (required)")
+	cf := addConfigFlag(fs)
 	devLog := fs.Bool("dev-log", false, "human-readable console logs instead of JSON")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *path == "" {
-		return usageError{"--config is required"}
-	}
-	cfg, err := config.Load(*path)
+	cfg, err := cf.load()
 	if err != nil {
-		return fmt.Errorf("invalid config:\n%w", err)
+		return err
 	}
 	log := newLogger(*devLog, stderr)
 	defer log.Sync()
@@ -55,7 +52,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listening: %w", err)
 	}
-	return b.serve(ctx, l, *path)
+	return b.serve(ctx, l, *cf.path)
 }
 
 // newLogger returns a JSON logger, or a console one for --dev-log.

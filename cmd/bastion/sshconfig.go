@@ -13,7 +13,6 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
-	"bastion/config"
 	"bastion/proxy"
 )
 
@@ -23,7 +22,7 @@ import (
 // key and its host CA. With --write it adds them to the files, once.
 func cmdSSHConfig(args []string, stdout io.Writer) error {
 	fs := newFlags("ssh-config", stdout)
-	path := fs.String("config", "", "config file (required)")
+	cf := addConfigFlag(fs)
 	host := fs.String("host", "", "the bastion's address as people reach it (default: the listen address)")
 	user := fs.String("user", "", "the person's bastion user name (default: ssh's default)")
 	hosts := fs.String("hosts", "*.lightsail *.ec2 *.static", "space-separated Host patterns to send through the bastion")
@@ -32,12 +31,9 @@ func cmdSSHConfig(args []string, stdout io.Writer) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *path == "" {
-		return usageError{"--config is required"}
-	}
-	cfg, err := config.Load(*path)
+	cfg, err := cf.load()
 	if err != nil {
-		return fmt.Errorf("invalid config:\n%w", err)
+		return err
 	}
 	hostName, port, err := bastionAddress(*host, cfg.Listen)
 	if err != nil {
