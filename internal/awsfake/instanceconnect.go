@@ -117,10 +117,12 @@ func (s *Server) validPushedLocked(pk pushKey, now time.Time) []pushedKey {
 // PushedKeys returns the keys pushed with SendSSHPublicKey for instanceID
 // and osUser that have not yet expired, oldest first.
 func (s *Server) PushedKeys(instanceID, osUser string) []ssh.PublicKey {
+	// The clock is read before locking: Options.Now is the caller's code.
+	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []ssh.PublicKey
-	for _, k := range s.validPushedLocked(pushKey{instanceID, osUser}, s.now()) {
+	for _, k := range s.validPushedLocked(pushKey{instanceID, osUser}, now) {
 		out = append(out, k.key)
 	}
 	return out

@@ -77,7 +77,11 @@ type Options struct {
 	// PushedKeyTTL is how long a key pushed with SendSSHPublicKey stays
 	// valid. If zero, DefaultPushedKeyTTL.
 	PushedKeyTTL time.Duration
-	// Now is the server's clock. If nil, time.Now.
+	// Now is the server's clock: it dates calls, instances, the
+	// credentials GetInstanceAccessDetails issues and the keys pushed with
+	// SendSSHPublicKey, so that a test can move it to expire them. The Date
+	// header of the answers stays the wall clock (see writeBody). If nil,
+	// time.Now.
 	Now func() time.Time
 	// Logger receives one debug entry per request. If nil, nothing is
 	// logged.
@@ -507,10 +511,10 @@ func (s *Server) writeMalformed(w http.ResponseWriter, req *request) int {
 }
 
 // writeBody writes an answer to req. The Date header is left to net/http,
-// which sets the wall-clock time: the SDK takes a Date far from its own clock
-// for clock skew, shifts its signing time and retries signature errors as
-// skew errors, which it never does against AWS when a test moves
-// Options.Now.
+// which sets the wall clock, not Options.Now: the SDK takes a Date more than
+// four minutes from its own clock for clock skew, and then retries signature
+// errors (InvalidSignatureException, SignatureDoesNotMatch, AuthFailure) that
+// AWS would have it report at once.
 func (s *Server) writeBody(w http.ResponseWriter, req *request, status int, body []byte) {
 	w.Header().Set("X-Amzn-RequestId", req.requestID)
 	w.WriteHeader(status)
