@@ -45,6 +45,10 @@ type Call struct {
 	// Fields are added to the log line (instance, region). They must not
 	// hold secrets.
 	Fields []zap.Field
+	// ExpectedCodes are AWS error codes that are a normal answer for this
+	// call (NotFoundException for a lookup); they are logged at info
+	// level rather than as warnings. Do still returns them as errors.
+	ExpectedCodes []string
 }
 
 // Do runs fn under a context that expires after c.Timeout, logs the call
@@ -84,11 +88,15 @@ func Do[T any](ctx context.Context, c Call, fn func(context.Context) (T, middlew
 		fields = append(fields, zap.String("service", c.Service), zap.String("operation", c.Operation))
 		fields = append(fields, c.Fields...)
 		fields = append(fields, zap.String("request_id", requestID), zap.Duration("duration", elapsed))
-		if err != nil {
+		switch {
+		case err == nil:
+			c.Logger.Info("aws call", fields...)
+		case IsErrorCode(err, c.ExpectedCodes...):
+			fields = append(fields, zap.String("error_code", ErrorCode(err)))
+			c.Logger.Info("aws call", fields...)
+		default:
 			fields = append(fields, zap.String("error_code", ErrorCode(err)), zap.Error(err))
 			c.Logger.Warn("aws call failed", fields...)
-		} else {
-			c.Logger.Info("aws call", fields...)
 		}
 	}
 	if err != nil {

@@ -35,6 +35,9 @@ func (p *Provider) Credentials(ctx context.Context, t upstream.Target, osUser st
 			Err:    fmt.Errorf("getting credentials for %s: region %q not configured", t, t.Region),
 		}
 	}
+	if !IsInstanceID(t.ID) {
+		return nil, fmt.Errorf("instanceconnect: target %s has no instance id", t)
+	}
 	insts, err := p.lookup(ctx, t.Region, t.ID, true)
 	if err != nil {
 		return nil, err

@@ -357,6 +357,9 @@ func (p *Provider) store(cache map[cacheKey]lookupEntry, k cacheKey, insts []*in
 	}
 }
 
+// notFoundCodes are the EC2 error codes that mean "no such instance id".
+var notFoundCodes = []string{"InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"}
+
 // describe calls DescribeInstances, following pages. An id that does not
 // exist (or is malformed) gives no instances.
 func (p *Provider) describe(ctx context.Context, region, key string, byID bool) ([]*instance, error) {
@@ -375,6 +378,8 @@ func (p *Provider) describe(ctx context.Context, region, key string, byID bool) 
 		Timeout:   p.cfg.CallTimeout,
 		Logger:    p.log,
 		Fields:    []zap.Field{zap.String("instance", key), zap.String("region", region)},
+		// A missing id is a normal "no match".
+		ExpectedCodes: notFoundCodes,
 	}
 	// One deadline covers every page.
 	pages, _, err := awsutil.Do(ctx, call, func(ctx context.Context) ([]*ec2.DescribeInstancesOutput, middleware.Metadata, error) {
@@ -391,7 +396,7 @@ func (p *Provider) describe(ctx context.Context, region, key string, byID bool) 
 			in.NextToken = out.NextToken
 		}
 	})
-	if awsutil.IsErrorCode(err, "InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed") {
+	if awsutil.IsErrorCode(err, notFoundCodes...) {
 		return nil, nil
 	}
 	if err != nil {

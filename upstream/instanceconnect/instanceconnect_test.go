@@ -237,7 +237,7 @@ func TestResolve(t *testing.T) {
 		{name: "by id", q: upstream.Query{Name: id1}, want: []string{"web-1.us-east-1.ec2"}, wantCalls: 2},
 		{name: "by short id without Name tag", q: upstream.Query{Name: id3}, want: []string{id3 + ".us-east-1.ec2"}, wantCalls: 2},
 		{name: "by id, stopped", q: upstream.Query{Name: id4}, want: []string{"old.us-east-1.ec2"}, wantCalls: 2},
-		{name: "unknown id", q: upstream.Query{Name: "i-0ccccccccccccccccc"[:19]}, wantCalls: 2},
+		{name: "unknown id", q: upstream.Query{Name: "i-0cccccccccccccccc"}, wantCalls: 2},
 		{name: "by name", q: upstream.Query{Name: "web-1"}, want: []string{"web-1.us-east-1.ec2"}, wantCalls: 2},
 		{name: "by name, two matches", q: upstream.Query{Name: "dup"}, want: []string{"dup.us-east-1.ec2", "dup.us-west-2.ec2"}, wantCalls: 2},
 		{name: "by name, zero matches", q: upstream.Query{Name: "nope"}, wantCalls: 2},

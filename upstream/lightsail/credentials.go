@@ -55,6 +55,9 @@ func (p *Provider) Credentials(ctx context.Context, t upstream.Target, osUser st
 	if name == "" {
 		name = t.Name
 	}
+	if !validName.MatchString(name) {
+		return nil, fmt.Errorf("lightsail: target %s has no valid instance name", t)
+	}
 
 	// A recent GetInstance tells the user without issuing a key pair.
 	if in, ok := p.cachedInstance(cacheKey{t.Region, name}); ok && in != nil && in.username != "" && in.username != osUser {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"go.uber.org/zap/zaptest"
@@ -56,6 +58,7 @@ func newEnv(t *testing.T, opts ...func(*config.LoadOptions) error) *env {
 
 	none := filepath.Join(t.TempDir(), "none")
 	base := []func(*config.LoadOptions) error{
+		config.WithHTTPClient(noKeepAlive()),
 		config.WithRegion("us-east-1"),
 		config.WithBaseEndpoint(s.URL()),
 		config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(s.AccessKeyID(), s.SecretAccessKey(), "")),
@@ -94,6 +97,14 @@ func (e *env) target(t *testing.T, p *lightsail.Provider) upstream.Target {
 	return got[0]
 }
 
+// noKeepAlive returns the SDK's HTTP client without connection reuse, so
+// that no idle connection delays the fake's Close (http.Server.Shutdown
+// waits up to 5s for connections that never sent a request). It stays a
+// *awshttp.BuildableClient, which AWS_CA_BUNDLE requires.
+func noKeepAlive() *awshttp.BuildableClient {
+	return awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) { tr.DisableKeepAlives = true })
+}
+
 // handshake runs an SSH handshake over an in-memory pipe between a client
 // using c and a server with hostKey that trusts user certificates signed by
 // ca. It returns the client's error.
@@ -105,13 +116,23 @@ func handshake(t *testing.T, c *upstream.Credentials, hostKey ssh.Signer, ca ssh
 	srvCfg := &ssh.ServerConfig{PublicKeyCallback: checker.Authenticate}
 	srvCfg.AddHostKey(hostKey)
 
-	cc, sc := net.Pipe()
+	// A TCP loopback connection: net.Pipe is unbuffered, and both sides
+	// of an SSH handshake write their version line first.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
 	var wg sync.WaitGroup
 	t.Cleanup(wg.Wait)
 	wg.Go(func() {
+		sc, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer sc.Close()
 		conn, chans, reqs, err := ssh.NewServerConn(sc, srvCfg)
 		if err != nil {
-			sc.Close()
 			return
 		}
 		wg.Go(func() { ssh.DiscardRequests(reqs) })
@@ -122,6 +143,10 @@ func handshake(t *testing.T, c *upstream.Credentials, hostKey ssh.Signer, ca ssh
 		})
 		conn.Wait()
 	})
+	cc, err := net.DialTimeout("tcp", l.Addr().String(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
 	conn, chans, reqs, err := ssh.NewClientConn(cc, c.Addr, &ssh.ClientConfig{
 		User:              c.User,
 		Auth:              []ssh.AuthMethod{ssh.PublicKeys(c.Signer)},

@@ -271,9 +271,13 @@ func (p *Provider) cachedInstance(k cacheKey) (*instance, bool) {
 	return e.inst, true
 }
 
+// notFoundCodes are the Lightsail error codes that mean "no such instance".
+var notFoundCodes = []string{"NotFoundException", "DoesNotExist"}
+
 // getInstance calls GetInstance; not found is a nil instance.
 func (p *Provider) getInstance(ctx context.Context, region, name string) (*instance, error) {
 	call := p.call("GetInstance", region, name)
+	call.ExpectedCodes = notFoundCodes
 	out, _, err := awsutil.Do(ctx, call, func(ctx context.Context) (*lightsail.GetInstanceOutput, middleware.Metadata, error) {
 		out, err := p.clients[region].GetInstance(ctx, &lightsail.GetInstanceInput{InstanceName: aws.String(name)})
 		if err != nil {
@@ -282,7 +286,7 @@ func (p *Provider) getInstance(ctx context.Context, region, name string) (*insta
 		return out, out.ResultMetadata, nil
 	})
 	switch {
-	case awsutil.IsErrorCode(err, "NotFoundException", "DoesNotExist"):
+	case awsutil.IsErrorCode(err, notFoundCodes...):
 		return nil, nil
 	case err != nil:
 		return nil, err

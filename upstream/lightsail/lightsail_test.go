@@ -619,8 +619,10 @@ func TestCredentialsErrors(t *testing.T) {
 			wantPublic: "Lightsail GetInstanceAccessDetails returned unusable credentials",
 		},
 		{
-			name:       "bad private key",
-			mutate:     func(d *types.InstanceAccessDetails) { d.PrivateKey = aws.String("-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n") },
+			name: "bad private key",
+			mutate: func(d *types.InstanceAccessDetails) {
+				d.PrivateKey = aws.String("-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n")
+			},
 			wantPublic: "Lightsail GetInstanceAccessDetails returned unusable credentials",
 		},
 		{
