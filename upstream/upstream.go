@@ -153,7 +153,7 @@ func PublicMessage(err error) string {
 	}
 	var he *HostKeyMismatchError
 	if errors.As(err, &he) {
-		return "upstream host key does not match the expected one; refusing to connect"
+		return he.Public()
 	}
 	switch {
 	case errors.Is(err, ErrNotFound):
