@@ -1,0 +1,40 @@
+// Package recording writes session recordings as asciicast v2 files
+// (https://docs.asciinema.org/manual/asciicast/v2/), playable with
+// `asciinema play`, and ships finished ones to S3.
+//
+// # Files
+//
+// A [Recorder] for name writes DIR/NAME.part (mode 0600, DIR created 0750
+// if missing) and, when closed, fsyncs it and renames it to DIR/NAME. Names
+// end in [Ext] (".cast"), so a finished recording is exactly a regular file
+// in DIR whose name ends in ".cast"; a file still being written ends in
+// ".cast.part" and is never uploaded. A ".part" file left behind by a crash
+// stays where it is: it holds valid asciicast up to its last complete line
+// (see below), and an operator who wants it shipped renames it.
+//
+// # Durability
+//
+// Events are appended to an in-memory buffer. The buffer is written to the
+// file at most [DefaultFlushInterval] (1s) after the first event that made
+// it non-empty, or at once when it reaches 32 KiB, and the file is fsynced
+// within the same interval after any write, off the data path. A crash of
+// the process thus loses at most about the last second of events (never
+// more than 32 KiB and one event), a crash of the machine about the same
+// plus an fsync in progress; what is on disk is valid asciicast up to its
+// last complete line. Close flushes, fsyncs the file, renames it and
+// fsyncs the folder.
+//
+// When a write fails (a full disk, an I/O error), the recorder cuts the file
+// back to its last complete line, drops every later event and reports the
+// first error from Close; the session it records goes on unharmed. Close
+// still renames the cut file, so that what was recorded is kept and shipped.
+//
+// # Shipping
+//
+// An [Uploader] puts each finished recording to S3 under Prefix + base name,
+// with Content-Type [ContentType], retrying with a growing, bounded backoff
+// until it succeeds; only then is the local file deleted (or, with
+// KeepLocal, moved into DIR/uploaded/). On start it scans DIR for finished
+// recordings left by an earlier run, so a file is kept locally until its
+// upload has succeeded, across restarts.
+package recording

@@ -1,0 +1,453 @@
+package recording
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Ext is the file name extension of a recording. Every name given to
+// [Create] ends in it.
+const Ext = ".cast"
+
+// PartExt is appended to a recording's name while it is being written;
+// Close renames the file to its name without it.
+const PartExt = ".part"
+
+// DefaultFlushInterval is how long an event may wait in memory, at most,
+// before it is written to the file (and the file fsynced).
+const DefaultFlushInterval = time.Second
+
+// Sizes and modes of recording files.
+const (
+	// flushSize is the buffer size at which events are written to the file
+	// at once, without waiting for the flush interval.
+	flushSize = 32 << 10
+
+	defaultWidth  = 80
+	defaultHeight = 24
+
+	dirMode  = 0o750
+	fileMode = 0o600
+)
+
+// Event types of asciicast v2.
+const (
+	TypeOutput = "o"
+	TypeInput  = "i"
+	TypeResize = "r"
+	TypeMarker = "m"
+)
+
+// TruncatedMarker is the label of the marker event a recorder writes when
+// it reaches its size limit (see [WithMaxBytes]).
+const TruncatedMarker = "recording truncated: size limit reached"
+
+// ErrBadName is returned by [Create] for a name that is not a plain file
+// name ending in [Ext].
+var ErrBadName = errors.New("recording name must be a file name ending in " + Ext)
+
+// Header describes a recorded session; it becomes the asciicast header.
+type Header struct {
+	// Width and Height are the terminal size in columns and rows. Zero
+	// means 80 and 24, for sessions without a pty.
+	Width, Height int
+	// Start is when the session started. Event times are measured from
+	// it on the monotonic clock when it carries one (pass time.Now());
+	// zero means when Create is called.
+	Start time.Time
+	// Command is the command of an exec session; empty for a shell.
+	Command string
+	// Title is a free-form title, such as "alice@web-1 as ec2-user".
+	Title string
+	// Env holds the session's TERM and SHELL. Other variables are not
+	// written: SSH env requests can carry secrets.
+	Env map[string]string
+}
+
+// recordedEnv lists the environment variables a header keeps.
+var recordedEnv = []string{"TERM", "SHELL"}
+
+// An Option changes how [Create] sets up a recorder.
+type Option func(*options)
+
+type options struct {
+	maxBytes      int64
+	flushInterval time.Duration
+	// wrap, if not nil, wraps the file the recorder writes; tests use it
+	// to make writes fail.
+	wrap func(file) file
+}
+
+// WithMaxBytes caps the size of the recording file at n bytes (n <= 0, the
+// default, means no cap). An event that would take the file over the cap
+// is dropped, as is every later event, and a single marker event labelled
+// [TruncatedMarker] is written instead, so a capped file can exceed n by
+// the length of that one line. The session goes on; [Recorder.Truncated]
+// reports whether the cap was hit.
+func WithMaxBytes(n int64) Option { return func(o *options) { o.maxBytes = n } }
+
+// WithFlushInterval sets how long events may wait in memory before they
+// are written to the file; d <= 0 means [DefaultFlushInterval].
+func WithFlushInterval(d time.Duration) Option { return func(o *options) { o.flushInterval = d } }
+
+// file is what a recorder needs of its *os.File.
+type file interface {
+	io.WriteCloser
+	Sync() error
+	Truncate(size int64) error
+}
+
+// A Recorder writes one session as an asciicast v2 file. Its methods are
+// safe for concurrent use: the output and input copy loops of a session
+// call Output and Input from their own goroutines. They never block on
+// more than an append to memory or, every 32 KiB, one write(2), and they
+// do not retain the slices they are given.
+type Recorder struct {
+	path  string // the finished file, dir/name
+	part  string // the file while it is being written, path+PartExt
+	start time.Time
+	max   int64
+	every time.Duration
+
+	// f is set by Create and closed by Close only after flushLoop has
+	// returned; flushLoop calls f.Sync without holding mu.
+	f file
+
+	dirty chan struct{} // capacity 1; signalled when buf stops being empty
+	done  chan struct{} // closed by Close to stop flushLoop
+	wg    sync.WaitGroup
+
+	closeOnce sync.Once
+	closeErr  error
+
+	mu        sync.Mutex // protects the fields below
+	buf       []byte     // whole event lines not yet written to f
+	off       int64      // bytes written to f
+	size      int64      // off + len(buf)
+	last      time.Duration
+	out, in   stream
+	pending   bool // flushLoop has been signalled and has not flushed since
+	unsynced  bool // f has been written since its last Sync
+	truncated bool
+	closed    bool
+	err       error // the first write error; set, every event is dropped
+}
+
+// Create starts a recording in dir/name, which must not exist: it creates
+// dir (mode 0750) if needed and the file dir/name.part (mode 0600,
+// exclusively), and writes the header. Close renames the file to
+// dir/name. The name must be a plain file name ending in [Ext], unique
+// among recordings (a session ID makes a good one).
+func Create(dir, name string, h Header, opts ...Option) (*Recorder, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.flushInterval <= 0 {
+		o.flushInterval = DefaultFlushInterval
+	}
+	if name != filepath.Base(name) || !strings.HasSuffix(name, Ext) || name == Ext {
+		return nil, fmt.Errorf("creating recording %q: %w", name, ErrBadName)
+	}
+	if err := os.MkdirAll(dir, dirMode); err != nil {
+		return nil, fmt.Errorf("creating recordings folder: %w", err)
+	}
+	path := filepath.Join(dir, name)
+	if _, err := os.Lstat(path); err == nil {
+		return nil, fmt.Errorf("creating recording %s: %w", path, fs.ErrExist)
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("creating recording: %w", err)
+	}
+	if h.Start.IsZero() {
+		h.Start = time.Now()
+	}
+	line, err := headerLine(h)
+	if err != nil {
+		return nil, fmt.Errorf("encoding recording header: %w", err)
+	}
+
+	part := path + PartExt
+	osf, err := os.OpenFile(part, os.O_WRONLY|os.O_CREATE|os.O_EXCL, fileMode)
+	if err != nil {
+		return nil, fmt.Errorf("creating recording: %w", err)
+	}
+	var f file = osf
+	if o.wrap != nil {
+		f = o.wrap(f)
+	}
+	if _, err := f.Write(line); err != nil {
+		f.Close()
+		os.Remove(part)
+		return nil, fmt.Errorf("writing recording header %s: %w", part, err)
+	}
+	r := &Recorder{
+		path:     path,
+		part:     part,
+		start:    h.Start,
+		max:      o.maxBytes,
+		every:    o.flushInterval,
+		f:        f,
+		dirty:    make(chan struct{}, 1),
+		done:     make(chan struct{}),
+		off:      int64(len(line)),
+		size:     int64(len(line)),
+		unsynced: true,
+	}
+	r.wg.Add(1)
+	go r.flushLoop()
+	return r, nil
+}
+
+// headerLine returns the asciicast v2 header for h, newline included.
+func headerLine(h Header) ([]byte, error) {
+	hj := headerJSON{
+		Version:   2,
+		Width:     h.Width,
+		Height:    h.Height,
+		Timestamp: h.Start.Unix(),
+		Command:   h.Command,
+		Title:     h.Title,
+	}
+	if hj.Width <= 0 {
+		hj.Width = defaultWidth
+	}
+	if hj.Height <= 0 {
+		hj.Height = defaultHeight
+	}
+	for _, k := range recordedEnv {
+		if v, ok := h.Env[k]; ok {
+			if hj.Env == nil {
+				hj.Env = make(map[string]string)
+			}
+			hj.Env[k] = v
+		}
+	}
+	b, err := json.Marshal(hj)
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}
+
+// Path returns the path of the finished recording, dir/name. Until Close
+// has returned, the data is in Path()+PartExt.
+func (r *Recorder) Path() string { return r.path }
+
+// Bytes returns the size of the recording so far, header included,
+// counting events that are still buffered in memory.
+func (r *Recorder) Bytes() int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.size
+}
+
+// Truncated reports whether the recording reached its size limit and
+// dropped events.
+func (r *Recorder) Truncated() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.truncated
+}
+
+// Output records p as terminal output (what the session printed).
+func (r *Recorder) Output(p []byte) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.addLocked(TypeOutput, func(dst []byte) []byte { return r.out.appendData(dst, p) })
+}
+
+// Input records p as terminal input (what the person typed).
+func (r *Recorder) Input(p []byte) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.addLocked(TypeInput, func(dst []byte) []byte { return r.in.appendData(dst, p) })
+}
+
+// Resize records a change of the terminal size to cols columns and rows
+// rows. Sizes that are not positive are ignored.
+func (r *Recorder) Resize(cols, rows int) {
+	if cols <= 0 || rows <= 0 {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.addLocked(TypeResize, func(dst []byte) []byte {
+		dst = strconv.AppendInt(dst, int64(cols), 10)
+		dst = append(dst, 'x')
+		return strconv.AppendInt(dst, int64(rows), 10)
+	})
+}
+
+// addLocked appends one event of type typ whose escaped data appendData
+// appends, unless the data is empty or events are being dropped. r.mu must
+// be held.
+func (r *Recorder) addLocked(typ string, appendData func(dst []byte) []byte) {
+	if r.closed || r.err != nil || r.truncated {
+		return
+	}
+	mark := len(r.buf)
+	r.buf = r.appendPrefix(r.buf, typ)
+	n := len(r.buf)
+	r.buf = appendData(r.buf)
+	if len(r.buf) == n {
+		r.buf = r.buf[:mark]
+		return
+	}
+	r.buf = append(r.buf, '"', ']', '\n')
+
+	if r.max > 0 && r.size+int64(len(r.buf)-mark) > r.max {
+		r.buf = r.appendPrefix(r.buf[:mark], TypeMarker)
+		r.buf = append(r.buf, TruncatedMarker...)
+		r.buf = append(r.buf, '"', ']', '\n')
+		r.truncated = true
+	}
+	r.size += int64(len(r.buf) - mark)
+	if len(r.buf) >= flushSize {
+		// Write now, and still have flushLoop fsync within the interval.
+		r.flushLocked()
+	}
+	if !r.pending {
+		r.pending = true
+		select {
+		case r.dirty <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// appendPrefix appends the start of an event line of type typ, up to the
+// opening quote of its data. Times are taken under r.mu and never go
+// backwards, so they are monotonic in file order.
+func (r *Recorder) appendPrefix(dst []byte, typ string) []byte {
+	d := time.Since(r.start)
+	if d < r.last {
+		d = r.last
+	}
+	r.last = d
+	dst = append(dst, '[')
+	dst = strconv.AppendFloat(dst, d.Seconds(), 'f', 6, 64)
+	dst = append(dst, ", \""...)
+	dst = append(dst, typ...)
+	return append(dst, "\", \""...)
+}
+
+// flushLocked writes buf to the file. On a write error it records the
+// error, cuts the file back to its last complete line and leaves the
+// recorder dropping events. r.mu must be held.
+func (r *Recorder) flushLocked() {
+	r.pending = false
+	if len(r.buf) == 0 || r.err != nil {
+		r.buf = r.buf[:0]
+		return
+	}
+	n, err := r.f.Write(r.buf)
+	if err == nil && n < len(r.buf) {
+		err = io.ErrShortWrite
+	}
+	if err != nil {
+		r.err = fmt.Errorf("writing recording %s: %w", r.part, err)
+		// buf holds whole lines only, so the file's last complete line
+		// ends at the last newline of what reached it.
+		keep := r.off + int64(bytes.LastIndexByte(r.buf[:n], '\n')+1)
+		if terr := r.f.Truncate(keep); terr == nil {
+			n = int(keep - r.off)
+		}
+		r.off += int64(n)
+		r.size = r.off
+		r.buf = nil
+		return
+	}
+	r.off += int64(n)
+	r.unsynced = true
+	r.buf = r.buf[:0]
+}
+
+// flushLoop writes buffered events to the file, and fsyncs it, no later
+// than r.every after they were recorded, until Close.
+func (r *Recorder) flushLoop() {
+	defer r.wg.Done()
+	t := time.NewTimer(r.every)
+	t.Stop()
+	for {
+		select {
+		case <-r.done:
+			return
+		case <-r.dirty:
+		}
+		t.Reset(r.every)
+		select {
+		case <-r.done:
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		r.mu.Lock()
+		r.flushLocked()
+		needSync := r.unsynced && r.err == nil
+		r.unsynced = false
+		r.mu.Unlock()
+		if !needSync {
+			continue
+		}
+		// The fsync runs without r.mu, so that Output and Input do not
+		// wait for the disk.
+		if err := r.f.Sync(); err != nil {
+			r.mu.Lock()
+			if r.err == nil {
+				r.err = fmt.Errorf("syncing recording %s: %w", r.part, err)
+			}
+			r.mu.Unlock()
+		}
+	}
+}
+
+// Close records what is left of split UTF-8 sequences, writes the buffered
+// events, fsyncs and closes the file and renames it to Path. It returns the
+// first error the recording met, including a write error that made it
+// drop events earlier; the file is renamed even then, cut at its last
+// complete line. Events recorded after Close are dropped. Close is
+// idempotent: later calls return the first one's result.
+func (r *Recorder) Close() error {
+	r.closeOnce.Do(func() { r.closeErr = r.close() })
+	return r.closeErr
+}
+
+func (r *Recorder) close() error {
+	close(r.done)
+	r.wg.Wait()
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.addLocked(TypeOutput, r.out.appendRest)
+	r.addLocked(TypeInput, r.in.appendRest)
+	r.closed = true
+	r.flushLocked()
+	if r.err == nil {
+		if err := r.f.Sync(); err != nil {
+			r.err = fmt.Errorf("syncing recording %s: %w", r.part, err)
+		}
+	}
+	if err := r.f.Close(); err != nil && r.err == nil {
+		r.err = fmt.Errorf("closing recording %s: %w", r.part, err)
+	}
+	if err := os.Rename(r.part, r.path); err != nil {
+		return errors.Join(r.err, fmt.Errorf("finishing recording: %w", err))
+	}
+	// Make the rename durable. A folder that cannot be fsynced (some
+	// network file systems) still has the renamed file.
+	if d, err := os.Open(filepath.Dir(r.path)); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return r.err
+}
