@@ -18,6 +18,13 @@ const (
 	DefaultAWSTimeout       = 10 * time.Second
 	DefaultMaxAuthTries     = 6
 	DefaultResolveCache     = 30 * time.Second
+	DefaultDrainTimeout     = 30 * time.Second
+	// DefaultMaxUnauthenticated bounds connections still in their
+	// handshake or authentication.
+	DefaultMaxUnauthenticated = 256
+	// DefaultFailedAuthPerMinute is how many failed authentications one
+	// address may have in a minute before its next attempts are slowed.
+	DefaultFailedAuthPerMinute = 10
 )
 
 // Capability names used in policies' allow and deny lists.
@@ -46,9 +53,37 @@ type Config struct {
 	Policies          []Policy  `yaml:"policies"`
 	Audit             Audit     `yaml:"audit"`
 	Limits            Limits    `yaml:"limits"`
+	// RevokedKeys are keys (authorized_keys format) or SHA256 fingerprints
+	// refused even if a user lists them or a trusted CA signed them; for a
+	// certificate, its key, the certificate itself and its signing CA are
+	// checked.
+	RevokedKeys []string `yaml:"revoked_keys"`
+	// RevokedKeysFile holds more revoked keys, one per line.
+	RevokedKeysFile string `yaml:"revoked_keys_file"`
+	// RevokeLiveSessions, when a reload removes a user or revokes their
+	// key, closes that person's live connections too (with a message).
+	RevokeLiveSessions bool `yaml:"revoke_live_sessions"`
+	// WatchConfig reloads the file when it changes, as SIGHUP does.
+	WatchConfig bool `yaml:"watch_config"`
+	// ProxyProtocol accepts PROXY protocol headers from load balancers.
+	ProxyProtocol *ProxyProtocol `yaml:"proxy_protocol"`
 
 	// TrustedUserCAs holds TrustedUserCAKeys parsed.
 	TrustedUserCAs []ssh.PublicKey `yaml:"-"`
+	// RevokedFingerprints holds the SHA256 fingerprints of RevokedKeys
+	// and RevokedKeysFile.
+	RevokedFingerprints []string `yaml:"-"`
+}
+
+// ProxyProtocol configures PROXY protocol (v1 and v2) on the listener.
+type ProxyProtocol struct {
+	// TrustedCIDRs are the load balancers' networks. A connection from
+	// one of them may carry a PROXY header, whose source address is then
+	// the person's; from anywhere else a header is refused.
+	TrustedCIDRs []string `yaml:"trusted_cidrs"`
+	// Required refuses connections from trusted networks that do not
+	// send a header.
+	Required bool `yaml:"required"`
 }
 
 // User is one person who may log in to the bastion.
@@ -142,8 +177,27 @@ type Policy struct {
 type Audit struct {
 	// Log is a file path or "stdout"; empty means stdout.
 	Log string `yaml:"log"`
-	// Recordings is the folder for session recordings; empty means none.
+	// Recordings is the folder for session recordings (asciicast v2);
+	// empty means none. Every session with a pty is recorded.
 	Recordings string `yaml:"recordings"`
+	// RecordInput records what the person types too (passwords typed at a
+	// prompt included). Off by default.
+	RecordInput bool `yaml:"record_input"`
+	// RecordExec records the output of exec sessions without a pty too.
+	RecordExec bool `yaml:"record_exec"`
+	// S3 ships finished recordings to a bucket.
+	S3 *S3 `yaml:"s3"`
+}
+
+// S3 is where recordings are uploaded. A recording stays in the local
+// folder until its upload succeeds.
+type S3 struct {
+	Bucket string `yaml:"bucket"`
+	Prefix string `yaml:"prefix"`
+	// Region is the bucket's region; empty means the SDK's default.
+	Region string `yaml:"region"`
+	// KeepLocal keeps the local file after a successful upload.
+	KeepLocal bool `yaml:"keep_local"`
 }
 
 // Limits bounds connections and sessions.
@@ -154,6 +208,21 @@ type Limits struct {
 	DialTimeout      Duration `yaml:"dial_timeout"`
 	AWSTimeout       Duration `yaml:"aws_timeout"`
 	MaxAuthTries     int      `yaml:"max_auth_tries"`
+	// DrainTimeout is how long SIGTERM lets live sessions go on.
+	DrainTimeout Duration `yaml:"drain_timeout"`
+	// MaxSessions bounds concurrent authenticated connections in total;
+	// 0 means no bound.
+	MaxSessions int `yaml:"max_sessions"`
+	// MaxSessionsPerUser bounds one person's concurrent authenticated
+	// connections; 0 means no bound.
+	MaxSessionsPerUser int `yaml:"max_sessions_per_user"`
+	// MaxUnauthenticated bounds connections not yet authenticated; more
+	// are closed at once.
+	MaxUnauthenticated int `yaml:"max_unauthenticated"`
+	// FailedAuthPerMinute is how many failed authentications one source
+	// address may have per minute before its further attempts are delayed,
+	// by a time that doubles with each failure (up to 30s); 0 disables.
+	FailedAuthPerMinute int `yaml:"failed_auth_per_minute"`
 }
 
 // Duration is a time.Duration written as "30s", "10m", "12h" in YAML.

@@ -473,6 +473,7 @@ func TestExample(t *testing.T) {
 	writeFile(t, filepath.Join(dir, "keys", "bob.pub"), readFile(t, "testdata/keys/bob.pub"))
 	writeFile(t, filepath.Join(dir, "keys", "legacy_db"), readFile(t, "testdata/keys/static_ed25519"))
 	writeFile(t, filepath.Join(dir, "keys", "build_known_hosts"), readFile(t, "testdata/keys/static_known_hosts"))
+	writeFile(t, filepath.Join(dir, "keys", "revoked"), "# revoked\n"+readFile(t, "testdata/keys/bob.pub"))
 	path := filepath.Join(dir, "config.yaml")
 	writeFile(t, path, example)
 	cfg, err := Load(path)

@@ -108,6 +108,13 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, key string, line int) {
 			return
 		}
 		v.SetString(n.Value)
+	case reflect.Bool:
+		var b bool
+		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!bool" || n.Decode(&b) != nil {
+			d.p.decodeError(line, key, "expected true or false, got %s", describe(n))
+			return
+		}
+		v.SetBool(b)
 	case reflect.Int:
 		var i int
 		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" || n.Decode(&i) != nil {
@@ -162,12 +169,20 @@ type pair struct{ key, value *yaml.Node }
 // pairs returns the entries of mapping n with merge keys expanded, reporting
 // keys that are not strings and keys written twice.
 func (d *decoder) pairs(n *yaml.Node, key string) []pair {
+	return d.pairsOnce(n, key, map[*yaml.Node]bool{n: true})
+}
+
+// pairsOnce is pairs, expanding each merged mapping at most once: a later
+// merge of a mapping already merged adds nothing (earlier entries win), and
+// skipping it keeps a chain of anchors that merge each other twice from
+// costing 2^n steps.
+func (d *decoder) pairsOnce(n *yaml.Node, key string, merging map[*yaml.Node]bool) []pair {
 	var out, merged []pair
 	seen := make(map[string]*yaml.Node)
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := resolveAlias(n.Content[i]), n.Content[i+1]
 		if k.Kind == yaml.ScalarNode && k.ShortTag() == "!!merge" {
-			merged = append(merged, d.mergePairs(v, key, k.Line)...)
+			merged = append(merged, d.mergePairs(v, key, k.Line, merging)...)
 			continue
 		}
 		if k.Kind != yaml.ScalarNode {
@@ -193,11 +208,15 @@ func (d *decoder) pairs(n *yaml.Node, key string) []pair {
 // mergePairs returns the entries that the merge key value v brings into the
 // mapping at key path key: those of a mapping, or of a list of mappings, the
 // earlier ones taking precedence.
-func (d *decoder) mergePairs(v *yaml.Node, key string, line int) []pair {
+func (d *decoder) mergePairs(v *yaml.Node, key string, line int, merging map[*yaml.Node]bool) []pair {
 	v = resolveAlias(v)
 	switch v.Kind {
 	case yaml.MappingNode:
-		return d.pairs(v, key)
+		if merging[v] {
+			return nil
+		}
+		merging[v] = true
+		return d.pairsOnce(v, key, merging)
 	case yaml.SequenceNode:
 		var out []pair
 		for _, item := range v.Content {
@@ -206,7 +225,11 @@ func (d *decoder) mergePairs(v *yaml.Node, key string, line int) []pair {
 				d.p.decodeError(item.Line, joinKey(key, "<<"), "expected a mapping to merge, got %s", describe(item))
 				continue
 			}
-			out = append(out, d.pairs(item, key)...)
+			if merging[item] {
+				continue
+			}
+			merging[item] = true
+			out = append(out, d.pairsOnce(item, key, merging)...)
 		}
 		return out
 	}

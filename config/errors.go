@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -48,9 +49,14 @@ type problems struct {
 	lines map[string]int
 }
 
-// add records a problem at an explicit line.
+// add records a problem at an explicit line; the same problem reached
+// twice (through YAML aliases) is recorded once.
 func (p *problems) add(line int, key, format string, args ...any) {
-	p.errs = append(p.errs, &Error{File: p.file, Line: line, Key: key, Msg: fmt.Sprintf(format, args...)})
+	e := &Error{File: p.file, Line: line, Key: key, Msg: fmt.Sprintf(format, args...)}
+	if slices.ContainsFunc(p.errs, func(o *Error) bool { return *o == *e }) {
+		return
+	}
+	p.errs = append(p.errs, e)
 }
 
 // decodeError records a problem with the value of key and marks key bad.
@@ -112,7 +118,13 @@ func parentKey(key string) string {
 }
 
 // joinKey returns the path of child key name inside key path parent.
+//
+// A name holding control characters (a line break in a quoted YAML key) is
+// quoted, so that an error stays on one line.
 func joinKey(parent, name string) string {
+	if strings.ContainsFunc(name, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+		name = strconv.Quote(name)
+	}
 	if parent == "" {
 		return name
 	}

@@ -85,6 +85,15 @@ func applyDefaults(c *Config, set map[string]bool) {
 	if !set["limits.max_auth_tries"] {
 		l.MaxAuthTries = DefaultMaxAuthTries
 	}
+	if !set["limits.drain_timeout"] {
+		l.DrainTimeout = Duration(DefaultDrainTimeout)
+	}
+	if !set["limits.max_unauthenticated"] {
+		l.MaxUnauthenticated = DefaultMaxUnauthenticated
+	}
+	if !set["limits.failed_auth_per_minute"] {
+		l.FailedAuthPerMinute = DefaultFailedAuthPerMinute
+	}
 	if ls := c.Providers.Lightsail; ls != nil {
 		if ls.Address == "" {
 			ls.Address = AddressPublic
@@ -136,4 +145,5 @@ func resolvePaths(c *Config, dir string) {
 		resolve(&c.Audit.Log)
 	}
 	resolve(&c.Audit.Recordings)
+	resolve(&c.RevokedKeysFile)
 }

@@ -68,6 +68,69 @@ func (c *checker) check(cfg *Config) {
 	c.checkStatic(cfg.Providers.Static)
 	c.checkPolicies(cfg)
 	c.checkLimits(&cfg.Limits)
+	c.checkRevoked(cfg)
+	c.checkProxyProtocol(cfg.ProxyProtocol)
+	if s3 := cfg.Audit.S3; s3 != nil {
+		if s3.Bucket == "" {
+			c.errorf("audit.s3.bucket", "required")
+		}
+		if cfg.Audit.Recordings == "" {
+			c.errorf("audit.s3", "needs audit.recordings: recordings are kept there until uploaded")
+		}
+		if s3.Region != "" && !regionRe.MatchString(s3.Region) {
+			c.errorf("audit.s3.region", "%q is not an AWS region name, such as us-east-1", s3.Region)
+		}
+	}
+	if (cfg.Audit.RecordInput || cfg.Audit.RecordExec) && cfg.Audit.Recordings == "" {
+		c.errorf("audit.recordings", "required when record_input or record_exec is set")
+	}
+}
+
+// checkRevoked parses the revoked keys into fingerprints.
+func (c *checker) checkRevoked(cfg *Config) {
+	add := func(key, line string) {
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, "SHA256:") && !strings.ContainsAny(line, " \t") {
+			cfg.RevokedFingerprints = append(cfg.RevokedFingerprints, line)
+			return
+		}
+		pk, _, _, _, err := ssh.ParseAuthorizedKey([]byte(line))
+		if err != nil {
+			c.errorf(key, "%q is neither a public key in authorized_keys format nor a SHA256:… fingerprint", line)
+			return
+		}
+		cfg.RevokedFingerprints = append(cfg.RevokedFingerprints, ssh.FingerprintSHA256(pk))
+	}
+	for i, line := range cfg.RevokedKeys {
+		add(indexKey("revoked_keys", i), line)
+	}
+	if cfg.RevokedKeysFile == "" {
+		return
+	}
+	data, err := os.ReadFile(cfg.RevokedKeysFile)
+	if err != nil {
+		c.errorf("revoked_keys_file", "%s", fileMessage(cfg.RevokedKeysFile, err))
+		return
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if line = strings.TrimSpace(line); line != "" && line[0] != '#' {
+			add("revoked_keys_file", line)
+		}
+	}
+}
+
+func (c *checker) checkProxyProtocol(pp *ProxyProtocol) {
+	if pp == nil {
+		return
+	}
+	if len(pp.TrustedCIDRs) == 0 {
+		c.errorf("proxy_protocol.trusted_cidrs", "required: list the load balancers' networks, such as 10.0.0.0/16")
+	}
+	for i, s := range pp.TrustedCIDRs {
+		if _, _, err := net.ParseCIDR(s); err != nil {
+			c.errorf(indexKey("proxy_protocol.trusted_cidrs", i), "%q is not a CIDR block such as 10.0.0.0/16", s)
+		}
+	}
 }
 
 // checkListen checks a listen address: host:port, where the host may be
@@ -392,6 +455,7 @@ func (c *checker) checkLimits(l *Limits) {
 		{"limits.handshake_timeout", l.HandshakeTimeout},
 		{"limits.dial_timeout", l.DialTimeout},
 		{"limits.aws_timeout", l.AWSTimeout},
+		{"limits.drain_timeout", l.DrainTimeout},
 	} {
 		if d.v < 0 {
 			c.errorf(d.key, "must not be negative")
@@ -399,6 +463,19 @@ func (c *checker) checkLimits(l *Limits) {
 	}
 	if l.MaxAuthTries < 1 {
 		c.errorf("limits.max_auth_tries", "must be at least 1")
+	}
+	for _, n := range []struct {
+		key string
+		v   int
+	}{
+		{"limits.max_sessions", l.MaxSessions},
+		{"limits.max_sessions_per_user", l.MaxSessionsPerUser},
+		{"limits.max_unauthenticated", l.MaxUnauthenticated},
+		{"limits.failed_auth_per_minute", l.FailedAuthPerMinute},
+	} {
+		if n.v < 0 {
+			c.errorf(n.key, "must not be negative (0 means no limit)")
+		}
 	}
 }
 
