@@ -28,31 +28,72 @@ type Identity struct {
 	// CertKeyID and CertSerial describe the certificate, if one was used.
 	CertKeyID  string
 	CertSerial uint64
+	// CAFingerprint is the fingerprint of the CA that signed the
+	// certificate, if one was used.
+	CAFingerprint string
+	// ForceCommand is the certificate's force-command critical option: the
+	// only command the person may run, whatever they ask for.
+	ForceCommand string
 }
 
-// ErrUnknownKey reports that a key belongs to no configured user.
-var ErrUnknownKey = errors.New("key belongs to no configured user")
+// Authentication errors that callers branch on (for metrics and audit).
+var (
+	// ErrUnknownKey reports that a key belongs to no configured user.
+	ErrUnknownKey = errors.New("key belongs to no configured user")
+	// ErrRevoked reports a key, certificate or CA on the revoked list.
+	ErrRevoked = errors.New("key is revoked")
+	// ErrBadCertificate reports a certificate from a trusted CA that is
+	// not valid now, for this principal or from this address.
+	ErrBadCertificate = errors.New("certificate not accepted")
+)
+
+// FailureReason returns a short, fixed label for an Authenticate error:
+// "unknown_key", "revoked", "bad_certificate" or "other".
+func FailureReason(err error) string {
+	switch {
+	case errors.Is(err, ErrRevoked):
+		return "revoked"
+	case errors.Is(err, ErrBadCertificate):
+		return "bad_certificate"
+	case errors.Is(err, ErrUnknownKey):
+		return "unknown_key"
+	}
+	return "other"
+}
 
 // Authenticator maps presented keys and certificates to identities. It is
 // built from one config and never changes; a reload builds a new one.
 type Authenticator struct {
-	keys  map[string]*config.User // by ssh.PublicKey.Marshal()
-	users map[string]*config.User
-	cas   []ssh.PublicKey
+	keys    map[string]*config.User // by ssh.PublicKey.Marshal()
+	users   map[string]*config.User
+	cas     []ssh.PublicKey
+	revoked map[string]bool // SHA256 fingerprints
+	// owners maps key and CA fingerprints to the users and CAs they admit
+	// ("" for a CA), for Admits.
+	owners map[string]string
 }
 
 // NewAuthenticator indexes the users and trusted CAs of cfg.
 func NewAuthenticator(cfg *config.Config) *Authenticator {
 	a := &Authenticator{
-		keys:  map[string]*config.User{},
-		users: map[string]*config.User{},
-		cas:   cfg.TrustedUserCAs,
+		keys:    map[string]*config.User{},
+		users:   map[string]*config.User{},
+		cas:     cfg.TrustedUserCAs,
+		revoked: map[string]bool{},
+		owners:  map[string]string{},
+	}
+	for _, ca := range cfg.TrustedUserCAs {
+		a.owners[ssh.FingerprintSHA256(ca)] = ""
+	}
+	for _, fp := range cfg.RevokedFingerprints {
+		a.revoked[fp] = true
 	}
 	for i := range cfg.Users {
 		u := &cfg.Users[i]
 		a.users[u.Name] = u
 		for _, k := range u.PublicKeys {
 			a.keys[string(k.Marshal())] = u
+			a.owners[ssh.FingerprintSHA256(k)] = u.Name
 		}
 	}
 	return a
@@ -63,7 +104,13 @@ func NewAuthenticator(cfg *config.Config) *Authenticator {
 // principal names a configured user. remote is checked against the
 // certificate's source-address critical option.
 func (a *Authenticator) Authenticate(key ssh.PublicKey, remote net.Addr) (Identity, error) {
+	if a.revoked[ssh.FingerprintSHA256(key)] {
+		return Identity{}, ErrRevoked
+	}
 	if cert, ok := key.(*ssh.Certificate); ok {
+		if a.revoked[ssh.FingerprintSHA256(cert.Key)] || a.revoked[ssh.FingerprintSHA256(cert.SignatureKey)] {
+			return Identity{}, ErrRevoked
+		}
 		return a.authenticateCert(cert, remote)
 	}
 	u, ok := a.keys[string(key.Marshal())]
@@ -73,6 +120,20 @@ func (a *Authenticator) Authenticate(key ssh.PublicKey, remote net.Addr) (Identi
 	return Identity{User: u.Name, Groups: u.Groups, KeyFingerprint: ssh.FingerprintSHA256(key)}, nil
 }
 
+// Admits reports whether a person authenticated earlier as id would still
+// be admitted: the user is still configured, the key (or the CA that signed
+// the certificate) still listed, and neither revoked.
+func (a *Authenticator) Admits(id Identity) bool {
+	if _, ok := a.users[id.User]; !ok || a.revoked[id.KeyFingerprint] {
+		return false
+	}
+	if id.CAFingerprint != "" {
+		owner, ok := a.owners[id.CAFingerprint]
+		return ok && owner == "" && !a.revoked[id.CAFingerprint]
+	}
+	return a.owners[id.KeyFingerprint] == id.User
+}
+
 func (a *Authenticator) authenticateCert(cert *ssh.Certificate, remote net.Addr) (Identity, error) {
 	checker := &ssh.CertChecker{
 		IsUserAuthority: func(k ssh.PublicKey) bool {
@@ -80,9 +141,9 @@ func (a *Authenticator) authenticateCert(cert *ssh.Certificate, remote net.Addr)
 				return bytes.Equal(ca.Marshal(), k.Marshal())
 			})
 		},
-		// force-command is not enforced yet, so a certificate that
-		// carries it is refused rather than honoured halfway (issue 4).
-		SupportedCriticalOptions: []string{"source-address"},
+		// force-command is enforced by the proxy on every session
+		// channel (Identity.ForceCommand); source-address below.
+		SupportedCriticalOptions: []string{"source-address", "force-command"},
 	}
 	for _, p := range cert.ValidPrincipals {
 		u, ok := a.users[p]
@@ -92,12 +153,12 @@ func (a *Authenticator) authenticateCert(cert *ssh.Certificate, remote net.Addr)
 		// Authenticate checks the CA, the validity window and the
 		// principal; ConnMetadata supplies the principal.
 		if _, err := checker.Authenticate(certMeta{user: p, remote: remote}, cert); err != nil {
-			return Identity{}, fmt.Errorf("checking certificate %q: %w", cert.KeyId, err)
+			return Identity{}, fmt.Errorf("checking certificate %q: %w: %w", cert.KeyId, ErrBadCertificate, err)
 		}
 		// x/crypto's server enforces source-address only for Permissions
 		// it is handed; the identity is carried differently, so check here.
 		if err := checkSourceAddress(cert.CriticalOptions["source-address"], remote); err != nil {
-			return Identity{}, fmt.Errorf("checking certificate %q: %w", cert.KeyId, err)
+			return Identity{}, fmt.Errorf("checking certificate %q: %w: %w", cert.KeyId, ErrBadCertificate, err)
 		}
 		return Identity{
 			User:           u.Name,
@@ -105,6 +166,8 @@ func (a *Authenticator) authenticateCert(cert *ssh.Certificate, remote net.Addr)
 			KeyFingerprint: ssh.FingerprintSHA256(cert.Key),
 			CertKeyID:      cert.KeyId,
 			CertSerial:     cert.Serial,
+			CAFingerprint:  ssh.FingerprintSHA256(cert.SignatureKey),
+			ForceCommand:   cert.CriticalOptions["force-command"],
 		}, nil
 	}
 	return Identity{}, fmt.Errorf("certificate %q names no configured user: %w", cert.KeyId, ErrUnknownKey)

@@ -50,28 +50,41 @@ func TestAuthenticate(t *testing.T) {
 		return c
 	}
 	hour := time.Hour
+	revokedKey, revokedCA := newSigner(t), newSigner(t)
+	cfg.Users = append(cfg.Users, config.User{Name: "carol", PublicKeys: []ssh.PublicKey{revokedKey.PublicKey()}})
+	cfg.TrustedUserCAs = append(cfg.TrustedUserCAs, revokedCA.PublicKey())
+	cfg.RevokedFingerprints = []string{ssh.FingerprintSHA256(revokedKey.PublicKey()), ssh.FingerprintSHA256(revokedCA.PublicKey())}
+	a = NewAuthenticator(cfg)
 	tests := []struct {
 		name     string
 		key      ssh.PublicKey
 		wantUser string
+		wantErr  error
+		wantCmd  string
 	}{
-		{"configured key", aliceKey.PublicKey(), "alice"},
-		{"unknown key", stranger.PublicKey(), ""},
-		{"valid cert", cert(ca, []string{"bob"}, now.Add(-hour), now.Add(hour), nil), "bob"},
-		{"expired cert", cert(ca, []string{"bob"}, now.Add(-2*hour), now.Add(-hour), nil), ""},
-		{"wrong principal", cert(ca, []string{"mallory"}, now.Add(-hour), now.Add(hour), nil), ""},
-		{"wrong ca", cert(otherCA, []string{"bob"}, now.Add(-hour), now.Add(hour), nil), ""},
-		{"source-address ok", cert(ca, []string{"bob"}, now.Add(-hour), now.Add(hour), map[string]string{"source-address": "127.0.0.0/8"}), "bob"},
-		{"source-address elsewhere", cert(ca, []string{"bob"}, now.Add(-hour), now.Add(hour), map[string]string{"source-address": "10.0.0.0/8"}), ""},
+		{name: "revoked key", key: revokedKey.PublicKey(), wantErr: ErrRevoked},
+		{name: "cert from revoked ca", key: cert(revokedCA, []string{"bob"}, now.Add(-hour), now.Add(hour), nil), wantErr: ErrRevoked},
+		{name: "force-command", key: cert(ca, []string{"bob"}, now.Add(-hour), now.Add(hour), map[string]string{"force-command": "uptime"}), wantUser: "bob", wantCmd: "uptime"},
+		{name: "configured key", key: aliceKey.PublicKey(), wantUser: "alice"},
+		{name: "unknown key", key: stranger.PublicKey(), wantErr: ErrUnknownKey},
+		{name: "valid cert", key: cert(ca, []string{"bob"}, now.Add(-hour), now.Add(hour), nil), wantUser: "bob"},
+		{name: "expired cert", key: cert(ca, []string{"bob"}, now.Add(-2*hour), now.Add(-hour), nil), wantErr: ErrBadCertificate},
+		{name: "wrong principal", key: cert(ca, []string{"mallory"}, now.Add(-hour), now.Add(hour), nil), wantErr: ErrUnknownKey},
+		{name: "wrong ca", key: cert(otherCA, []string{"bob"}, now.Add(-hour), now.Add(hour), nil), wantErr: ErrBadCertificate},
+		{name: "source-address ok", key: cert(ca, []string{"bob"}, now.Add(-hour), now.Add(hour), map[string]string{"source-address": "127.0.0.0/8"}), wantUser: "bob"},
+		{name: "source-address elsewhere", key: cert(ca, []string{"bob"}, now.Add(-hour), now.Add(hour), map[string]string{"source-address": "10.0.0.0/8"}), wantErr: ErrBadCertificate},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			id, err := a.Authenticate(tc.key, from)
 			if tc.wantUser == "" {
-				if err == nil {
-					t.Fatalf("got identity %+v, want an error", id)
+				if !errors.Is(err, tc.wantErr) {
+					t.Fatalf("got identity %+v, error %v; want %v", id, err, tc.wantErr)
 				}
 				return
+			}
+			if id.ForceCommand != tc.wantCmd {
+				t.Errorf("ForceCommand: got %q, want %q", id.ForceCommand, tc.wantCmd)
 			}
 			if err != nil {
 				t.Fatalf("got %v, want %s", err, tc.wantUser)

@@ -180,3 +180,21 @@ func (p *Policy) Reachable(id Identity, t Target) Decision {
 	}
 	return Decision{Reason: fmt.Sprintf("no policy lets %s reach %s", id.User, t.Name)}
 }
+
+// OSUsers returns the OS user patterns ("ec2-user", "*") that the policies
+// letting id reach t allow, in policy order, each once. It serves the
+// target listing; Authorize stays the decision.
+func (p *Policy) OSUsers(id Identity, t Target) []string {
+	var out []string
+	for _, rule := range p.rules {
+		if !matchesIdentity(rule, id) || !matchesTarget(rule.Targets, t) {
+			continue
+		}
+		for _, u := range rule.OSUsers {
+			if !slices.Contains(out, u) {
+				out = append(out, u)
+			}
+		}
+	}
+	return out
+}
