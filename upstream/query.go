@@ -122,3 +122,26 @@ func (r *Resolver) Resolve(ctx context.Context, q Query) (Target, error) {
 	}
 	return Target{}, fmt.Errorf("resolving %s: %w", q, ErrNotFound)
 }
+
+// List returns the instances of every provider that can list them, sorted
+// by name. Providers are asked concurrently; when some fail, the others'
+// instances are returned with the failures joined in the error.
+func (r *Resolver) List(ctx context.Context) ([]Target, error) {
+	lists := make([][]Target, len(r.Providers))
+	errs := make([]error, len(r.Providers))
+	var wg sync.WaitGroup
+	for i, p := range r.Providers {
+		l, ok := p.(Lister)
+		if !ok {
+			continue
+		}
+		wg.Go(func() { lists[i], errs[i] = l.List(ctx) })
+	}
+	wg.Wait()
+	var all []Target
+	for _, l := range lists {
+		all = append(all, l...)
+	}
+	sort.SliceStable(all, func(i, j int) bool { return all[i].String() < all[j].String() })
+	return all, errors.Join(errs...)
+}

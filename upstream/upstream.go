@@ -91,6 +91,10 @@ type Credentials struct {
 	// HostKeyAlgorithms, if non-empty, restricts the host key algorithms
 	// offered, so that the instance presents a key the callback can check.
 	HostKeyAlgorithms []string
+	// HostKeySource says how the host key is trusted, for the audit log:
+	// "lightsail" (from GetInstanceAccessDetails), "pinned",
+	// "known_hosts" or "tofu".
+	HostKeySource string
 	// Expires is when the credentials stop working; zero means never.
 	Expires time.Time
 	// RequestID is the AWS request id of the call that issued them, if any.
@@ -106,6 +110,14 @@ type Provider interface {
 	Resolve(ctx context.Context, q Query) ([]Target, error)
 	// Credentials returns credentials for logging in to t as osUser.
 	Credentials(ctx context.Context, t Target, osUser string) (*Credentials, error)
+}
+
+// Lister is a Provider that can list every instance it serves, for the
+// target listing (`ssh bastion`).
+type Lister interface {
+	// List returns the provider's instances that can be logged in to
+	// (running ones).
+	List(ctx context.Context) ([]Target, error)
 }
 
 // Sentinel errors that callers branch on.

@@ -49,7 +49,15 @@ type Call struct {
 	// call (NotFoundException for a lookup); they are logged at info
 	// level rather than as warnings. Do still returns them as errors.
 	ExpectedCodes []string
+	// Observe, if non-nil, is told of every call when it returns (for
+	// metrics).
+	Observe Observer
 }
+
+// Observer is told of one AWS API call: its service and operation, how long
+// it took with retries, and on failure the error and its AWS error code
+// ("timeout" for the call's own deadline).
+type Observer func(service, operation string, d time.Duration, err error, code string)
 
 // Do runs fn under a context that expires after c.Timeout, logs the call
 // (operation, the caller's fields, request_id, duration and any error) and
@@ -83,6 +91,13 @@ func Do[T any](ctx context.Context, c Call, fn func(context.Context) (T, middlew
 		requestID = uerr.RequestID
 	}
 
+	if c.Observe != nil {
+		code := ErrorCode(err)
+		if err != nil && errors.Is(callCtx.Err(), context.DeadlineExceeded) {
+			code = "timeout"
+		}
+		c.Observe(c.Service, c.Operation, elapsed, err, code)
+	}
 	if c.Logger != nil {
 		fields := make([]zap.Field, 0, len(c.Fields)+6)
 		fields = append(fields, zap.String("service", c.Service), zap.String("operation", c.Operation))

@@ -87,6 +87,7 @@ func (p *Provider) Credentials(ctx context.Context, t upstream.Target, osUser st
 		Operation: "SendSSHPublicKey",
 		Timeout:   p.cfg.CallTimeout,
 		Logger:    p.log,
+		Observe:   p.cfg.Observe,
 		Fields: []zap.Field{
 			zap.String("instance", in.id), zap.String("region", t.Region),
 			zap.String("os_user", osUser), zap.String("fingerprint", ssh.FingerprintSHA256(signer.PublicKey())),
@@ -126,6 +127,7 @@ func (p *Provider) Credentials(ctx context.Context, t upstream.Target, osUser st
 		Signer:            signer,
 		HostKeyCallback:   p.hostKeys.Callback(in.id),
 		HostKeyAlgorithms: p.hostKeys.HostKeyAlgorithms(in.id),
+		HostKeySource:     p.hostKeySource,
 		Expires:           expires,
 		RequestID:         reqID,
 	}, nil

@@ -100,6 +100,8 @@ type Config struct {
 	CallTimeout time.Duration
 	// Logger receives one line per AWS call; if nil, nothing is logged.
 	Logger *zap.Logger
+	// Observe, if non-nil, is told of every AWS call (for metrics).
+	Observe awsutil.Observer
 	// Now returns the current time; if nil, time.Now. Tests set it.
 	Now func() time.Time
 }
@@ -110,7 +112,9 @@ type Provider struct {
 	cfg      Config
 	clients  map[string]Clients
 	hostKeys HostKeys
-	log      *zap.Logger
+	// hostKeySource is cfg.HostKeys or its default, for Credentials.
+	hostKeySource string
+	log           *zap.Logger
 
 	// flight merges concurrent identical DescribeInstances calls.
 	flight singleflight.Group
@@ -227,13 +231,18 @@ func NewWithClients(clients map[string]Clients, hostKeys HostKeys, cfg Config) (
 	if log == nil {
 		log = zap.NewNop()
 	}
+	source := cfg.HostKeys
+	if source == "" {
+		source = tofu.ModeNameTOFU
+	}
 	return &Provider{
-		cfg:      cfg,
-		clients:  clients,
-		hostKeys: hostKeys,
-		log:      log.With(zap.String("provider", upstream.ProviderEC2)),
-		byName:   make(map[cacheKey]lookupEntry),
-		byID:     make(map[cacheKey]lookupEntry),
+		cfg:           cfg,
+		clients:       clients,
+		hostKeys:      hostKeys,
+		hostKeySource: source,
+		log:           log.With(zap.String("provider", upstream.ProviderEC2)),
+		byName:        make(map[cacheKey]lookupEntry),
+		byID:          make(map[cacheKey]lookupEntry),
 	}, nil
 }
 
@@ -364,9 +373,16 @@ var notFoundCodes = []string{"InvalidInstanceID.NotFound", "InvalidInstanceID.Ma
 // exist (or is malformed) gives no instances.
 func (p *Provider) describe(ctx context.Context, region, key string, byID bool) ([]*instance, error) {
 	in := &ec2.DescribeInstancesInput{}
-	if byID {
+	// key "" (not by id) lists every running instance.
+	listAll := !byID && key == ""
+	switch {
+	case byID:
 		in.InstanceIds = []string{key}
-	} else {
+	case listAll:
+		in.Filters = []types.Filter{
+			{Name: aws.String("instance-state-name"), Values: []string{string(types.InstanceStateNameRunning)}},
+		}
+	default:
 		in.Filters = []types.Filter{
 			{Name: aws.String("tag:Name"), Values: []string{key}},
 			{Name: aws.String("instance-state-name"), Values: []string{string(types.InstanceStateNameRunning)}},
@@ -380,6 +396,7 @@ func (p *Provider) describe(ctx context.Context, region, key string, byID bool) 
 		Fields:    []zap.Field{zap.String("instance", key), zap.String("region", region)},
 		// A missing id is a normal "no match".
 		ExpectedCodes: notFoundCodes,
+		Observe:       p.cfg.Observe,
 	}
 	// One deadline covers every page.
 	pages, _, err := awsutil.Do(ctx, call, func(ctx context.Context) ([]*ec2.DescribeInstancesOutput, middleware.Metadata, error) {
@@ -410,7 +427,7 @@ func (p *Provider) describe(ctx context.Context, region, key string, byID bool) 
 				switch {
 				case byID && inst.id != key,
 					byID && inst.state == string(types.InstanceStateNameTerminated),
-					!byID && inst.tags["Name"] != key:
+					!byID && !listAll && inst.tags["Name"] != key:
 					// Guard against a filter broader than asked.
 					continue
 				}
@@ -420,6 +437,28 @@ func (p *Provider) describe(ctx context.Context, region, key string, byID bool) 
 	}
 	slices.SortFunc(insts, func(a, b *instance) int { return strings.Compare(a.id, b.id) })
 	return insts, nil
+}
+
+// List returns the running instances of every configured region.
+func (p *Provider) List(ctx context.Context) ([]upstream.Target, error) {
+	lists := make([][]upstream.Target, len(p.cfg.Regions))
+	errs := make([]error, len(p.cfg.Regions))
+	var wg sync.WaitGroup
+	for i, r := range p.cfg.Regions {
+		wg.Go(func() {
+			insts, err := p.describe(ctx, r, "", false)
+			for _, in := range insts {
+				lists[i] = append(lists[i], in.target())
+			}
+			errs[i] = err
+		})
+	}
+	wg.Wait()
+	var out []upstream.Target
+	for _, l := range lists {
+		out = append(out, l...)
+	}
+	return out, errors.Join(errs...)
 }
 
 // fromSDK converts the SDK's instance description.
@@ -450,4 +489,7 @@ func fromSDK(v *types.Instance, region string) *instance {
 }
 
 // Interface guard.
-var _ upstream.Provider = (*Provider)(nil)
+var (
+	_ upstream.Provider = (*Provider)(nil)
+	_ upstream.Lister   = (*Provider)(nil)
+)

@@ -82,6 +82,7 @@ func (p *Provider) Credentials(ctx context.Context, t upstream.Target, osUser st
 		Signer:            ad.signer,
 		HostKeyCallback:   upstream.PinnedHostKeys(t.String(), hostKeySource, ad.hostKeys...),
 		HostKeyAlgorithms: upstream.HostKeyAlgorithms(ad.hostKeys...),
+		HostKeySource:     "lightsail",
 		Expires:           ad.expires,
 		RequestID:         ad.requestID,
 	}, nil

@@ -49,6 +49,7 @@ const refreshBefore = time.Minute
 type API interface {
 	GetInstance(ctx context.Context, in *lightsail.GetInstanceInput, optFns ...func(*lightsail.Options)) (*lightsail.GetInstanceOutput, error)
 	GetInstanceAccessDetails(ctx context.Context, in *lightsail.GetInstanceAccessDetailsInput, optFns ...func(*lightsail.Options)) (*lightsail.GetInstanceAccessDetailsOutput, error)
+	GetInstances(ctx context.Context, in *lightsail.GetInstancesInput, optFns ...func(*lightsail.Options)) (*lightsail.GetInstancesOutput, error)
 }
 
 // Config configures a Provider.
@@ -68,6 +69,8 @@ type Config struct {
 	CallTimeout time.Duration
 	// Logger receives one line per AWS call; if nil, nothing is logged.
 	Logger *zap.Logger
+	// Observe, if non-nil, is told of every AWS call (for metrics).
+	Observe awsutil.Observer
 	// Now returns the current time; if nil, time.Now. Tests set it.
 	Now func() time.Time
 }
@@ -214,6 +217,55 @@ func (p *Provider) Resolve(ctx context.Context, q upstream.Query) ([]upstream.Ta
 	return targets, nil
 }
 
+// List returns the running instances of every configured region, with
+// GetInstances (all pages). It is not cached: listing is rare and people
+// expect it to be current.
+func (p *Provider) List(ctx context.Context) ([]upstream.Target, error) {
+	lists := make([][]upstream.Target, len(p.cfg.Regions))
+	errs := make([]error, len(p.cfg.Regions))
+	var wg sync.WaitGroup
+	for i, r := range p.cfg.Regions {
+		wg.Go(func() { lists[i], errs[i] = p.listRegion(ctx, r) })
+	}
+	wg.Wait()
+	var out []upstream.Target
+	for _, l := range lists {
+		out = append(out, l...)
+	}
+	return out, errors.Join(errs...)
+}
+
+func (p *Provider) listRegion(ctx context.Context, region string) ([]upstream.Target, error) {
+	pages, _, err := awsutil.Do(ctx, p.call("GetInstances", region, ""), func(ctx context.Context) ([]*lightsail.GetInstancesOutput, middleware.Metadata, error) {
+		var pages []*lightsail.GetInstancesOutput
+		in := &lightsail.GetInstancesInput{}
+		for {
+			out, err := p.clients[region].GetInstances(ctx, in)
+			if err != nil {
+				return nil, middleware.Metadata{}, err
+			}
+			pages = append(pages, out)
+			if aws.ToString(out.NextPageToken) == "" {
+				return pages, out.ResultMetadata, nil
+			}
+			in.PageToken = out.NextPageToken
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	var out []upstream.Target
+	for _, page := range pages {
+		for i := range page.Instances {
+			in := fromSDK(&page.Instances[i], region)
+			if in.state == "" || in.state == "running" {
+				out = append(out, in.target())
+			}
+		}
+	}
+	return out, nil
+}
+
 // target returns the upstream.Target for in.
 func (in *instance) target() upstream.Target {
 	return upstream.Target{
@@ -328,8 +380,12 @@ func (p *Provider) call(op, region, name string) awsutil.Call {
 		Timeout:   p.cfg.CallTimeout,
 		Logger:    p.log,
 		Fields:    []zap.Field{zap.String("instance", name), zap.String("region", region)},
+		Observe:   p.cfg.Observe,
 	}
 }
 
-// Interface guard.
-var _ upstream.Provider = (*Provider)(nil)
+// Interface guards.
+var (
+	_ upstream.Provider = (*Provider)(nil)
+	_ upstream.Lister   = (*Provider)(nil)
+)

@@ -82,6 +82,16 @@ func (f *fakeAPI) GetInstance(_ context.Context, in *lightsail.GetInstanceInput,
 	return &lightsail.GetInstanceOutput{Instance: inst}, nil
 }
 
+func (f *fakeAPI) GetInstances(context.Context, *lightsail.GetInstancesInput, ...func(*lightsail.Options)) (*lightsail.GetInstancesOutput, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := &lightsail.GetInstancesOutput{}
+	for _, in := range f.instances {
+		out.Instances = append(out.Instances, *in)
+	}
+	return out, nil
+}
+
 func (f *fakeAPI) GetInstanceAccessDetails(ctx context.Context, in *lightsail.GetInstanceAccessDetailsInput, _ ...func(*lightsail.Options)) (*lightsail.GetInstanceAccessDetailsOutput, error) {
 	f.mu.Lock()
 	f.accessCalls++

@@ -111,7 +111,11 @@ func (p *Provider) Resolve(_ context.Context, q upstream.Query) ([]upstream.Targ
 	if !ok || q.Region != "" {
 		return nil, nil
 	}
-	return []upstream.Target{{Provider: upstream.ProviderStatic, Name: h.Name, ID: h.Name, Tags: h.Tags}}, nil
+	return []upstream.Target{h.target()}, nil
+}
+
+func (h *hostEntry) target() upstream.Target {
+	return upstream.Target{Provider: upstream.ProviderStatic, Name: h.Name, ID: h.Name, Tags: h.Tags}
 }
 
 // Credentials returns the host's fixed credentials. The OS user must be the
@@ -133,7 +137,28 @@ func (p *Provider) Credentials(_ context.Context, t upstream.Target, osUser stri
 		Signer:            h.Signer,
 		HostKeyCallback:   h.callback,
 		HostKeyAlgorithms: h.algos,
+		HostKeySource:     h.keySource(),
 	}, nil
 }
 
-var _ upstream.Provider = (*Provider)(nil)
+// List returns every static host.
+func (p *Provider) List(context.Context) ([]upstream.Target, error) {
+	out := make([]upstream.Target, 0, len(p.hosts))
+	for _, h := range p.hosts {
+		out = append(out, h.target())
+	}
+	return out, nil
+}
+
+// keySource names how h's host key is trusted.
+func (h *Host) keySource() string {
+	if h.KnownHosts != "" {
+		return "known_hosts"
+	}
+	return "pinned"
+}
+
+var (
+	_ upstream.Provider = (*Provider)(nil)
+	_ upstream.Lister   = (*Provider)(nil)
+)
