@@ -13,21 +13,51 @@ import (
 )
 
 // SchemaVersion is the version of the event schema, written in every event
-// as "v". It changes when a field changes meaning or goes away.
-const SchemaVersion = 1
+// as "v". It changes when a field changes meaning or goes away; new event
+// types and new fields do not change it. The schema is documented in
+// SCHEMA.md next to this file.
+//
+// Version 2: session_end is one session channel (was: one upstream link,
+// now link_end); sizes and exit codes added.
+const SchemaVersion = 2
 
-// Event types.
+// Event types. SCHEMA.md lists the fields each one carries.
 const (
-	TypeAuthSuccess    = "auth_success"
-	TypeAuthFailure    = "auth_failure"
-	TypeTargetResolved = "target_resolved"
-	TypeTargetError    = "target_error"
-	TypePolicyDenied   = "policy_denied"
-	TypeUpstreamError  = "upstream_error"
-	TypeUpstreamOpen   = "upstream_connected"
-	TypeSessionEnd     = "session_end"
-	// TypeHostKeyLearned records a host key trusted on first use.
-	TypeHostKeyLearned = "host_key_learned"
+	// Connection and authentication.
+	TypeConnectionAccepted = "connection_accepted"
+	TypeConnectionClosed   = "connection_closed"
+	TypeAuthSuccess        = "auth_success"
+	TypeAuthFailure        = "auth_failure"
+	TypeLimitExceeded      = "limit_exceeded"
+
+	// Target and upstream.
+	TypeTargetResolved    = "target_resolved"
+	TypeTargetError       = "target_error"
+	TypePolicyAllowed     = "policy_allowed"
+	TypePolicyDenied      = "policy_denied"
+	TypeCredentialsIssued = "credentials_issued"
+	TypeHostKeyVerified   = "host_key_verified"
+	TypeHostKeyLearned    = "host_key_learned"
+	TypeHostKeyMismatch   = "host_key_mismatch"
+	TypeUpstreamOpen      = "upstream_connected"
+	TypeUpstreamError     = "upstream_error"
+	TypeLinkEnd           = "link_end"
+
+	// Inside a link: session channels and what runs in them.
+	TypeSessionStart      = "session_start"
+	TypeSessionEnd        = "session_end"
+	TypeSFTP              = "sftp"
+	TypeSCP               = "scp"
+	TypeForwardOpen       = "forward_open"
+	TypeForwardClose      = "forward_close"
+	TypeForwardListen     = "forward_listen"
+	TypeAgentUse          = "agent_forwarding"
+	TypeRecordingUploaded = "recording_uploaded"
+
+	// The bastion itself.
+	TypeConfigReloaded = "config_reloaded"
+	TypeConfigRejected = "config_rejected"
+	TypeSessionRevoked = "session_revoked"
 )
 
 // Event is one audit record. Empty fields are left out of the JSON.
@@ -37,13 +67,23 @@ type Event struct {
 	Type    string    `json:"type"`
 	// SessionID identifies the person's connection to the bastion; every
 	// event of one connection carries the same one.
-	SessionID  string `json:"session_id,omitempty"`
+	SessionID string `json:"session_id,omitempty"`
+	// Channel numbers the session and forwarding channels of one
+	// connection from 1, so that a channel's start and end pair up.
+	Channel    int    `json:"channel,omitempty"`
 	User       string `json:"user,omitempty"`
 	RemoteAddr string `json:"remote_addr,omitempty"`
+	// ProxyAddr is the load balancer's address when RemoteAddr came from a
+	// PROXY protocol header.
+	ProxyAddr string `json:"proxy_addr,omitempty"`
+	// Login is the user name the person's client sent to the bastion.
+	Login string `json:"login,omitempty"`
 	// KeyFingerprint is the SHA256 fingerprint of the key that
 	// authenticated (or failed to).
 	KeyFingerprint string `json:"key_fingerprint,omitempty"`
-	Method         string `json:"method,omitempty"`
+	// CertKeyID is the key id of the user certificate that authenticated.
+	CertKeyID string `json:"cert_key_id,omitempty"`
+	Method    string `json:"method,omitempty"`
 	// Mode is "jump" (ProxyJump) or "direct" (target in the user name).
 	Mode string `json:"mode,omitempty"`
 	// Typed is the target as the person typed it; Target is the resolved
@@ -56,12 +96,66 @@ type Event struct {
 	UpstreamAddr string `json:"upstream_addr,omitempty"`
 	Capability   string `json:"capability,omitempty"`
 	Reason       string `json:"reason,omitempty"`
+	// Limit names the limit hit (limit_exceeded).
+	Limit string `json:"limit,omitempty"`
 	// Error is the internal detail of a failure (never key material).
 	Error     string `json:"error,omitempty"`
 	RequestID string `json:"aws_request_id,omitempty"`
-	// DurationMS is the length of a session, in milliseconds.
+	// Expires is when upstream credentials stop working.
+	Expires *time.Time `json:"expires,omitempty"`
+	// HostKeyFingerprint and HostKeySource describe the upstream host key
+	// and how it was trusted ("lightsail", "pinned", "known_hosts", "tofu").
+	HostKeyFingerprint string `json:"host_key_fingerprint,omitempty"`
+	HostKeySource      string `json:"host_key_source,omitempty"`
+
+	// Kind is what a session channel runs: "shell", "exec" or
+	// "subsystem"; for forwards "local" (-L/-D) or "remote" (-R).
+	Kind      string `json:"kind,omitempty"`
+	Command   string `json:"command,omitempty"`
+	Subsystem string `json:"subsystem,omitempty"`
+	// Term is the pty's terminal type, when the session has a pty.
+	Term string `json:"term,omitempty"`
+	// Recording is the asciicast file of a session (the local path; the
+	// S3 key in recording_uploaded).
+	Recording string `json:"recording,omitempty"`
+	// ExitStatus and ExitSignal are how the command ended, when the
+	// instance said.
+	ExitStatus *int   `json:"exit_status,omitempty"`
+	ExitSignal string `json:"exit_signal,omitempty"`
+	// BytesUp counts bytes from the person to the instance, BytesDown the
+	// other way (channel payload, stderr included).
+	BytesUp   int64 `json:"bytes_up,omitempty"`
+	BytesDown int64 `json:"bytes_down,omitempty"`
+	// Dest is a forward's destination (host:port or socket path); Origin
+	// is the address the forward came from, as the opener reported it.
+	Dest   string `json:"dest,omitempty"`
+	Origin string `json:"origin,omitempty"`
+
+	// SFTP and scp operations. Op is the operation ("open", "close",
+	// "remove", "rename", "mkdir", "rmdir", "setstat", …; scp: "upload",
+	// "download", "mkdir"), Path and NewPath the files, OpenMode the open
+	// flags, Perm the permission bits as octal text, Size a file's size,
+	// BytesRead/BytesWritten what moved through one open file, Status the
+	// result ("ok" or the SFTP status name).
+	Op           string `json:"op,omitempty"`
+	Path         string `json:"path,omitempty"`
+	NewPath      string `json:"new_path,omitempty"`
+	OpenMode     string `json:"open_mode,omitempty"`
+	Perm         string `json:"perm,omitempty"`
+	Size         int64  `json:"size,omitempty"`
+	BytesRead    int64  `json:"bytes_read,omitempty"`
+	BytesWritten int64  `json:"bytes_written,omitempty"`
+	Status       string `json:"status,omitempty"`
+	// Aborted marks a file still open when the session ended.
+	Aborted bool `json:"aborted,omitempty"`
+
+	// DurationMS is the length of a connection, link or session, in
+	// milliseconds.
 	DurationMS int64 `json:"duration_ms,omitempty"`
 }
+
+// Int returns a pointer to v, for ExitStatus.
+func Int(v int) *int { return &v }
 
 // Logger writes events as JSON lines. Each event is written with one write
 // call and, for files, synced to disk, so that a crash loses at most the

@@ -1,0 +1,210 @@
+// Package metrics holds the bastion's Prometheus metrics and serves them,
+// with health and readiness, on the admin listener.
+//
+// Every method is safe on a nil *Metrics, which records nothing: the proxy
+// and the providers call them unconditionally.
+package metrics
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Metrics is the bastion's set of Prometheus series, on a registry of its
+// own (with the Go runtime and process collectors).
+type Metrics struct {
+	reg *prometheus.Registry
+
+	connections       prometheus.Counter
+	connectionsActive prometheus.Gauge
+	sessions          prometheus.Counter
+	sessionsActive    prometheus.Gauge
+	channels          *prometheus.CounterVec
+	authFailures      *prometheus.CounterVec
+	policyDenials     *prometheus.CounterVec
+	limitHits         *prometheus.CounterVec
+	awsCalls          *prometheus.HistogramVec
+	awsErrors         *prometheus.CounterVec
+	upstreamDial      *prometheus.HistogramVec
+	bytesUp           prometheus.Counter
+	bytesDown         prometheus.Counter
+	reloads           *prometheus.CounterVec
+	uploads           *prometheus.CounterVec
+}
+
+// New returns a Metrics with every series registered.
+func New() *Metrics {
+	m := &Metrics{reg: prometheus.NewRegistry()}
+	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	f := factory{m.reg}
+	m.connections = f.counter("bastion_connections_total", "TCP connections accepted.")
+	m.connectionsActive = f.gauge("bastion_connections_active", "Connections open now, authenticated or not.")
+	m.sessions = f.counter("bastion_sessions_total", "Upstream links spliced (one per person-to-instance connection).")
+	m.sessionsActive = f.gauge("bastion_sessions_active", "Upstream links spliced now.")
+	m.channels = f.counterVec("bastion_channels_total", "Channels spliced, by type (session, direct-tcpip, …).", "type")
+	m.authFailures = f.counterVec("bastion_auth_failures_total", "Failed authentications, by reason.", "reason")
+	m.policyDenials = f.counterVec("bastion_policy_denials_total", "Policy refusals, by capability (login for a target or OS user).", "capability")
+	m.limitHits = f.counterVec("bastion_limit_hits_total", "Connections or sessions stopped by a limit, by limit.", "limit")
+	m.awsCalls = f.histogramVec("bastion_aws_call_duration_seconds", "AWS API call latency, retries included, by service, operation and result (ok or error).",
+		[]float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}, "service", "operation", "result")
+	m.awsErrors = f.counterVec("bastion_aws_call_errors_total", "Failed AWS API calls, by service, operation and error code.", "service", "operation", "code")
+	m.upstreamDial = f.histogramVec("bastion_upstream_connect_duration_seconds", "Upstream TCP connect plus SSH handshake, by provider and result.",
+		[]float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}, "provider", "result")
+	bytes := f.counterVec("bastion_bytes_spliced_total", "Channel payload bytes relayed, by direction (up: person to instance).", "direction")
+	m.bytesUp = bytes.WithLabelValues("up")
+	m.bytesDown = bytes.WithLabelValues("down")
+	m.reloads = f.counterVec("bastion_config_reloads_total", "Configuration reloads, by result (ok or rejected).", "result")
+	m.uploads = f.counterVec("bastion_recording_uploads_total", "Recording uploads to S3, by result (ok or error).", "result")
+	return m
+}
+
+// Registry returns the registry the series live in.
+func (m *Metrics) Registry() *prometheus.Registry {
+	if m == nil {
+		return nil
+	}
+	return m.reg
+}
+
+// ConnectionOpened counts an accepted connection; call the returned func
+// when it closes.
+func (m *Metrics) ConnectionOpened() (closed func()) {
+	if m == nil {
+		return func() {}
+	}
+	m.connections.Inc()
+	m.connectionsActive.Inc()
+	return m.connectionsActive.Dec
+}
+
+// SessionOpened counts a spliced upstream link; call the returned func when
+// it ends.
+func (m *Metrics) SessionOpened() (closed func()) {
+	if m == nil {
+		return func() {}
+	}
+	m.sessions.Inc()
+	m.sessionsActive.Inc()
+	return m.sessionsActive.Dec
+}
+
+// Channel counts a spliced channel of type typ.
+func (m *Metrics) Channel(typ string) {
+	if m != nil {
+		m.channels.WithLabelValues(typ).Inc()
+	}
+}
+
+// AuthFailure counts a failed authentication.
+func (m *Metrics) AuthFailure(reason string) {
+	if m != nil {
+		m.authFailures.WithLabelValues(reason).Inc()
+	}
+}
+
+// PolicyDenial counts a policy refusal.
+func (m *Metrics) PolicyDenial(capability string) {
+	if m != nil {
+		m.policyDenials.WithLabelValues(capability).Inc()
+	}
+}
+
+// LimitHit counts a connection or session stopped by limit.
+func (m *Metrics) LimitHit(limit string) {
+	if m != nil {
+		m.limitHits.WithLabelValues(limit).Inc()
+	}
+}
+
+// AWSCall records one AWS API call; code is the AWS error code ("" on
+// success, or a short reason such as "timeout").
+func (m *Metrics) AWSCall(service, operation string, d time.Duration, err error, code string) {
+	if m == nil {
+		return
+	}
+	result := "ok"
+	if err != nil {
+		result = "error"
+		if code == "" {
+			code = "unknown"
+		}
+		m.awsErrors.WithLabelValues(service, operation, code).Inc()
+	}
+	m.awsCalls.WithLabelValues(service, operation, result).Observe(d.Seconds())
+}
+
+// UpstreamConnect records the time to connect to an instance.
+func (m *Metrics) UpstreamConnect(provider string, d time.Duration, err error) {
+	if m == nil {
+		return
+	}
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	m.upstreamDial.WithLabelValues(provider, result).Observe(d.Seconds())
+}
+
+// BytesUp counts n bytes relayed from the person to the instance.
+func (m *Metrics) BytesUp(n int) {
+	if m != nil {
+		m.bytesUp.Add(float64(n))
+	}
+}
+
+// BytesDown counts n bytes relayed from the instance to the person.
+func (m *Metrics) BytesDown(n int) {
+	if m != nil {
+		m.bytesDown.Add(float64(n))
+	}
+}
+
+// Reload counts a configuration reload.
+func (m *Metrics) Reload(err error) {
+	if m != nil {
+		m.reloads.WithLabelValues(result(err)).Inc()
+	}
+}
+
+// Upload counts a recording upload attempt.
+func (m *Metrics) Upload(err error) {
+	if m != nil {
+		m.uploads.WithLabelValues(result(err)).Inc()
+	}
+}
+
+func result(err error) string {
+	if err != nil {
+		return "error"
+	}
+	return "ok"
+}
+
+// factory creates and registers series.
+type factory struct{ reg prometheus.Registerer }
+
+func (f factory) counter(name, help string) prometheus.Counter {
+	c := prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
+	f.reg.MustRegister(c)
+	return c
+}
+
+func (f factory) gauge(name, help string) prometheus.Gauge {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help})
+	f.reg.MustRegister(g)
+	return g
+}
+
+func (f factory) counterVec(name, help string, labels ...string) *prometheus.CounterVec {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
+	f.reg.MustRegister(c)
+	return c
+}
+
+func (f factory) histogramVec(name, help string, buckets []float64, labels ...string) *prometheus.HistogramVec {
+	h := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help, Buckets: buckets}, labels)
+	f.reg.MustRegister(h)
+	return h
+}
