@@ -32,12 +32,53 @@ type conn struct {
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 
-	// Set once the handshake is done.
+	// Set once the handshake is done, before authed.
 	sc       *ssh.ServerConn
 	identity auth.Identity
 	log      *zap.Logger
 	// wg tracks the goroutines serving this connection's channels.
 	wg sync.WaitGroup
+
+	mu sync.Mutex // protects authed and links
+	// authed is set once identity is.
+	authed bool
+	links  map[*link]struct{}
+}
+
+// authenticated returns the person's identity once they have logged in.
+func (c *conn) authenticated() (auth.Identity, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.identity, c.authed
+}
+
+// liveLinks returns the connection's links now.
+func (c *conn) liveLinks() []*link {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	links := make([]*link, 0, len(c.links))
+	for l := range c.links {
+		links = append(links, l)
+	}
+	return links
+}
+
+// notify tells every session of the connection msg, on its stderr.
+func (c *conn) notify(msg string) {
+	for _, l := range c.liveLinks() {
+		l.say(msg, 0)
+	}
+}
+
+// revoke closes the connection of a person whose access a reload took
+// away, telling their sessions why.
+func (c *conn) revoke() {
+	const msg = "your access was revoked; closing"
+	for _, l := range c.liveLinks() {
+		l.end("", msg)
+	}
+	c.audit(audit.Event{Type: audit.TypeSessionRevoked, Reason: msg})
+	c.cancel(errors.New(msg))
 }
 
 // serve runs the connection to its end.
@@ -45,26 +86,58 @@ func (c *conn) serve() {
 	defer c.srv.forgetConn(c)
 	defer c.cancel(nil)
 	defer c.nc.Close()
+	start := time.Now()
 	c.log = c.srv.log().With(zap.String("conn_id", c.id), zap.String("remote_addr", c.nc.RemoteAddr().String()))
+	defer c.srv.Metrics.ConnectionOpened()()
 	stop := context.AfterFunc(c.ctx, func() { c.nc.Close() })
 	defer stop()
 
+	c.audit(audit.Event{Type: audit.TypeConnectionAccepted})
+	defer func() {
+		e := audit.Event{Type: audit.TypeConnectionClosed, DurationMS: time.Since(start).Milliseconds()}
+		if cause := context.Cause(c.ctx); cause != nil && cause != context.Canceled {
+			e.Reason = cause.Error()
+		}
+		c.audit(e)
+	}()
+	if !c.throttle() {
+		return
+	}
+	lim := c.srv.currentRules().Limits
+	n := c.srv.unauth.Add(1)
+	authDone := sync.OnceFunc(func() { c.srv.unauth.Add(-1) })
+	defer authDone()
+	if lim.MaxUnauthenticated > 0 && n > int64(lim.MaxUnauthenticated) {
+		c.limitHit("max_unauthenticated", "too many connections in their handshake")
+		return
+	}
+
 	c.nc.SetDeadline(time.Now().Add(c.srv.handshakeTimeout()))
 	sc, chans, reqs, err := ssh.NewServerConn(c.nc, c.serverConfig())
+	authDone()
 	if err != nil {
 		c.log.Debug("handshake_failed", zap.Error(err))
 		return
 	}
 	c.nc.SetDeadline(time.Time{})
+	c.mu.Lock()
 	c.sc = sc
 	c.identity = sc.Permissions.ExtraData[identityKey{}].(auth.Identity)
+	c.authed = true
+	c.mu.Unlock()
 	c.log = c.log.With(zap.String("user", c.identity.User))
 	c.log.Info("connection_authenticated", zap.String("login", sc.User()), zap.String("key_fingerprint", c.identity.KeyFingerprint))
 	method := "publickey"
 	if c.identity.CertKeyID != "" {
 		method = "user_certificate"
 	}
-	c.audit(audit.Event{Type: audit.TypeAuthSuccess, Method: method})
+	c.audit(audit.Event{Type: audit.TypeAuthSuccess, Method: method, Login: sc.User(), CertKeyID: c.identity.CertKeyID})
+
+	if msg := c.srv.admit(c); msg != "" {
+		c.refuse(chans, reqs, "bastion: "+msg)
+		return
+	}
+	defer c.srv.release(c)
 
 	if osUser, typed, ok := parseDirectUser(sc.User()); ok {
 		c.serveDirect(chans, reqs, osUser, typed)
@@ -72,6 +145,38 @@ func (c *conn) serve() {
 		c.serveJump(chans, reqs)
 	}
 	c.wg.Wait()
+}
+
+// throttle delays a connection from an address with many recent failed
+// authentications, and reports whether it may go on.
+func (c *conn) throttle() bool {
+	host := hostOf(c.nc.RemoteAddr())
+	perMinute := c.srv.currentRules().Limits.FailedAuthPerMinute
+	d, ok := c.srv.failures.delay(host, perMinute)
+	if !ok {
+		c.limitHit("failed_auth", "too many failed authentications from this address")
+		return false
+	}
+	if d <= 0 {
+		return true
+	}
+	defer c.srv.failures.done(host)
+	c.srv.Metrics.LimitHit("failed_auth_delay")
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-c.ctx.Done():
+		return false
+	}
+}
+
+// limitHit audits and counts a limit that stops the connection.
+func (c *conn) limitHit(limit, reason string) {
+	c.srv.Metrics.LimitHit(limit)
+	c.audit(audit.Event{Type: audit.TypeLimitExceeded, Limit: limit, Reason: reason})
+	c.log.Info("limit_exceeded", zap.String("limit", limit))
 }
 
 // serverConfig is the outer server's configuration: public keys and user
@@ -85,7 +190,11 @@ func (c *conn) serverConfig() *ssh.ServerConfig {
 		PublicKeyCallback: func(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
 			id, err := rules.Auth.Authenticate(key, meta.RemoteAddr())
 			if err != nil {
-				c.audit(audit.Event{Type: audit.TypeAuthFailure, Method: "publickey", KeyFingerprint: ssh.FingerprintSHA256(key), Error: err.Error()})
+				reason := auth.FailureReason(err)
+				c.srv.Metrics.AuthFailure(reason)
+				c.srv.failures.fail(hostOf(meta.RemoteAddr()), rules.Limits.FailedAuthPerMinute)
+				c.audit(audit.Event{Type: audit.TypeAuthFailure, Method: "publickey", Login: meta.User(),
+					KeyFingerprint: ssh.FingerprintSHA256(key), Reason: reason, Error: err.Error()})
 				return nil, err
 			}
 			return &ssh.Permissions{ExtraData: map[any]any{identityKey{}: id}}, nil
@@ -102,11 +211,16 @@ func (c *conn) serverConfig() *ssh.ServerConfig {
 func (c *conn) audit(e audit.Event) {
 	e.SessionID = c.id
 	e.RemoteAddr = c.nc.RemoteAddr().String()
-	if e.User == "" {
-		e.User = c.identity.User
+	if pa, ok := c.nc.(interface{ ProxyAddr() net.Addr }); ok && pa.ProxyAddr() != nil {
+		e.ProxyAddr = pa.ProxyAddr().String()
 	}
-	if e.KeyFingerprint == "" {
-		e.KeyFingerprint = c.identity.KeyFingerprint
+	if id, ok := c.authenticated(); ok {
+		if e.User == "" {
+			e.User = id.User
+		}
+		if e.KeyFingerprint == "" {
+			e.KeyFingerprint = id.KeyFingerprint
+		}
 	}
 	if err := c.srv.Audit.Emit(e); err != nil {
 		c.srv.log().Error("audit_write_failed", zap.Error(err))
@@ -187,6 +301,7 @@ func (c *conn) resolve(typed string) (target, error) {
 	tg := target{typed: typed, Target: t}
 	c.audit(audit.Event{Type: audit.TypeTargetResolved, Typed: typed, Target: t.String(), Provider: t.Provider, InstanceID: t.ID})
 	if d := c.srv.currentRules().Policy.Reachable(c.identity, tg.forPolicy()); !d.Allow {
+		c.srv.Metrics.PolicyDenial("target")
 		c.audit(audit.Event{Type: audit.TypePolicyDenied, Typed: typed, Target: t.String(), Reason: d.Reason})
 		return target{}, &publicError{msg: d.Reason}
 	}
@@ -194,17 +309,22 @@ func (c *conn) resolve(typed string) (target, error) {
 }
 
 // connectUpstream authorizes a login as osUser, fetches credentials and
-// connects to the target. The returned guard enforces the policy on the
-// spliced connection.
-func (c *conn) connectUpstream(t target, osUser, mode string) (*upstreamConn, *policyGuard, error) {
+// connects to the target. The returned link enforces the policy on the
+// spliced connection and audits it.
+func (c *conn) connectUpstream(t target, osUser, mode string) (*upstreamConn, *link, error) {
 	rules := c.srv.currentRules()
 	base := auth.Request{Identity: c.identity, Target: t.forPolicy(), OSUser: osUser}
 	ev := audit.Event{Mode: mode, Typed: t.typed, Target: t.String(), Provider: t.Provider, InstanceID: t.ID, OSUser: osUser}
+	emit := func(e audit.Event) {
+		e.Mode, e.Typed, e.Target, e.Provider, e.InstanceID, e.OSUser = ev.Mode, ev.Typed, ev.Target, ev.Provider, ev.InstanceID, ev.OSUser
+		c.audit(e)
+	}
 	if d := rules.Policy.Authorize(base); !d.Allow {
-		ev.Type, ev.Reason = audit.TypePolicyDenied, d.Reason
-		c.audit(ev)
+		c.srv.Metrics.PolicyDenial("login")
+		emit(audit.Event{Type: audit.TypePolicyDenied, Reason: d.Reason})
 		return nil, nil, &publicError{msg: d.Reason}
 	}
+	emit(audit.Event{Type: audit.TypePolicyAllowed})
 	p := c.srv.Resolver.Provider(t.Provider)
 	if p == nil {
 		return nil, nil, fmt.Errorf("provider %q is not configured", t.Provider)
@@ -213,33 +333,60 @@ func (c *conn) connectUpstream(t target, osUser, mode string) (*upstreamConn, *p
 	creds, err := p.Credentials(ctx, t.Target, osUser)
 	cancel()
 	if err != nil {
-		ev.Type, ev.Error = audit.TypeUpstreamError, err.Error()
+		e := audit.Event{Type: audit.TypeUpstreamError, Error: err.Error()}
 		var ue *upstream.Error
 		if errors.As(err, &ue) {
-			ev.RequestID = ue.RequestID
+			e.RequestID = ue.RequestID
 		}
-		c.audit(ev)
+		emit(e)
 		c.log.Info("credentials_failed", zap.String("target", t.String()), zap.Error(err))
 		return nil, nil, err
 	}
-	ev.RequestID = creds.RequestID
+	issued := audit.Event{Type: audit.TypeCredentialsIssued, RequestID: creds.RequestID, UpstreamAddr: creds.Addr}
+	if !creds.Expires.IsZero() {
+		exp := creds.Expires.UTC()
+		issued.Expires = &exp
+	}
+	emit(issued)
 	ev.UpstreamAddr = creds.Addr
-	up, err := dialUpstream(c.ctx, creds, c.srv.dialTimeout(), c.srv.handshakeTimeout())
+
+	// Note the key the instance presented, for the audit log.
+	var hostKey ssh.PublicKey
+	verify := creds.HostKeyCallback
+	checked := *creds
+	checked.HostKeyCallback = func(host string, remote net.Addr, key ssh.PublicKey) error {
+		err := verify(host, remote, key)
+		if err == nil {
+			hostKey = key
+		}
+		return err
+	}
+	start := time.Now()
+	up, err := dialUpstream(c.ctx, &checked, c.srv.dialTimeout(), c.srv.handshakeTimeout())
+	c.srv.Metrics.UpstreamConnect(t.Provider, time.Since(start), err)
 	if err != nil {
-		ev.Type, ev.Error = audit.TypeUpstreamError, err.Error()
-		c.audit(ev)
+		e := audit.Event{Type: audit.TypeUpstreamError, UpstreamAddr: creds.Addr, Error: err.Error()}
+		var he *upstream.HostKeyMismatchError
+		if errors.As(err, &he) {
+			e.Type, e.HostKeySource = audit.TypeHostKeyMismatch, creds.HostKeySource
+		}
+		emit(e)
 		c.log.Info("upstream_failed", zap.String("target", t.String()), zap.String("addr", creds.Addr), zap.Error(err))
 		return nil, nil, err
 	}
-	ev.Type = audit.TypeUpstreamOpen
-	c.audit(ev)
+	if hostKey != nil {
+		emit(audit.Event{Type: audit.TypeHostKeyVerified, UpstreamAddr: creds.Addr,
+			HostKeyFingerprint: ssh.FingerprintSHA256(hostKey), HostKeySource: creds.HostKeySource})
+	}
+	emit(audit.Event{Type: audit.TypeUpstreamOpen, UpstreamAddr: creds.Addr})
 	c.log.Info("upstream_connected", zap.String("target", t.String()), zap.String("addr", creds.Addr), zap.String("os_user", osUser))
-	g := &policyGuard{policy: rules.Policy, base: base, typed: t.typed, denied: func(capability, reason string) {
-		e := ev
-		e.Type, e.Capability, e.Reason, e.RequestID, e.Error = audit.TypePolicyDenied, capability, reason, "", ""
-		c.audit(e)
-	}}
-	return up, g, nil
+	l := newLink(c, nil, ev)
+	l.policyGuard = &policyGuard{policy: rules.Policy, base: base, typed: t.typed, force: c.identity.ForceCommand,
+		denied: func(capability, reason string) {
+			c.srv.Metrics.PolicyDenial(capability)
+			l.audit(audit.Event{Type: audit.TypePolicyDenied, Capability: capability, Reason: reason})
+		}}
+	return up, l, nil
 }
 
 // jump serves one direct-tcpip channel: if it asks for a target's SSH port,
@@ -282,8 +429,7 @@ func (c *conn) jump(nc ssh.NewChannel) {
 	defer ch.Close()
 
 	var up *upstreamConn
-	var g *policyGuard
-	var osUser string
+	var l *link
 	cfg := &ssh.ServerConfig{
 		Config:        sshConfig(),
 		ServerVersion: "SSH-2.0-bastion",
@@ -292,12 +438,11 @@ func (c *conn) jump(nc ssh.NewChannel) {
 			if up != nil {
 				return &ssh.Permissions{}, nil
 			}
-			osUser = meta.User()
-			u, gd, err := c.connectUpstream(t, osUser, "jump")
+			u, lk, err := c.connectUpstream(t, meta.User(), "jump")
 			if err != nil {
 				return nil, &ssh.BannerError{Err: err, Message: fmt.Sprintf("bastion: %s: %s\r\n", t.typed, publicMessage(err))}
 			}
-			up, g = u, gd
+			up, l = u, lk
 			return &ssh.Permissions{}, nil
 		},
 	}
@@ -312,21 +457,42 @@ func (c *conn) jump(nc ssh.NewChannel) {
 	if err != nil {
 		if up != nil {
 			up.conn.Close()
+			l.cancel(nil)
 		}
 		c.log.Debug("inner_handshake_failed", zap.String("typed", t.typed), zap.Error(err))
 		return
 	}
-	c.runLink(peer{conn: isc, chans: ichans, reqs: ireqs}, up, g, t, osUser, "jump")
+	c.runLink(peer{conn: isc, chans: ichans, reqs: ireqs}, up, l)
 }
 
-// runLink splices the person's side and the upstream until both end.
-func (c *conn) runLink(person peer, up *upstreamConn, g *policyGuard, t target, osUser, mode string) {
-	start := time.Now()
-	log := c.log.With(zap.String("target", t.String()), zap.String("os_user", osUser))
-	splice(c.ctx, person, up.peer, g, log)
-	c.audit(audit.Event{Type: audit.TypeSessionEnd, Mode: mode, Typed: t.typed, Target: t.String(), Provider: t.Provider,
-		InstanceID: t.ID, OSUser: osUser, UpstreamAddr: up.addr, DurationMS: time.Since(start).Milliseconds()})
-	log.Info("link_closed", zap.Duration("duration", time.Since(start)))
+// runLink splices the person's side and the upstream until both end, or
+// the link is ended (a limit, a revocation, a drain deadline).
+func (c *conn) runLink(person peer, up *upstreamConn, l *link) {
+	c.trackLink(l)
+	defer c.untrackLink(l)
+	defer c.srv.Metrics.SessionOpened()()
+	stopLimits := l.runLimits()
+	splice(l.ctx, person, up.peer, l, l.logger())
+	stopLimits()
+	l.writers.Wait()
+	l.endAudit()
+}
+
+// trackLink and untrackLink keep the connection's set of live links, which
+// drains and revocations tell.
+func (c *conn) trackLink(l *link) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.links == nil {
+		c.links = map[*link]struct{}{}
+	}
+	c.links[l] = struct{}{}
+}
+
+func (c *conn) untrackLink(l *link) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.links, l)
 }
 
 // serveDirect serves a connection whose login names the target: the outer
@@ -334,19 +500,19 @@ func (c *conn) runLink(person peer, up *upstreamConn, g *policyGuard, t target, 
 func (c *conn) serveDirect(chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request, osUser, typed string) {
 	t, err := c.resolve(typed)
 	var up *upstreamConn
-	var g *policyGuard
+	var l *link
 	if err == nil {
 		if osUser == "" {
 			err = &publicError{msg: "no OS user given; log in as user+" + typed}
 		} else {
-			up, g, err = c.connectUpstream(t, osUser, "direct")
+			up, l, err = c.connectUpstream(t, osUser, "direct")
 		}
 	}
 	if err != nil {
 		c.refuse(chans, reqs, fmt.Sprintf("bastion: %s: %s", typed, publicMessage(err)))
 		return
 	}
-	c.runLink(peer{conn: c.sc, chans: chans, reqs: reqs}, up, g, t, osUser, "direct")
+	c.runLink(peer{conn: c.sc, chans: chans, reqs: reqs}, up, l)
 }
 
 // refuse tells the person why their direct-mode connection cannot go on:

@@ -20,6 +20,10 @@ type policyGuard struct {
 	base auth.Request
 	// typed is the target name as the person typed it, for messages.
 	typed string
+	// force is the only command the person may run (a certificate's
+	// force-command): every shell, exec and subsystem request becomes an
+	// exec of it.
+	force string
 	// denied is told of every refusal, for the audit log.
 	denied func(capability, reason string)
 }
@@ -82,6 +86,17 @@ func (g *policyGuard) allowChannel(dir direction, typ string, extra []byte) (boo
 func (g *policyGuard) allowRequest(dir direction, chanType string, req *ssh.Request) (bool, string) {
 	if dir == fromUpstream || chanType != chanSession {
 		return true, ""
+	}
+	switch req.Type {
+	case reqShell, reqExec, reqSubsystem:
+		if g.force != "" {
+			// As sshd does for ForceCommand: whatever was asked, the
+			// forced command runs (the splice sends the rewritten
+			// request).
+			req.Type = reqExec
+			req.Payload = ssh.Marshal(struct{ Command string }{g.force})
+			return g.check(config.CapExec, "")
+		}
 	}
 	switch req.Type {
 	case reqShell:
@@ -147,5 +162,3 @@ func (g *policyGuard) allowGlobal(dir direction, req *ssh.Request) bool {
 	}
 	return false
 }
-
-var _ guard = (*policyGuard)(nil)

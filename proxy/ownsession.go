@@ -1,38 +1,372 @@
 package proxy
 
 import (
+	"context"
 	"fmt"
 	"io"
+	"path"
+	"strconv"
+	"strings"
+	"sync"
+	"text/tabwriter"
 
+	"go.uber.org/zap"
 	"golang.org/x/crypto/ssh"
+	"golang.org/x/term"
+
+	"bastion/upstream"
 )
 
+// Commands of the bastion's own session (`ssh bastion COMMAND`).
+const (
+	cmdList = "list"
+	cmdHelp = "help"
+)
+
+// entry is one line of the target listing: a target the person may reach
+// and the OS users they may log in as there.
+type entry struct {
+	t       upstream.Target
+	osUsers []string
+}
+
 // ownSession serves a session channel opened on the bastion itself (`ssh
-// bastion`, no target): it explains how to reach a target and exits.
+// bastion`, no target). `ssh bastion list` prints the targets the person
+// may reach, with their OS users, as text for scripts. An interactive
+// `ssh bastion` (with a pty) shows the same list and lets the person pick a
+// target, then splices the session to it as if they had named it.
 func (c *conn) ownSession(nc ssh.NewChannel) {
 	ch, reqs, err := nc.Accept()
 	if err != nil {
 		return
 	}
 	defer ch.Close()
+	var pty *ptyRequest
 	for req := range reqs {
 		switch req.Type {
-		case reqShell, reqExec:
+		case "pty-req":
+			var p ptyRequest
+			if ssh.Unmarshal(req.Payload, &p) == nil {
+				pty = &p
+			}
 			req.Reply(true, nil)
-			fmt.Fprintf(ch.Stderr(), "bastion: hello %s. Name a target to reach it:\r\n"+
-				"  ssh -J <this bastion> ec2-user@web-1\r\n"+
-				"  ssh -p <port> ec2-user+web-1@<this bastion>\r\n", c.identity.User)
-			ch.SendRequest(reqExitStatus, false, ssh.Marshal(struct{ Status uint32 }{2}))
-			ch.CloseWrite()
-			// Drain whatever else the client sends until it closes.
-			go ssh.DiscardRequests(reqs)
-			io.Copy(io.Discard, ch)
+		case "window-change":
+			if pty != nil {
+				pty.resize(req.Payload)
+			}
+		case reqExec:
+			var p struct{ Command string }
+			ssh.Unmarshal(req.Payload, &p)
+			req.Reply(true, nil)
+			status := c.ownCommand(ch, strings.TrimSpace(p.Command))
+			c.endOwnSession(ch, reqs, status)
+			return
+		case reqShell:
+			req.Reply(true, nil)
+			if pty == nil {
+				status := c.ownCommand(ch, cmdList)
+				c.endOwnSession(ch, reqs, status)
+				return
+			}
+			c.menu(ch, reqs, pty)
 			return
 		default:
-			// pty-req, env, window-change: accepted and ignored.
+			// env and the like: accepted and ignored.
 			if req.WantReply {
 				req.Reply(true, nil)
 			}
 		}
 	}
+}
+
+// endOwnSession sends the exit status and waits for the client to close.
+func (c *conn) endOwnSession(ch ssh.Channel, reqs <-chan *ssh.Request, status int) {
+	ch.SendRequest(reqExitStatus, false, ssh.Marshal(struct{ Status uint32 }{uint32(status)}))
+	ch.CloseWrite()
+	go ssh.DiscardRequests(reqs)
+	io.Copy(io.Discard, ch)
+}
+
+// ownCommand runs a command of the bastion's own session and returns its
+// exit status.
+func (c *conn) ownCommand(ch ssh.Channel, cmd string) int {
+	switch cmd {
+	case cmdList:
+		entries, err := c.listTargets()
+		writeListing(ch, entries, false)
+		if err != nil {
+			fmt.Fprintf(ch.Stderr(), "bastion: some targets could not be listed: %s\n", upstream.PublicMessage(err))
+			return 1
+		}
+		return 0
+	case "", cmdHelp:
+		fmt.Fprintf(ch.Stderr(), "bastion: hello %s. Name a target to reach it:\r\n"+
+			"  ssh -J <this bastion> ec2-user@web-1\r\n"+
+			"  ssh -p <port> ec2-user+web-1@<this bastion>\r\n"+
+			"`ssh <this bastion> list` lists the targets you may reach.\r\n", c.identity.User)
+		return 2
+	}
+	fmt.Fprintf(ch.Stderr(), "bastion: unknown command %q; try `list`\r\n", cmd)
+	return 2
+}
+
+// listTargets returns the targets the person may reach, sorted, with their
+// OS users. Providers that fail are reported in the error; the others'
+// targets are still returned.
+func (c *conn) listTargets() ([]entry, error) {
+	ctx, cancel := context.WithTimeout(c.ctx, c.srv.awsBackstop())
+	defer cancel()
+	all, err := c.srv.Resolver.List(ctx)
+	if err != nil {
+		c.log.Info("list_failed", zap.Error(err))
+	}
+	policy := c.srv.currentRules().Policy
+	var out []entry
+	for _, t := range all {
+		tg := target{Target: t}
+		if users := policy.OSUsers(c.identity, tg.forPolicy()); len(users) > 0 {
+			out = append(out, entry{t: t, osUsers: users})
+		}
+	}
+	return out, err
+}
+
+// writeListing writes entries as a table; numbered adds the menu's numbers
+// and CRLF line ends for a raw terminal.
+func writeListing(w io.Writer, entries []entry, numbered bool) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	nl := "\n"
+	if numbered {
+		nl = "\r\n"
+		fmt.Fprintf(tw, "#\t")
+	}
+	fmt.Fprintf(tw, "TARGET\tPROVIDER\tREGION\tOS USERS%s", nl)
+	for i, e := range entries {
+		if numbered {
+			fmt.Fprintf(tw, "%d\t", i+1)
+		}
+		region := e.t.Region
+		if region == "" {
+			region = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s%s", e.t.Name, e.t.Provider, region, strings.Join(e.osUsers, ","), nl)
+	}
+	tw.Flush()
+}
+
+// ptyRequest is the payload of a pty-req (RFC 4254 §6.2).
+type ptyRequest struct {
+	Term             string
+	Cols, Rows, W, H uint32
+	Modes            string
+}
+
+// resize applies a window-change payload (RFC 4254 §6.7).
+func (p *ptyRequest) resize(payload []byte) {
+	var w struct{ Cols, Rows, W, H uint32 }
+	if ssh.Unmarshal(payload, &w) == nil {
+		p.Cols, p.Rows, p.W, p.H = w.Cols, w.Rows, w.W, w.H
+	}
+}
+
+// menu shows the listing on the person's terminal, reads their pick and
+// splices the session to it.
+func (c *conn) menu(ch ssh.Channel, reqs <-chan *ssh.Request, pty *ptyRequest) {
+	entries, err := c.listTargets()
+	fmt.Fprintf(ch, "bastion: hello %s. Targets you may reach:\r\n", c.identity.User)
+	writeListing(ch, entries, true)
+	if err != nil {
+		fmt.Fprintf(ch, "(some targets could not be listed: %s)\r\n", upstream.PublicMessage(err))
+	}
+	if len(entries) == 0 {
+		fmt.Fprintf(ch, "bastion: no targets.\r\n")
+		c.endOwnSession(ch, reqs, 1)
+		return
+	}
+	// While the person types, requests are answered here (window changes
+	// update the pty to open upstream); the splice takes the stream over
+	// once a target is picked.
+	var mu sync.Mutex // protects pty.size while requests are answered
+	resize := func(payload []byte) {
+		mu.Lock()
+		defer mu.Unlock()
+		pty.resize(payload)
+	}
+	stopAnswering := answerRequests(reqs, resize)
+	defer func() { stopAnswering() }()
+
+	t := term.NewTerminal(ch, "")
+	t.SetPrompt("target number or name, optionally followed by the OS user (empty line quits): ")
+	for {
+		line, err := t.ReadLine()
+		line = strings.TrimSpace(line)
+		if err != nil || line == "" {
+			stopAnswering()
+			c.endOwnSession(ch, reqs, 0)
+			return
+		}
+		e, osUser, msg := pick(entries, line)
+		if msg != "" {
+			fmt.Fprintf(ch, "bastion: %s\r\n", msg)
+			continue
+		}
+		fmt.Fprintf(ch, "bastion: connecting to %s as %s\r\n", e.t.Name, osUser)
+		stopAnswering()
+		if c.menuLink(ch, reqs, pty, e.t.String(), osUser) {
+			return
+		}
+		stopAnswering = answerRequests(reqs, resize)
+	}
+}
+
+// answerRequests answers the channel requests of reqs, passing window
+// changes' payloads to resize and refusing the rest, until the returned
+// stop is called (it waits for the goroutine; calling it again is a no-op).
+func answerRequests(reqs <-chan *ssh.Request, resize func([]byte)) (stop func()) {
+	quit := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-quit:
+				return
+			case req, ok := <-reqs:
+				if !ok {
+					return
+				}
+				if req.Type == "window-change" {
+					resize(req.Payload)
+				}
+				if req.WantReply {
+					req.Reply(false, nil)
+				}
+			}
+		}
+	}()
+	return sync.OnceFunc(func() {
+		close(quit)
+		<-done
+	})
+}
+
+// pick parses the person's menu choice: "N", "NAME", "N USER", "NAME USER"
+// or "USER@NAME". Without a user, the one plain (non-pattern) OS user the
+// policies allow is taken.
+func pick(entries []entry, line string) (entry, string, string) {
+	var which, osUser string
+	if u, h, ok := strings.Cut(line, "@"); ok {
+		which, osUser = h, u
+	} else {
+		f := strings.Fields(line)
+		which = f[0]
+		if len(f) > 1 {
+			osUser = f[1]
+		}
+	}
+	var e *entry
+	if n, err := strconv.Atoi(which); err == nil {
+		if n < 1 || n > len(entries) {
+			return entry{}, "", fmt.Sprintf("no target number %d", n)
+		}
+		e = &entries[n-1]
+	} else {
+		for i := range entries {
+			if entries[i].t.Name == which || entries[i].t.String() == which {
+				e = &entries[i]
+				break
+			}
+		}
+		if e == nil {
+			return entry{}, "", fmt.Sprintf("%s is not in the list", which)
+		}
+	}
+	if osUser == "" {
+		var plain []string
+		for _, u := range e.osUsers {
+			if !strings.ContainsAny(u, "*?[") {
+				plain = append(plain, u)
+			}
+		}
+		if len(plain) != 1 {
+			return entry{}, "", fmt.Sprintf("name the OS user for %s, as in: %s ec2-user", e.t.Name, which)
+		}
+		osUser = plain[0]
+	}
+	if !validOSUser(osUser) {
+		return entry{}, "", fmt.Sprintf("%q is not a user name", osUser)
+	}
+	return *e, osUser, ""
+}
+
+// validOSUser reports whether s can be an OS user name.
+func validOSUser(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	ok, _ := path.Match("[a-zA-Z0-9_]*", s[:1])
+	return ok && !strings.ContainsAny(s, " \t/:@")
+}
+
+// menuLink connects the menu's session to the picked target: it opens a
+// session on the instance, with the person's pty, starts a shell and
+// splices the two channels. It reports false, after telling the person why,
+// when the target cannot be reached (the menu then asks again).
+func (c *conn) menuLink(ch ssh.Channel, reqs <-chan *ssh.Request, pty *ptyRequest, typed, osUser string) bool {
+	t, err := c.resolve(typed)
+	if err != nil {
+		fmt.Fprintf(ch, "bastion: %s: %s\r\n", typed, publicMessage(err))
+		return false
+	}
+	up, l, err := c.connectUpstream(t, osUser, "menu")
+	if err != nil {
+		fmt.Fprintf(ch, "bastion: %s: %s\r\n", typed, publicMessage(err))
+		return false
+	}
+	// The instance opens nothing towards a menu session but may send
+	// global requests; refuse and discard them.
+	go func() {
+		for nc := range up.chans {
+			nc.Reject(ssh.Prohibited, "not available")
+		}
+	}()
+	go ssh.DiscardRequests(up.reqs)
+	defer up.conn.Close()
+
+	uch, ureqs, err := up.conn.OpenChannel(chanSession, nil)
+	if err != nil {
+		fmt.Fprintf(ch, "bastion: %s: the instance refused a session\r\n", typed)
+		l.cancel(nil)
+		return false
+	}
+	obs := l.observe(fromPerson, chanSession, nil, ch)
+	for _, r := range []*ssh.Request{
+		{Type: "pty-req", WantReply: true, Payload: ssh.Marshal(*pty)},
+		{Type: reqShell, WantReply: true},
+	} {
+		if ok, msg := l.allowRequest(fromPerson, chanSession, r); !ok {
+			fmt.Fprintf(ch, "%s\r\n", msg)
+			uch.Close()
+			l.cancel(nil)
+			return false
+		}
+		obs.request(fromPerson, r)
+		if ok, err := uch.SendRequest(r.Type, r.WantReply, r.Payload); err != nil || !ok {
+			fmt.Fprintf(ch, "bastion: %s: the instance refused %s\r\n", typed, r.Type)
+			uch.Close()
+			l.cancel(nil)
+			return false
+		}
+	}
+	c.trackLink(l)
+	defer c.untrackLink(l)
+	defer c.srv.Metrics.SessionOpened()()
+	stopLimits := l.runLimits()
+	stop := context.AfterFunc(l.ctx, func() { ch.Close(); uch.Close() })
+	pipeChannel(chanSession, ch, reqs, uch, ureqs, l, obs)
+	stop()
+	stopLimits()
+	l.writers.Wait()
+	l.endAudit()
+	return true
 }

@@ -10,6 +10,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -20,6 +21,7 @@ import (
 
 	"bastion/audit"
 	"bastion/auth"
+	"bastion/metrics"
 	"bastion/upstream"
 )
 
@@ -34,6 +36,27 @@ var errShutdown = errors.New("bastion is shutting down")
 type Rules struct {
 	Auth   *auth.Authenticator
 	Policy *auth.Policy
+	Limits Limits
+	// RevokeLive, when these rules replace others, closes the live
+	// connections of people the new Auth no longer admits.
+	RevokeLive bool
+}
+
+// Limits bound what connections and sessions may use. Zero values mean no
+// limit.
+type Limits struct {
+	// IdleTimeout closes a link with no payload either way for this long.
+	IdleTimeout time.Duration
+	// MaxSession closes a link this long after it started.
+	MaxSession time.Duration
+	// MaxSessions bounds authenticated connections in total, and
+	// MaxSessionsPerUser one person's.
+	MaxSessions, MaxSessionsPerUser int
+	// MaxUnauthenticated bounds connections still in their handshake.
+	MaxUnauthenticated int
+	// FailedAuthPerMinute is how many failed authentications a source
+	// address may have per minute before its connections are delayed.
+	FailedAuthPerMinute int
 }
 
 // Server is an SSH bastion. Set the fields, call SetRules, then Serve.
@@ -63,6 +86,11 @@ type Server struct {
 	// MaxAuthTries is the number of authentication attempts per connection.
 	// If zero, 6.
 	MaxAuthTries int
+	// Metrics receives counters and timings. If nil, none are kept.
+	Metrics *metrics.Metrics
+	// Recording configures session recordings. The zero value records
+	// nothing.
+	Recording Recording
 
 	rules atomic.Pointer[Rules]
 
@@ -70,16 +98,42 @@ type Server struct {
 	innerKey ssh.Signer
 	certs    *certCache
 
-	mu        sync.Mutex // protects listeners, conns and closed
+	// unauth counts connections that have not finished authenticating.
+	unauth atomic.Int64
+	// failures throttles addresses with many failed authentications.
+	failures *failureTracker
+
+	mu        sync.Mutex // protects listeners, conns, users and closed
 	listeners map[net.Listener]struct{}
 	conns     map[*conn]struct{}
-	closed    bool
-	connWG    sync.WaitGroup // one per tracked conn
+	// users counts authenticated connections per user; authed their sum.
+	users  map[string]int
+	authed int
+	closed bool
+	connWG sync.WaitGroup // one per tracked conn
 }
 
-// SetRules installs the authenticator and policy used for new connections
-// and for every later decision on live ones.
-func (s *Server) SetRules(r *Rules) { s.rules.Store(r) }
+// SetRules installs the authenticator, policy and limits used for new
+// connections and for every later decision on live ones. With
+// r.RevokeLive, live connections of people r.Auth no longer admits are
+// closed with a message.
+func (s *Server) SetRules(r *Rules) {
+	s.rules.Store(r)
+	if !r.RevokeLive {
+		return
+	}
+	s.mu.Lock()
+	var revoked []*conn
+	for c := range s.conns {
+		if id, ok := c.authenticated(); ok && !r.Auth.Admits(id) {
+			revoked = append(revoked, c)
+		}
+	}
+	s.mu.Unlock()
+	for _, c := range revoked {
+		c.revoke()
+	}
+}
 
 func (s *Server) currentRules() *Rules { return s.rules.Load() }
 
@@ -117,6 +171,8 @@ func (s *Server) init() {
 		s.certs = newCertCache(s.HostCA, s.innerKey)
 		s.listeners = map[net.Listener]struct{}{}
 		s.conns = map[*conn]struct{}{}
+		s.users = map[string]int{}
+		s.failures = newFailureTracker(time.Now)
 	})
 }
 
@@ -188,6 +244,36 @@ func (s *Server) newConn(nc net.Conn) *conn {
 	return c
 }
 
+// admit counts an authenticated connection against the session limits, or
+// returns the reason it is refused.
+func (s *Server) admit(c *conn) string {
+	lim := s.currentRules().Limits
+	user := c.identity.User
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case lim.MaxSessions > 0 && s.authed >= lim.MaxSessions:
+		c.limitHit("max_sessions", "the bastion is at its session limit")
+		return fmt.Sprintf("the bastion is at its limit of %d sessions; try again later", lim.MaxSessions)
+	case lim.MaxSessionsPerUser > 0 && s.users[user] >= lim.MaxSessionsPerUser:
+		c.limitHit("max_sessions_per_user", "user at their session limit")
+		return fmt.Sprintf("%s already has %d sessions open, the most allowed", user, lim.MaxSessionsPerUser)
+	}
+	s.users[user]++
+	s.authed++
+	return ""
+}
+
+// release undoes admit.
+func (s *Server) release(c *conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.authed--
+	if s.users[c.identity.User]--; s.users[c.identity.User] <= 0 {
+		delete(s.users, c.identity.User)
+	}
+}
+
 func (s *Server) forgetConn(c *conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
@@ -208,9 +294,21 @@ func (s *Server) closeListeners() {
 // Shutdown stops accepting connections and waits for the live ones to end.
 // When ctx is done first, it closes them with ctx's cause and returns
 // ctx.Err() once they are gone.
+//
+// Every live session is told once, on its stderr, that the bastion is going
+// away and by when.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.init()
 	s.closeListeners()
+	msg := "the bastion is shutting down; please reconnect"
+	if d, ok := ctx.Deadline(); ok {
+		msg = fmt.Sprintf("the bastion is shutting down; this session will be closed in %s", time.Until(d).Round(time.Second))
+	}
+	s.mu.Lock()
+	for c := range s.conns {
+		c.notify(msg)
+	}
+	s.mu.Unlock()
 	done := make(chan struct{})
 	go func() {
 		s.connWG.Wait()

@@ -66,6 +66,25 @@ type guard interface {
 	allowRequest(dir direction, chanType string, req *ssh.Request) (ok bool, msg string)
 	// allowGlobal reports whether a global request may be forwarded.
 	allowGlobal(dir direction, req *ssh.Request) bool
+	// observe is called for a channel that is open on both sides; the
+	// observer it returns (nil for none) sees that channel's traffic.
+	// person is the person's end of the channel, for messages.
+	observe(dir direction, typ string, extra []byte, person ssh.Channel) channelObserver
+}
+
+// channelObserver watches one spliced channel for audit, recording and
+// metrics. It must not block and must not retain the slices it is given.
+// request runs on the request goroutine of its direction and data on the
+// copy goroutines, concurrently; closed runs once, after all the others
+// have returned.
+type channelObserver interface {
+	// request sees a request that the guard allowed, before it is sent on.
+	request(dir direction, req *ssh.Request)
+	// data sees payload copied in direction dir; ext marks extended data
+	// (stderr).
+	data(dir direction, ext bool, p []byte)
+	// closed is told the channel's payload byte counts in each direction.
+	closed(up, down int64)
 }
 
 // peer is one SSH connection taking part in a splice, with the streams of
@@ -164,9 +183,11 @@ func spliceChannel(dir direction, nc ssh.NewChannel, to ssh.Conn, g guard, log *
 		return
 	}
 	if dir == fromPerson {
-		pipeChannel(typ, src, srcReqs, dst, dstReqs, g)
+		obs := g.observe(dir, typ, nc.ExtraData(), src)
+		pipeChannel(typ, src, srcReqs, dst, dstReqs, g, obs)
 	} else {
-		pipeChannel(typ, dst, dstReqs, src, srcReqs, g)
+		obs := g.observe(dir, typ, nc.ExtraData(), dst)
+		pipeChannel(typ, dst, dstReqs, src, srcReqs, g, obs)
 	}
 }
 
@@ -178,30 +199,36 @@ func spliceChannel(dir direction, nc ssh.NewChannel, to ssh.Conn, g guard, log *
 // exit-status or exit-signal is held until the data before it has been
 // copied, so the person never sees a command end before its last output.
 // A side's close is passed on once that side's data and requests are done.
-func pipeChannel(typ string, person ssh.Channel, personReqs <-chan *ssh.Request, up ssh.Channel, upReqs <-chan *ssh.Request, g guard) {
-	toUp := newCopier(person, up)
-	toPerson := newCopier(up, person)
+//
+// obs, if non-nil, sees every request and byte, and is told when the
+// channel is done.
+func pipeChannel(typ string, person ssh.Channel, personReqs <-chan *ssh.Request, up ssh.Channel, upReqs <-chan *ssh.Request, g guard, obs channelObserver) {
+	toUp := newCopier(person, up, fromPerson, obs)
+	toPerson := newCopier(up, person, fromUpstream, obs)
 	var wg sync.WaitGroup
 	wg.Add(4)
 	go func() { defer wg.Done(); toUp.run() }()
 	go func() { defer wg.Done(); toPerson.run() }()
 	go func() {
 		defer wg.Done()
-		forwardRequests(fromPerson, typ, personReqs, up, person, toUp, g)
+		forwardRequests(fromPerson, typ, personReqs, up, person, toUp, g, obs)
 	}()
 	go func() {
 		defer wg.Done()
-		forwardRequests(fromUpstream, typ, upReqs, person, up, toPerson, g)
+		forwardRequests(fromUpstream, typ, upReqs, person, up, toPerson, g, obs)
 	}()
 	wg.Wait()
 	person.Close()
 	up.Close()
+	if obs != nil {
+		obs.closed(toUp.bytes(), toPerson.bytes())
+	}
 }
 
 // forwardRequests relays the channel requests of one direction in order.
 // When reqs ends (the sender closed its end), it waits for that direction's
 // data to be copied and closes the receiving end.
-func forwardRequests(dir direction, chanType string, reqs <-chan *ssh.Request, to, from ssh.Channel, c *copier, g guard) {
+func forwardRequests(dir direction, chanType string, reqs <-chan *ssh.Request, to, from ssh.Channel, c *copier, g guard, obs channelObserver) {
 	for req := range reqs {
 		if ok, msg := g.allowRequest(dir, chanType, req); !ok {
 			if msg != "" && dir == fromPerson {
@@ -214,6 +241,11 @@ func forwardRequests(dir direction, chanType string, reqs <-chan *ssh.Request, t
 		}
 		if req.Type == reqExitStatus || req.Type == reqExitSignal {
 			<-c.done
+		}
+		if obs != nil {
+			// Before sending: a shell's first output may follow its
+			// reply at once, and the recorder must exist by then.
+			obs.request(dir, req)
 		}
 		ok, err := to.SendRequest(req.Type, req.WantReply, req.Payload)
 		if req.WantReply {
@@ -229,11 +261,16 @@ func forwardRequests(dir direction, chanType string, reqs <-chan *ssh.Request, t
 // when both streams are drained and EOF has been passed on.
 type copier struct {
 	src, dst ssh.Channel
+	dir      direction
+	obs      channelObserver // may be nil
 	done     chan struct{}
+	// n counts the bytes of data and of extended data, each written by
+	// its own goroutine and read after done.
+	n [2]int64
 }
 
-func newCopier(src, dst ssh.Channel) *copier {
-	return &copier{src: src, dst: dst, done: make(chan struct{})}
+func newCopier(src, dst ssh.Channel, dir direction, obs channelObserver) *copier {
+	return &copier{src: src, dst: dst, dir: dir, obs: obs, done: make(chan struct{})}
 }
 
 func (c *copier) run() {
@@ -244,20 +281,45 @@ func (c *copier) run() {
 		defer wg.Done()
 		// x/crypto delivers extended data of type 1 (stderr) only through
 		// Stderr(); other types are dropped by the library.
-		copyBuffered(c.dst.Stderr(), c.src.Stderr())
+		c.copy(c.dst.Stderr(), c.src.Stderr(), true)
 	}()
-	copyBuffered(c.dst, c.src)
+	c.copy(c.dst, c.src, false)
 	// Extended data may not follow EOF, so wait for stderr too.
 	wg.Wait()
 	c.dst.CloseWrite()
 }
 
+// bytes returns the payload bytes copied; valid once done is closed.
+func (c *copier) bytes() int64 { return c.n[0] + c.n[1] }
+
 // bufPool holds copy buffers; 32 KiB matches the SSH maximum packet payload
 // that x/crypto advertises, so one read fills at most one packet.
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 32*1024); return &b }}
 
-func copyBuffered(dst io.Writer, src io.Reader) (int64, error) {
+// copy copies src to dst until either fails, showing each chunk to the
+// observer before it is written. (ssh.Channel has neither WriteTo nor
+// ReadFrom, so io.CopyBuffer would do the same loop.)
+func (c *copier) copy(dst io.Writer, src io.Reader, ext bool) {
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
-	return io.CopyBuffer(dst, src, *bp)
+	buf := *bp
+	idx := 0
+	if ext {
+		idx = 1
+	}
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			c.n[idx] += int64(n)
+			if c.obs != nil {
+				c.obs.data(c.dir, ext, buf[:n])
+			}
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
 }

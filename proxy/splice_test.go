@@ -26,7 +26,8 @@ func (g allowGuard) allowChannel(_ direction, typ string, _ []byte) (bool, strin
 	}
 	return true, ""
 }
-func (g allowGuard) allowRequest(direction, string, *ssh.Request) (bool, string) { return true, "" }
+func (g allowGuard) allowRequest(direction, string, *ssh.Request) (bool, string)    { return true, "" }
+func (g allowGuard) observe(direction, string, []byte, ssh.Channel) channelObserver { return nil }
 func (g allowGuard) allowGlobal(dir direction, req *ssh.Request) bool {
 	return dir == fromPerson || req.Type != reqHostkeys
 }

@@ -8,6 +8,8 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -17,15 +19,14 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"bastion/audit"
+	"bastion/audit/recording"
 	"bastion/auth"
 	"bastion/config"
+	"bastion/metrics"
 	"bastion/proxy"
 	"bastion/upstream"
 	"bastion/upstream/static"
 )
-
-// drainTimeout is how long SIGTERM lets live sessions go on.
-const drainTimeout = 30 * time.Second
 
 func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := newFlags("serve", stderr)
@@ -41,18 +42,33 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	log := newLogger(*devLog, stderr)
 	defer log.Sync()
 
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	b, err := newBastion(ctx, cfg, log, nil)
 	if err != nil {
 		return err
 	}
 	defer b.close()
-	l, err := net.Listen("tcp", cfg.Listen)
+	l, err := listen(cfg)
 	if err != nil {
-		return fmt.Errorf("listening: %w", err)
+		return err
 	}
 	return b.serve(ctx, l, *cf.path)
+}
+
+// listen opens the SSH listener, with PROXY protocol if configured.
+func listen(cfg *config.Config) (net.Listener, error) {
+	l, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listening: %w", err)
+	}
+	if pp := cfg.ProxyProtocol; pp != nil {
+		pl, err := proxy.ProxyProtocolListener(l, pp.TrustedCIDRs, pp.Required, cfg.Limits.HandshakeTimeout.D())
+		if err != nil {
+			l.Close()
+			return nil, err
+		}
+		return pl, nil
+	}
+	return l, nil
 }
 
 // newLogger returns a JSON logger, or a console one for --dev-log.
@@ -69,14 +85,20 @@ func newLogger(dev bool, w io.Writer) *zap.Logger {
 
 // bastion is a configured, not yet listening proxy with what it owns.
 type bastion struct {
-	srv   *proxy.Server
-	audit *audit.Logger
-	log   *zap.Logger
+	srv      *proxy.Server
+	audit    *audit.Logger
+	log      *zap.Logger
+	metrics  *metrics.Metrics
+	uploader *recording.Uploader // nil without audit.s3
+	cfg      *config.Config
+
+	// draining is set once SIGTERM has been received (readiness).
+	draining atomic.Bool
 }
 
 // newBastion builds the proxy from cfg: host keys (created on first start),
-// audit log, providers and rules. awsCfg, if non-nil, replaces the SDK's
-// default chain (the demo points it at the fake).
+// audit log, metrics, providers, recordings and rules. awsCfg, if non-nil,
+// replaces the SDK's default chain (the demo points it at the fake).
 func newBastion(ctx context.Context, cfg *config.Config, log *zap.Logger, awsCfg *aws.Config) (*bastion, error) {
 	hostKey, created, err := proxy.LoadOrCreateKey(cfg.HostKey)
 	if err != nil {
@@ -96,12 +118,25 @@ func newBastion(ctx context.Context, cfg *config.Config, log *zap.Logger, awsCfg
 	if err != nil {
 		return nil, err
 	}
-	providers, err := newProviders(ctx, cfg, log, al, awsCfg)
+	m := metrics.New()
+	aws := &awsLoader{given: awsCfg}
+	providers, err := newProviders(ctx, cfg, log, al, aws, m)
 	if err != nil {
 		al.Close()
 		return nil, err
 	}
-	srv := &proxy.Server{
+	b := &bastion{audit: al, log: log, metrics: m, cfg: cfg}
+	rec := proxy.Recording{Dir: cfg.Audit.Recordings, Input: cfg.Audit.RecordInput, Exec: cfg.Audit.RecordExec}
+	if cfg.Audit.S3 != nil {
+		u, err := newUploader(ctx, cfg, log, al, aws, m)
+		if err != nil {
+			al.Close()
+			return nil, err
+		}
+		b.uploader = u
+		rec.Finished = u.Enqueue
+	}
+	b.srv = &proxy.Server{
 		HostKey:          hostKey,
 		HostCA:           hostCA,
 		Resolver:         &upstream.Resolver{Providers: providers},
@@ -111,19 +146,34 @@ func newBastion(ctx context.Context, cfg *config.Config, log *zap.Logger, awsCfg
 		DialTimeout:      cfg.Limits.DialTimeout.D(),
 		AWSTimeout:       cfg.Limits.AWSTimeout.D(),
 		MaxAuthTries:     cfg.Limits.MaxAuthTries,
+		Metrics:          m,
+		Recording:        rec,
 	}
-	srv.SetRules(rulesFrom(cfg))
-	return &bastion{srv: srv, audit: al, log: log}, nil
+	b.srv.SetRules(rulesFrom(cfg))
+	return b, nil
 }
 
 func rulesFrom(cfg *config.Config) *proxy.Rules {
-	return &proxy.Rules{Auth: auth.NewAuthenticator(cfg), Policy: auth.NewPolicy(cfg)}
+	l := cfg.Limits
+	return &proxy.Rules{
+		Auth:   auth.NewAuthenticator(cfg),
+		Policy: auth.NewPolicy(cfg),
+		Limits: proxy.Limits{
+			IdleTimeout:         l.IdleTimeout.D(),
+			MaxSession:          l.MaxSession.D(),
+			MaxSessions:         l.MaxSessions,
+			MaxSessionsPerUser:  l.MaxSessionsPerUser,
+			MaxUnauthenticated:  l.MaxUnauthenticated,
+			FailedAuthPerMinute: l.FailedAuthPerMinute,
+		},
+		RevokeLive: cfg.RevokeLiveSessions,
+	}
 }
 
 // newProviders builds the providers cfg configures.
-func newProviders(ctx context.Context, cfg *config.Config, log *zap.Logger, al *audit.Logger, awsCfg *aws.Config) ([]upstream.Provider, error) {
+func newProviders(ctx context.Context, cfg *config.Config, log *zap.Logger, al *audit.Logger, aws *awsLoader, m *metrics.Metrics) ([]upstream.Provider, error) {
 	var providers []upstream.Provider
-	fromAWS, err := newAWSProviders(ctx, cfg, log, al, awsCfg)
+	fromAWS, err := newAWSProviders(ctx, cfg, log, al, aws, m)
 	if err != nil {
 		return nil, err
 	}
@@ -153,49 +203,166 @@ func newProviders(ctx context.Context, cfg *config.Config, log *zap.Logger, al *
 	return providers, nil
 }
 
-// serve runs until ctx is done (SIGTERM, SIGINT), reloading the rules on
-// SIGHUP, then drains.
+// serve runs until SIGTERM or SIGINT (or ctx is done), reloading the config
+// on SIGHUP and, with watch_config, when the file changes. Then it drains:
+// no new connections, live sessions are told once and may go on until
+// limits.drain_timeout, then are closed; a second SIGTERM or SIGINT ends the
+// drain at once. A drained bastion returns nil (exit 0).
 func (b *bastion) serve(ctx context.Context, l net.Listener, path string) error {
 	b.log.Info("listening", zap.String("addr", l.Addr().String()),
 		zap.String("host_ca", string(ssh.MarshalAuthorizedKey(b.srv.HostCA.PublicKey()))))
+
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, os.Interrupt)
+	defer signal.Stop(sigs)
+
+	bg, stopBG := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer func() {
+		stopBG()
+		wg.Wait()
+	}()
+	if b.cfg.AdminListen != "" {
+		al, err := net.Listen("tcp", b.cfg.AdminListen)
+		if err != nil {
+			return fmt.Errorf("listening on admin_listen: %w", err)
+		}
+		fmt.Fprintf(os.Stderr, "bastion: admin on http://%s\n", al.Addr())
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := b.metrics.AdminServer(bg, al, b.ready); err != nil {
+				b.log.Error("admin_server_failed", zap.Error(err))
+			}
+		}()
+	}
+	if b.uploader != nil {
+		b.uploader.Start(bg)
+	}
+	reload := make(chan struct{}, 1)
+	if b.cfg.WatchConfig {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			watchFile(bg, path, time.Second, func() {
+				select {
+				case reload <- struct{}{}:
+				default:
+				}
+			})
+		}()
+	}
+
 	// The readiness line tests and scripts wait for.
 	fmt.Fprintf(os.Stderr, "bastion: listening on %s\n", l.Addr())
-
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	errc := make(chan error, 1)
 	go func() { errc <- b.srv.Serve(l) }()
 	for {
 		select {
 		case err := <-errc:
 			return err
-		case <-hup:
+		case <-reload:
 			b.reload(path)
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				b.reload(path)
+				continue
+			}
+			return b.drain(sigs, errc)
 		case <-ctx.Done():
-			b.log.Info("draining", zap.Int("connections", b.srv.ActiveConns()), zap.Duration("deadline", drainTimeout))
-			sctx, cancel := context.WithTimeoutCause(context.Background(), drainTimeout, errors.New("drain deadline passed"))
-			defer cancel()
-			b.srv.Shutdown(sctx)
-			<-errc
-			return nil
+			return b.drain(sigs, errc)
 		}
 	}
 }
 
-// reload re-reads the config and swaps users and policies; an invalid file
-// is logged and the old rules stay.
+// drain shuts the server down within the drain deadline, or at once on a
+// second SIGTERM or SIGINT.
+func (b *bastion) drain(sigs <-chan os.Signal, errc <-chan error) error {
+	b.draining.Store(true)
+	deadline := b.cfg.Limits.DrainTimeout.D()
+	b.log.Info("draining", zap.Int("connections", b.srv.ActiveConns()), zap.Duration("deadline", deadline))
+	fmt.Fprintf(os.Stderr, "bastion: draining %d connections for up to %s (send SIGTERM again to stop now)\n", b.srv.ActiveConns(), deadline)
+	sctx, cancel := context.WithTimeoutCause(context.Background(), deadline, errors.New("drain deadline passed"))
+	defer cancel()
+	go func() {
+		for sig := range sigs {
+			if sig != syscall.SIGHUP {
+				b.log.Info("drain_interrupted")
+				cancel()
+				return
+			}
+		}
+	}()
+	b.srv.Shutdown(sctx)
+	<-errc
+	b.log.Info("drained")
+	return nil
+}
+
+// ready is the admin server's readiness check: rules loaded, host keys
+// present, not draining.
+func (b *bastion) ready() error {
+	switch {
+	case b.draining.Load():
+		return errors.New("draining")
+	case b.srv.HostKey == nil || b.srv.HostCA == nil:
+		return errors.New("host keys missing")
+	}
+	return nil
+}
+
+// reload re-reads the config and swaps users, policies and limits; an
+// invalid file is logged and audited, and the old rules stay. Settings that
+// need a restart (listeners, providers, host keys, audit) are not changed.
 func (b *bastion) reload(path string) {
 	cfg, err := config.Load(path)
+	b.metrics.Reload(err)
 	if err != nil {
 		b.log.Error("reload_rejected", zap.Error(err))
+		b.audit.Emit(audit.Event{Type: audit.TypeConfigRejected, Error: err.Error()})
 		return
 	}
 	b.srv.SetRules(rulesFrom(cfg))
 	b.log.Info("reloaded", zap.Int("users", len(cfg.Users)), zap.Int("policies", len(cfg.Policies)))
+	b.audit.Emit(audit.Event{Type: audit.TypeConfigReloaded})
 }
 
 func (b *bastion) close() {
 	b.srv.Close()
+	if b.uploader != nil {
+		b.uploader.Close()
+	}
 	b.audit.Close()
+}
+
+// watchFile calls changed when path's size, modification time or inode
+// changes (a ConfigMap update swaps a symlink), checking every interval
+// until ctx is done. Polling needs no extra dependency and sees edits made
+// by any means.
+func watchFile(ctx context.Context, path string, interval time.Duration, changed func()) {
+	stat := func() string {
+		fi, err := os.Stat(path)
+		if err != nil {
+			return ""
+		}
+		var ino uint64
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			ino = st.Ino
+		}
+		return fmt.Sprintf("%d/%d/%d", fi.Size(), fi.ModTime().UnixNano(), ino)
+	}
+	last := stat()
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if now := stat(); now != last && now != "" {
+				last = now
+				changed()
+			}
+		}
+	}
 }

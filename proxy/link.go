@@ -1,0 +1,290 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/crypto/ssh"
+
+	"bastion/audit"
+)
+
+// link is one spliced person-to-instance connection. It is the splice's
+// guard: the policy decides, and the audit trail, recordings and metrics
+// watch every channel through it.
+type link struct {
+	*policyGuard
+	c *conn
+	// ev holds the fields every event of the link carries.
+	ev    audit.Event
+	start time.Time
+	// ctx ends the link (not the whole connection, in jump mode), with a
+	// cause: a limit, a revocation, a drain.
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+
+	// last is the time of the last payload byte either way, in Unix
+	// nanoseconds, for the idle timeout.
+	last     atomic.Int64
+	up, down atomic.Int64
+	chans    atomic.Int32
+
+	mu sync.Mutex // protects sessions, and writers.Add against Wait
+	// sessions are the person's ends of live session channels, to tell
+	// them why the link ends.
+	sessions map[ssh.Channel]struct{}
+	// writers are the goroutines writing messages to sessions.
+	writers sync.WaitGroup
+}
+
+func newLink(c *conn, g *policyGuard, ev audit.Event) *link {
+	l := &link{policyGuard: g, c: c, ev: ev, start: time.Now(), sessions: map[ssh.Channel]struct{}{}}
+	l.ctx, l.cancel = context.WithCancelCause(c.ctx)
+	l.last.Store(l.start.UnixNano())
+	return l
+}
+
+// audit writes e with the link's fields filled in.
+func (l *link) audit(e audit.Event) {
+	b := l.ev
+	e.Mode, e.Typed, e.Target, e.Provider = b.Mode, b.Typed, b.Target, b.Provider
+	e.InstanceID, e.OSUser, e.UpstreamAddr = b.InstanceID, b.OSUser, b.UpstreamAddr
+	l.c.audit(e)
+}
+
+// end closes the link for a reason the person is told on every open
+// session's stderr, and that is audited as limit (when not "").
+func (l *link) end(limit, msg string) {
+	if limit != "" {
+		l.c.srv.Metrics.LimitHit(limit)
+		l.audit(audit.Event{Type: audit.TypeLimitExceeded, Limit: limit, Reason: msg})
+	}
+	// Give the message a moment to leave before the connection closes.
+	l.say(msg, time.Second)
+	l.cancel(errors.New(msg))
+}
+
+// say writes msg on the stderr of every open session, waiting up to wait
+// for the writes to be done. A write blocks while the person's window is
+// full, so each runs in its own goroutine, owned by l.writers; closing the
+// channel ends it.
+func (l *link) say(msg string, wait time.Duration) {
+	l.mu.Lock()
+	if len(l.sessions) == 0 {
+		l.mu.Unlock()
+		return
+	}
+	var batch sync.WaitGroup
+	for ch := range l.sessions {
+		batch.Add(1)
+		l.writers.Add(1)
+		go func() {
+			defer l.writers.Done()
+			defer batch.Done()
+			io.WriteString(ch.Stderr(), "\r\nbastion: "+msg+"\r\n")
+		}()
+	}
+	done := make(chan struct{})
+	l.writers.Add(1)
+	go func() {
+		defer l.writers.Done()
+		batch.Wait()
+		close(done)
+	}()
+	l.mu.Unlock()
+	if wait <= 0 {
+		return
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	}
+}
+
+// watchLimits ends the link at the idle timeout or the maximum session
+// length, whichever comes first; it returns when the link's context ends.
+func (l *link) watchLimits(idle, maxSession time.Duration) {
+	if idle <= 0 && maxSession <= 0 {
+		<-l.ctx.Done()
+		return
+	}
+	var maxC <-chan time.Time
+	if maxSession > 0 {
+		t := time.NewTimer(maxSession)
+		defer t.Stop()
+		maxC = t.C
+	}
+	var idleC <-chan time.Time
+	var idleT *time.Timer
+	if idle > 0 {
+		idleT = time.NewTimer(idle)
+		defer idleT.Stop()
+		idleC = idleT.C
+	}
+	for {
+		select {
+		case <-l.ctx.Done():
+			return
+		case <-maxC:
+			l.end("max_session", fmt.Sprintf("session reached the maximum length of %s; closing", maxSession))
+			return
+		case <-idleC:
+			quiet := time.Since(time.Unix(0, l.last.Load()))
+			if quiet >= idle {
+				l.end("idle_timeout", fmt.Sprintf("no traffic for %s; closing the idle session", idle))
+				return
+			}
+			idleT.Reset(idle - quiet)
+		}
+	}
+}
+
+func (l *link) allowGlobal(dir direction, req *ssh.Request) bool {
+	ok := l.policyGuard.allowGlobal(dir, req)
+	if ok && dir == fromPerson {
+		switch req.Type {
+		case reqTCPIPForward:
+			var p struct {
+				Addr string
+				Port uint32
+			}
+			if ssh.Unmarshal(req.Payload, &p) == nil {
+				l.audit(audit.Event{Type: audit.TypeForwardListen, Kind: "remote", Dest: net.JoinHostPort(p.Addr, strconv.Itoa(int(p.Port)))})
+			}
+		case reqStreamlocalForward:
+			var p struct{ Path string }
+			if ssh.Unmarshal(req.Payload, &p) == nil {
+				l.audit(audit.Event{Type: audit.TypeForwardListen, Kind: "remote", Dest: p.Path})
+			}
+		}
+	}
+	return ok
+}
+
+func (l *link) observe(dir direction, typ string, extra []byte, person ssh.Channel) channelObserver {
+	n := int(l.chans.Add(1))
+	l.c.srv.Metrics.Channel(typ)
+	base := counted{l: l}
+	switch typ {
+	case chanSession:
+		l.mu.Lock()
+		l.sessions[person] = struct{}{}
+		l.mu.Unlock()
+		return newSession(l, n, person)
+	case chanDirectTCPIP, chanForwardedTCPIP, chanDirectStreamlocal, chanForwardedStreamloc:
+		f := &forward{counted: base, n: n, start: time.Now()}
+		f.kind = "local"
+		if dir == fromUpstream {
+			f.kind = "remote"
+		}
+		f.dest, f.origin = forwardAddrs(typ, extra)
+		l.audit(audit.Event{Type: audit.TypeForwardOpen, Channel: n, Kind: f.kind, Dest: f.dest, Origin: f.origin})
+		return f
+	case chanAgent:
+		l.audit(audit.Event{Type: audit.TypeAgentUse, Channel: n, Op: "channel"})
+	}
+	return &base
+}
+
+// forwardAddrs returns the destination and origin of a forwarding channel
+// from its extra data (RFC 4254 §7.2, OpenSSH PROTOCOL §2.4).
+func forwardAddrs(typ string, extra []byte) (dest, origin string) {
+	switch typ {
+	case chanDirectTCPIP, chanForwardedTCPIP:
+		var p struct {
+			Host     string
+			Port     uint32
+			OrigHost string
+			OrigPort uint32
+		}
+		if ssh.Unmarshal(extra, &p) == nil {
+			return net.JoinHostPort(p.Host, strconv.Itoa(int(p.Port))), net.JoinHostPort(p.OrigHost, strconv.Itoa(int(p.OrigPort)))
+		}
+	default:
+		var p struct {
+			Path string
+			Rest []byte `ssh:"rest"`
+		}
+		if ssh.Unmarshal(extra, &p) == nil {
+			return p.Path, ""
+		}
+	}
+	return "", ""
+}
+
+// counted is the observer of channels with nothing to audit inside: it
+// counts bytes for the link, the metrics and the idle timeout.
+type counted struct{ l *link }
+
+func (c *counted) request(direction, *ssh.Request) {}
+
+func (c *counted) data(dir direction, _ bool, p []byte) {
+	c.l.last.Store(time.Now().UnixNano())
+	if dir == fromPerson {
+		c.l.c.srv.Metrics.BytesUp(len(p))
+	} else {
+		c.l.c.srv.Metrics.BytesDown(len(p))
+	}
+}
+
+func (c *counted) closed(up, down int64) {
+	c.l.up.Add(up)
+	c.l.down.Add(down)
+}
+
+// forward is the observer of a port-forwarding channel.
+type forward struct {
+	counted
+	n                  int
+	start              time.Time
+	kind, dest, origin string
+}
+
+func (f *forward) closed(up, down int64) {
+	f.counted.closed(up, down)
+	f.l.audit(audit.Event{Type: audit.TypeForwardClose, Channel: f.n, Kind: f.kind, Dest: f.dest, Origin: f.origin,
+		BytesUp: up, BytesDown: down, DurationMS: time.Since(f.start).Milliseconds()})
+}
+
+// runLimits starts the link's limit watcher; the returned func stops it and
+// waits for it.
+func (l *link) runLimits() (stop func()) {
+	lim := l.c.srv.currentRules().Limits
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		l.watchLimits(lim.IdleTimeout, lim.MaxSession)
+	}()
+	return func() {
+		l.cancel(nil)
+		<-done
+	}
+}
+
+// endAudit writes the link_end event: totals, and why the link ended if it
+// was ended by the bastion.
+func (l *link) endAudit() {
+	e := audit.Event{Type: audit.TypeLinkEnd, BytesUp: l.up.Load(), BytesDown: l.down.Load(), DurationMS: time.Since(l.start).Milliseconds()}
+	if cause := context.Cause(l.ctx); cause != nil && cause != context.Canceled {
+		e.Reason = cause.Error()
+	}
+	l.audit(e)
+	l.logger().Info("link_closed", zap.Duration("duration", time.Since(l.start)))
+}
+
+// logger returns the link's logger.
+func (l *link) logger() *zap.Logger {
+	return l.c.log.With(zap.String("target", l.ev.Target), zap.String("os_user", l.ev.OSUser))
+}
+
+var _ guard = (*link)(nil)

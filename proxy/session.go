@@ -1,0 +1,224 @@
+package proxy
+
+import (
+	"fmt"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/crypto/ssh"
+
+	"bastion/audit"
+	"bastion/audit/recording"
+)
+
+// Recording configures session recordings.
+type Recording struct {
+	// Dir is the folder recordings are written to; "" records nothing.
+	Dir string
+	// Input records what the person types as well as the output.
+	Input bool
+	// Exec records exec sessions without a pty (their output) too.
+	Exec bool
+	// Finished, if non-nil, is given the path of each closed recording
+	// (the S3 uploader's queue).
+	Finished func(path string)
+}
+
+// session is the observer of one session channel: it audits what runs in
+// it (shell, exec command line, subsystem, and SFTP or scp operations
+// inside), records pty sessions, and reports how the session ended.
+type session struct {
+	counted
+	n      int
+	start  time.Time
+	person ssh.Channel
+
+	mu sync.Mutex // protects everything below
+	// From the person's requests.
+	kind, command, subsystem, term string
+	cols, rows                     int
+	started                        bool
+	rec                            *recording.Recorder
+	files                          fileWatcher
+	// From the instance's.
+	exitStatus *int
+	exitSignal string
+}
+
+// fileWatcher is what observes file transfers inside a session: SFTP or
+// legacy scp.
+type fileWatcher interface {
+	FromClient(p []byte)
+	FromServer(p []byte)
+	Close()
+}
+
+func newSession(l *link, n int, person ssh.Channel) *session {
+	return &session{counted: counted{l: l}, n: n, start: time.Now(), person: person}
+}
+
+func (s *session) request(dir direction, req *ssh.Request) {
+	if dir == fromUpstream {
+		s.upstreamRequest(req)
+		return
+	}
+	switch req.Type {
+	case "pty-req":
+		var p struct {
+			Term       string
+			Cols, Rows uint32
+			W, H       uint32
+			Modes      string
+		}
+		if ssh.Unmarshal(req.Payload, &p) == nil {
+			s.mu.Lock()
+			s.term, s.cols, s.rows = p.Term, int(p.Cols), int(p.Rows)
+			s.mu.Unlock()
+		}
+	case "window-change":
+		var p struct{ Cols, Rows, W, H uint32 }
+		if ssh.Unmarshal(req.Payload, &p) == nil {
+			s.mu.Lock()
+			s.cols, s.rows = int(p.Cols), int(p.Rows)
+			if s.rec != nil {
+				s.rec.Resize(int(p.Cols), int(p.Rows))
+			}
+			s.mu.Unlock()
+		}
+	case reqShell:
+		s.begin("shell", "", "")
+	case reqExec:
+		var p struct{ Command string }
+		if ssh.Unmarshal(req.Payload, &p) == nil {
+			s.begin("exec", p.Command, "")
+		}
+	case reqSubsystem:
+		var p struct{ Name string }
+		if ssh.Unmarshal(req.Payload, &p) == nil {
+			s.begin("subsystem", "", p.Name)
+		}
+	case reqAgent:
+		s.l.audit(audit.Event{Type: audit.TypeAgentUse, Channel: s.n, Op: "request"})
+	}
+}
+
+func (s *session) upstreamRequest(req *ssh.Request) {
+	switch req.Type {
+	case reqExitStatus:
+		var p struct{ Status uint32 }
+		if ssh.Unmarshal(req.Payload, &p) == nil {
+			s.mu.Lock()
+			s.exitStatus = audit.Int(int(p.Status))
+			s.mu.Unlock()
+		}
+	case reqExitSignal:
+		var p struct {
+			Signal     string
+			CoreDumped bool
+			Message    string
+			Lang       string
+		}
+		if ssh.Unmarshal(req.Payload, &p) == nil {
+			s.mu.Lock()
+			s.exitSignal = p.Signal
+			s.mu.Unlock()
+		}
+	}
+}
+
+// begin records what the session runs, starts its recording and its file
+// transfer watcher, and audits the start. Only the first shell, exec or
+// subsystem request of a channel starts anything (RFC 4254 §6.5 allows one).
+func (s *session) begin(kind, command, subsystem string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started {
+		return
+	}
+	s.started = true
+	s.kind, s.command, s.subsystem = kind, command, subsystem
+	srv := s.l.c.srv
+	rc := srv.Recording
+	if rc.Dir != "" && (s.term != "" || (kind == "exec" && rc.Exec)) {
+		name := fmt.Sprintf("%s-%s-%d%s", s.start.UTC().Format("20060102T150405Z"), s.l.c.id, s.n, recording.Ext)
+		cols, rows := s.cols, s.rows
+		if cols == 0 || rows == 0 {
+			cols, rows = 80, 24
+		}
+		h := recording.Header{Width: cols, Height: rows, Start: s.start, Command: command,
+			Title: fmt.Sprintf("%s@%s (%s)", s.l.ev.OSUser, s.l.ev.Target, s.l.c.identity.User)}
+		if s.term != "" {
+			h.Env = map[string]string{"TERM": s.term}
+		}
+		rec, err := recording.Create(rc.Dir, name, h)
+		if err != nil {
+			s.l.c.log.Error("recording_failed", zap.Error(err))
+		} else {
+			s.rec = rec
+		}
+	}
+	switch {
+	case kind == "subsystem" && subsystem == "sftp":
+		s.files = newSFTPWatcher(s)
+	case kind == "exec":
+		if w := newSCPWatcher(s, command); w != nil {
+			s.files = w
+		}
+	}
+	e := audit.Event{Type: audit.TypeSessionStart, Channel: s.n, Kind: kind, Command: command, Subsystem: subsystem, Term: s.term}
+	if s.rec != nil {
+		e.Recording = s.rec.Path()
+	}
+	s.l.audit(e)
+}
+
+func (s *session) data(dir direction, ext bool, p []byte) {
+	s.counted.data(dir, ext, p)
+	s.mu.Lock()
+	rec, files := s.rec, s.files
+	s.mu.Unlock()
+	switch {
+	case dir == fromUpstream:
+		if rec != nil {
+			rec.Output(p)
+		}
+		if files != nil && !ext {
+			files.FromServer(p)
+		}
+	case !ext:
+		if rec != nil && s.l.c.srv.Recording.Input {
+			rec.Input(p)
+		}
+		if files != nil {
+			files.FromClient(p)
+		}
+	}
+}
+
+func (s *session) closed(up, down int64) {
+	s.counted.closed(up, down)
+	s.l.mu.Lock()
+	delete(s.l.sessions, s.person)
+	s.l.mu.Unlock()
+
+	s.mu.Lock()
+	rec, files := s.rec, s.files
+	s.rec, s.files = nil, nil
+	e := audit.Event{Type: audit.TypeSessionEnd, Channel: s.n, Kind: s.kind, Command: s.command, Subsystem: s.subsystem,
+		ExitStatus: s.exitStatus, ExitSignal: s.exitSignal, BytesUp: up, BytesDown: down, DurationMS: time.Since(s.start).Milliseconds()}
+	s.mu.Unlock()
+	if files != nil {
+		files.Close()
+	}
+	if rec != nil {
+		if err := rec.Close(); err != nil {
+			s.l.c.log.Error("recording_failed", zap.String("path", rec.Path()), zap.Error(err))
+		}
+		e.Recording = rec.Path()
+		if f := s.l.c.srv.Recording.Finished; f != nil {
+			f(rec.Path())
+		}
+	}
+	s.l.audit(e)
+}
