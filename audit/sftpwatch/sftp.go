@@ -1,0 +1,821 @@
+package sftpwatch
+
+import (
+	"cmp"
+	"encoding/binary"
+	"fmt"
+	"slices"
+	"sync"
+)
+
+// Operation kinds reported by a Watcher in Op.Kind.
+const (
+	// KindOpen is SSH_FXP_OPEN; Path, Mode and Perm describe the request.
+	KindOpen = "open"
+	// KindClose is SSH_FXP_CLOSE of a file handle, with the bytes the
+	// person read from and wrote to the file through that handle.
+	KindClose = "close"
+	// KindOpendir is SSH_FXP_OPENDIR: a directory listing.
+	KindOpendir = "opendir"
+	// KindStat is SSH_FXP_STAT or SSH_FXP_LSTAT of a path. OpenSSH's sftp
+	// client stats the paths of most commands first, so a get of a
+	// missing file shows as a stat with Status "no_such_file" and no
+	// open.
+	KindStat = "stat"
+	// KindRemove is SSH_FXP_REMOVE of a file.
+	KindRemove = "remove"
+	// KindRename is SSH_FXP_RENAME or posix-rename@openssh.com.
+	KindRename = "rename"
+	// KindMkdir is SSH_FXP_MKDIR.
+	KindMkdir = "mkdir"
+	// KindRmdir is SSH_FXP_RMDIR.
+	KindRmdir = "rmdir"
+	// KindSetstat is SSH_FXP_SETSTAT, SSH_FXP_FSETSTAT (Path is the
+	// handle's file) or lsetstat@openssh.com: chmod, chown, utimes,
+	// truncate.
+	KindSetstat = "setstat"
+	// KindSymlink is SSH_FXP_SYMLINK.
+	KindSymlink = "symlink"
+	// KindLink is hardlink@openssh.com.
+	KindLink = "link"
+	// KindCopy is the copy-data extension: a server-side copy from the
+	// file open as Path to the file open as NewPath.
+	KindCopy = "copy"
+	// KindUnparsed reports that the observer stopped following the
+	// session; Reason says why. It is reported at most once and is the
+	// last operation of its session.
+	KindUnparsed = "unparsed"
+)
+
+// StatusOK is Op.Status for a request the server answered with success.
+const StatusOK = "ok"
+
+// Op is one operation of an SFTP session.
+type Op struct {
+	// Kind is one of the Kind constants.
+	Kind string `json:"kind"`
+	// Path is the file or directory the operation is on. For rename, link
+	// and symlink, Path and NewPath are in the order of the sftp client's
+	// rename and ln commands: Path is the existing name (for a symlink, the
+	// text the link will point to) and NewPath the name created.
+	Path    string `json:"path,omitempty"`
+	NewPath string `json:"new_path,omitempty"`
+	// Mode is, for open and close, the open flags as a comma-separated
+	// list in this order: "read", "write", "create", "truncate", "append",
+	// "exclusive" (so "read", "write,create,truncate", "read,write").
+	Mode string `json:"mode,omitempty"`
+	// Perm is, for open, mkdir and setstat, the permissions field of the
+	// request's attributes as the client sent it (POSIX mode bits); nil
+	// when the request carries none.
+	Perm *uint32 `json:"perm,omitempty"`
+	// BytesRead and BytesWritten are, for close, the bytes the person read
+	// from and wrote to the file through this handle: the sizes of the
+	// SSH_FXP_DATA replies, and of the SSH_FXP_WRITE requests the server
+	// answered with success.
+	BytesRead    int64 `json:"bytes_read,omitempty"`
+	BytesWritten int64 `json:"bytes_written,omitempty"`
+	// Status is "ok" or the name of the SFTP status the server replied
+	// with: "eof", "no_such_file", "permission_denied", "failure",
+	// "bad_message", "no_connection", "connection_lost", "op_unsupported",
+	// a later draft's name ("file_already_exists", "dir_not_empty", …), or
+	// "status_N" for an unnamed code. It is empty when Aborted.
+	Status string `json:"status,omitempty"`
+	// Aborted reports that the session ended before the server replied:
+	// a close reported by Close for a handle still open, or a request
+	// still waiting for its reply.
+	Aborted bool `json:"aborted,omitempty"`
+	// Reason says, for "unparsed", why the Watcher stopped.
+	Reason string `json:"reason,omitempty"`
+}
+
+// Bounds on what a Watcher or SCP holds per session.
+const (
+	// maxPacket is the largest SFTP packet length accepted: OpenSSH's
+	// SFTP_MAX_MSG_LENGTH (256 KiB) plus room for headers.
+	maxPacket = 256<<10 + 4<<10
+	// maxPending bounds the requests awaiting replies, and the replies
+	// that arrived before their requests. OpenSSH's sftp client keeps at
+	// most 64 requests in flight unless told otherwise (-R).
+	maxPending = 1 << 14
+	// maxHandles bounds the open handles tracked.
+	maxHandles = 1 << 12
+	// maxRetained bounds the bytes of paths, handles and messages held.
+	maxRetained = 4 << 20
+	// writePrefix is the part of an SSH_FXP_WRITE request buffered: id,
+	// handle, offset and the data's length; the data itself is skipped.
+	writePrefix = 4 + 4 + maxHandle + 8 + 4
+)
+
+// Watcher follows one SFTP session (version 3, as OpenSSH speaks it,
+// with OpenSSH's extensions) and reports its operations.
+//
+// Requests and replies are matched by request id, and an operation is
+// reported once both have been seen, whichever came first: the two
+// directions may be observed with any lag between them, as long as each
+// direction is observed in order.
+//
+// FromClient and FromServer may be called concurrently with each other
+// (one goroutine per direction) and with Close.
+type Watcher struct {
+	report func(Op)
+
+	mu sync.Mutex // protects everything below, and serialises report
+	// client and server are the parsers of the two directions.
+	client, server stream
+	// pending holds requests awaiting their replies, by request id.
+	pending byID[request]
+	// early holds replies whose requests have not been observed yet.
+	early byID[reply]
+	// handles maps open handles to their files.
+	handles map[string]*file
+	// retained counts the bytes of strings held in the tables above.
+	retained int
+	// seq numbers requests and opens, to report aborted ones in order.
+	seq uint64
+	// dead is set once parsing has stopped; closed once Close ran.
+	dead, closed bool
+}
+
+// stream is the packet parser of one direction.
+type stream struct {
+	hdr  [5]byte // uint32 length and byte type
+	nhdr int     // bytes of hdr filled
+	typ  byte
+	body int    // length of the packet after the type byte
+	left int    // bytes of the body not yet seen
+	want int    // bytes of the body to keep in buf; the rest is skipped
+	buf  []byte // the kept prefix of the body
+	seen bool   // whether the first packet (INIT or VERSION) was seen
+}
+
+// reqKind says what a pending request is, for completing it.
+type reqKind uint8
+
+const (
+	reqOther reqKind = iota // needs its reply matched, nothing more
+	reqOpen
+	reqOpendir
+	reqClose
+	reqRead
+	reqWrite
+	reqStat
+	reqSetstat
+	reqFsetstat
+	reqRemove
+	reqMkdir
+	reqRmdir
+	reqRename
+	reqSymlink
+	reqLink
+	reqCopy
+)
+
+// handleRef holds a handle without allocating when it is short (OpenSSH's
+// are 4 bytes); longer ones are kept as a string in s.
+type handleRef struct {
+	n uint8
+	b [16]byte
+	s string
+}
+
+func makeHandle(p []byte) handleRef {
+	var h handleRef
+	if len(p) <= len(h.b) {
+		h.n = uint8(len(p))
+		copy(h.b[:], p)
+	} else {
+		h.s = string(p)
+	}
+	return h
+}
+
+// request is a request awaiting its reply.
+type request struct {
+	kind reqKind
+	seq  uint64
+	// n is the data length of a write, or an open's flags.
+	n int64
+	// h is the handle of a read, write, close or fsetstat.
+	h handleRef
+	// path and newPath are the request's paths; for copy-data, the two
+	// handles.
+	path, newPath string
+	perm          uint32
+	hasPerm       bool
+}
+
+func (q *request) size() int { return len(q.path) + len(q.newPath) + len(q.h.s) }
+
+// reply is a reply that arrived before its request.
+type reply struct {
+	typ  byte
+	code uint32    // status code of SSH_FXP_STATUS
+	n    int64     // data length of SSH_FXP_DATA
+	h    handleRef // handle of SSH_FXP_HANDLE
+}
+
+// file is an open handle.
+type file struct {
+	path        string
+	mode        string
+	dir         bool
+	read, wrote int64
+	seq         uint64
+}
+
+// New returns a Watcher that calls report for each operation.
+//
+// report is called synchronously, from whichever of FromClient, FromServer
+// or Close completes the operation, with the Watcher's lock held: it is
+// never called concurrently with itself, it delays the bytes the caller is
+// about to pass on, so it should be quick, and it must not call the
+// Watcher's methods.
+func New(report func(Op)) *Watcher {
+	return &Watcher{
+		report:  report,
+		pending: newByID[request](),
+		early:   newByID[reply](),
+		handles: make(map[string]*file),
+	}
+}
+
+// FromClient observes bytes the person sent to the instance. It does not
+// retain p.
+func (w *Watcher) FromClient(p []byte) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.feed(&w.client, true, p)
+}
+
+// FromServer observes bytes the instance sent to the person. It does not
+// retain p.
+func (w *Watcher) FromServer(p []byte) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.feed(&w.server, false, p)
+}
+
+// Close ends the session: requests still awaiting replies are reported with
+// Aborted set, then every file handle still open is reported as a close
+// with Aborted set, in the order the files were opened. Bytes observed
+// after Close are ignored. Close may be called more than once.
+func (w *Watcher) Close() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return
+	}
+	w.closed = true
+	if !w.dead {
+		qs := w.pending.all()
+		slices.SortFunc(qs, func(a, b request) int { return cmp.Compare(a.seq, b.seq) })
+		for i := range qs {
+			w.abort(&qs[i])
+		}
+		files := make([]*file, 0, len(w.handles))
+		for _, f := range w.handles {
+			if !f.dir {
+				files = append(files, f)
+			}
+		}
+		slices.SortFunc(files, func(a, b *file) int { return cmp.Compare(a.seq, b.seq) })
+		for _, f := range files {
+			w.report(Op{Kind: KindClose, Path: f.path, Mode: f.mode,
+				BytesRead: f.read, BytesWritten: f.wrote, Aborted: true})
+		}
+	}
+	w.release()
+}
+
+// release drops the tables and buffers.
+func (w *Watcher) release() {
+	w.pending, w.early, w.handles = byID[request]{}, byID[reply]{}, nil
+	w.client.buf, w.server.buf = nil, nil
+	w.retained = 0
+}
+
+// fail stops parsing, reporting why once.
+func (w *Watcher) fail(reason string) {
+	if w.dead {
+		return
+	}
+	w.dead = true
+	w.release()
+	w.report(Op{Kind: KindUnparsed, Reason: reason})
+}
+
+// feed parses p as the continuation of stream s.
+func (w *Watcher) feed(s *stream, fromClient bool, p []byte) {
+	for !w.dead && !w.closed {
+		if s.nhdr < len(s.hdr) {
+			if len(p) == 0 {
+				return
+			}
+			n := copy(s.hdr[s.nhdr:], p)
+			s.nhdr += n
+			p = p[n:]
+			if s.nhdr < len(s.hdr) {
+				return
+			}
+			length := binary.BigEndian.Uint32(s.hdr[:4])
+			if length == 0 || length > maxPacket {
+				w.fail(fmt.Sprintf("packet length %d out of range", length))
+				return
+			}
+			s.typ = s.hdr[4]
+			s.body = int(length) - 1
+			s.left = s.body
+			s.want = w.prefix(s, fromClient)
+			s.buf = s.buf[:0]
+			if w.dead {
+				return
+			}
+		}
+		if len(s.buf) < s.want {
+			n := min(s.want-len(s.buf), len(p))
+			s.buf = append(s.buf, p[:n]...)
+			p = p[n:]
+			s.left -= n
+		} else {
+			// The hot path: skip a payload without touching it.
+			n := min(s.left, len(p))
+			p = p[n:]
+			s.left -= n
+		}
+		if s.left > 0 {
+			if len(p) == 0 {
+				return
+			}
+			continue
+		}
+		s.nhdr = 0
+		if fromClient {
+			w.clientPacket(s)
+		} else {
+			w.serverPacket(s)
+		}
+	}
+}
+
+// prefix returns how much of the body of the packet whose header s holds
+// must be buffered, or fails the session for a packet that cannot come
+// next.
+func (w *Watcher) prefix(s *stream, fromClient bool) int {
+	first := !s.seen
+	s.seen = true
+	if fromClient {
+		if first != (s.typ == fxpInit) {
+			w.fail(fmt.Sprintf("client packet type %d where INIT is not expected or is missing", s.typ))
+			return 0
+		}
+		switch s.typ {
+		case fxpInit:
+			return 0
+		case fxpWrite:
+			return min(s.body, writePrefix)
+		case fxpFstat, fxpReaddir, fxpRealpath, fxpReadlink:
+			return min(s.body, 4)
+		case fxpOpen, fxpClose, fxpRead, fxpLstat, fxpSetstat, fxpFsetstat,
+			fxpOpendir, fxpRemove, fxpMkdir, fxpRmdir, fxpStat, fxpRename,
+			fxpSymlink, fxpExtended:
+			return s.body
+		default:
+			// OpenSSH's sftp-server logs an unknown type and sends no
+			// reply, so the packet is skipped the same way.
+			return 0
+		}
+	}
+	if first != (s.typ == fxpVersion) {
+		w.fail(fmt.Sprintf("server packet type %d where VERSION is not expected or is missing", s.typ))
+		return 0
+	}
+	switch s.typ {
+	case fxpVersion, fxpName, fxpAttrs, fxpExtendedReply:
+		return min(s.body, 4)
+	case fxpStatus, fxpData:
+		return min(s.body, 8)
+	case fxpHandle:
+		if s.body > 4+4+maxHandle {
+			w.fail("handle reply too long")
+			return 0
+		}
+		return s.body
+	default:
+		w.fail(fmt.Sprintf("unknown server packet type %d", s.typ))
+		return 0
+	}
+}
+
+// clientPacket handles a complete request.
+func (w *Watcher) clientPacket(s *stream) {
+	r := reader{b: s.buf}
+	var q request
+	switch s.typ {
+	case fxpInit:
+		return
+	case fxpWrite:
+		id := r.u32()
+		q.kind = reqWrite
+		q.h = w.handleArg(&r)
+		r.u64()
+		n := r.u32()
+		// The data runs to at most the end of the packet; what the
+		// server writes is the string, whatever trails it.
+		if !r.bad && uint64(n) > uint64(s.body-r.off) {
+			r.bad = true
+		}
+		q.n = int64(n)
+		w.request(&r, id, &q)
+		return
+	case fxpOpen, fxpClose, fxpRead, fxpLstat, fxpFstat, fxpSetstat,
+		fxpFsetstat, fxpOpendir, fxpReaddir, fxpRemove, fxpMkdir, fxpRmdir,
+		fxpRealpath, fxpStat, fxpRename, fxpReadlink, fxpSymlink, fxpExtended:
+	default:
+		return
+	}
+	id := r.u32()
+	switch s.typ {
+	case fxpOpen:
+		q.kind = reqOpen
+		q.path = r.str()
+		q.n = int64(r.u32())
+		q.perm, q.hasPerm = r.attrs()
+	case fxpOpendir:
+		q.kind, q.path = reqOpendir, r.str()
+	case fxpClose:
+		q.kind, q.h = reqClose, w.handleArg(&r)
+	case fxpRead:
+		q.kind, q.h = reqRead, w.handleArg(&r)
+	case fxpLstat, fxpStat:
+		q.kind, q.path = reqStat, r.str()
+	case fxpSetstat:
+		q.kind, q.path = reqSetstat, r.str()
+		q.perm, q.hasPerm = r.attrs()
+	case fxpFsetstat:
+		q.kind, q.h = reqFsetstat, w.handleArg(&r)
+		q.perm, q.hasPerm = r.attrs()
+	case fxpRemove:
+		q.kind, q.path = reqRemove, r.str()
+	case fxpMkdir:
+		q.kind, q.path = reqMkdir, r.str()
+		q.perm, q.hasPerm = r.attrs()
+	case fxpRmdir:
+		q.kind, q.path = reqRmdir, r.str()
+	case fxpRename:
+		q.kind, q.path, q.newPath = reqRename, r.str(), r.str()
+	case fxpSymlink:
+		// OpenSSH sends the link's target first and the link's path
+		// second, the reverse of the draft (PROTOCOL.sftp §4.1).
+		q.kind, q.path, q.newPath = reqSymlink, r.str(), r.str()
+	case fxpExtended:
+		w.extended(&r, &q)
+	}
+	w.request(&r, id, &q)
+}
+
+// extended decodes an SSH_FXP_EXTENDED request after its id.
+func (w *Watcher) extended(r *reader, q *request) {
+	switch string(r.bytes()) {
+	case extPosixRename:
+		q.kind, q.path, q.newPath = reqRename, r.str(), r.str()
+	case extHardlink:
+		q.kind, q.path, q.newPath = reqLink, r.str(), r.str()
+	case extLsetstat:
+		q.kind, q.path = reqSetstat, r.str()
+		q.perm, q.hasPerm = r.attrs()
+	case extCopyData:
+		// read-from-handle, read-from-offset, read-data-length,
+		// write-to-handle, write-to-offset.
+		q.kind = reqCopy
+		q.path = string(w.handleBytes(r))
+		r.u64()
+		r.u64()
+		q.newPath = string(w.handleBytes(r))
+	default:
+		q.kind = reqOther
+	}
+}
+
+func (w *Watcher) handleBytes(r *reader) []byte {
+	h := r.bytes()
+	if len(h) > maxHandle {
+		r.bad = true
+	}
+	return h
+}
+
+func (w *Watcher) handleArg(r *reader) handleRef { return makeHandle(w.handleBytes(r)) }
+
+// request records request q with id, or completes it at once when its
+// reply has already been observed.
+func (w *Watcher) request(r *reader, id uint32, q *request) {
+	if r.bad {
+		w.fail("malformed client request")
+		return
+	}
+	if rep, ok := w.early.pop(id); ok {
+		w.retained -= len(rep.h.s)
+		w.complete(q, &rep)
+		return
+	}
+	if w.pending.len() >= maxPending {
+		w.fail("too many requests awaiting replies")
+		return
+	}
+	w.seq++
+	q.seq = w.seq
+	w.pending.push(id, *q)
+	w.retain(q.size())
+}
+
+// retain accounts for n more bytes held, failing past the bound.
+func (w *Watcher) retain(n int) {
+	w.retained += n
+	if w.retained > maxRetained {
+		w.fail("too much state held")
+	}
+}
+
+// serverPacket handles a complete reply.
+func (w *Watcher) serverPacket(s *stream) {
+	r := reader{b: s.buf}
+	if s.typ == fxpVersion {
+		if v := r.u32(); r.bad || v != sftpVersion {
+			w.fail(fmt.Sprintf("sftp version %d not supported", v))
+		}
+		return
+	}
+	rep := reply{typ: s.typ}
+	id := r.u32()
+	switch s.typ {
+	case fxpStatus:
+		rep.code = r.u32()
+	case fxpHandle:
+		rep.h = w.handleArg(&r)
+	case fxpData:
+		n := r.u32()
+		if !r.bad && uint64(n) > uint64(s.body-r.off) {
+			r.bad = true
+		}
+		rep.n = int64(n)
+	}
+	if r.bad {
+		w.fail("malformed server reply")
+		return
+	}
+	if q, ok := w.pending.pop(id); ok {
+		w.retained -= q.size()
+		w.complete(&q, &rep)
+		return
+	}
+	if w.early.len() >= maxPending {
+		w.fail("too many replies to unseen requests")
+		return
+	}
+	w.early.push(id, rep)
+	w.retain(len(rep.h.s))
+}
+
+// file returns the open file of a handle, or nil.
+func (w *Watcher) file(h *handleRef) *file {
+	if h.s != "" {
+		return w.handles[h.s]
+	}
+	return w.handles[string(h.b[:h.n])]
+}
+
+func (h *handleRef) key() string {
+	if h.s != "" {
+		return h.s
+	}
+	return string(h.b[:h.n])
+}
+
+// complete handles request q answered by rep.
+func (w *Watcher) complete(q *request, rep *reply) {
+	status := StatusOK
+	if rep.typ == fxpStatus {
+		status = statusName(rep.code)
+	}
+	switch q.kind {
+	case reqRead:
+		if rep.typ == fxpData {
+			if f := w.file(&q.h); f != nil {
+				f.read += rep.n
+			}
+			return
+		}
+		w.expect(q, rep, fxpStatus)
+	case reqWrite:
+		if w.expect(q, rep, fxpStatus) && rep.code == 0 {
+			if f := w.file(&q.h); f != nil {
+				f.wrote += q.n
+			}
+		}
+	case reqOther:
+		// Any reply answers it.
+	case reqOpen, reqOpendir:
+		op := w.op(q)
+		op.Status = status
+		if rep.typ == fxpHandle {
+			if !w.open(&rep.h, q, op.Mode) {
+				return
+			}
+		} else if !w.expect(q, rep, fxpStatus) {
+			return
+		}
+		w.report(op)
+	case reqClose:
+		if !w.expect(q, rep, fxpStatus) {
+			return
+		}
+		// OpenSSH's sftp-server frees a handle whether or not close(2)
+		// succeeded.
+		f := w.file(&q.h)
+		if f == nil {
+			return
+		}
+		w.drop(&q.h, f)
+		if !f.dir {
+			w.report(Op{Kind: KindClose, Path: f.path, Mode: f.mode,
+				BytesRead: f.read, BytesWritten: f.wrote, Status: status})
+		}
+	case reqStat:
+		if rep.typ == fxpAttrs || w.expect(q, rep, fxpStatus) {
+			w.report(Op{Kind: KindStat, Path: q.path, Status: status})
+		}
+	default:
+		if w.expect(q, rep, fxpStatus) {
+			op := w.op(q)
+			op.Status = status
+			w.report(op)
+		}
+	}
+}
+
+// op describes a request that changes the file system.
+func (w *Watcher) op(q *request) Op {
+	op := Op{Path: q.path, NewPath: q.newPath}
+	switch q.kind {
+	case reqOpen:
+		op.Kind, op.Mode, op.Perm = KindOpen, openMode(uint32(q.n)), perm(q)
+	case reqOpendir:
+		op.Kind = KindOpendir
+	case reqStat:
+		op.Kind = KindStat
+	case reqSetstat:
+		op.Kind, op.Perm = KindSetstat, perm(q)
+	case reqFsetstat:
+		op.Kind, op.Perm = KindSetstat, perm(q)
+		if f := w.file(&q.h); f != nil {
+			op.Path = f.path
+		}
+	case reqRemove:
+		op.Kind = KindRemove
+	case reqMkdir:
+		op.Kind, op.Perm = KindMkdir, perm(q)
+	case reqRmdir:
+		op.Kind = KindRmdir
+	case reqRename:
+		op.Kind = KindRename
+	case reqSymlink:
+		op.Kind = KindSymlink
+	case reqLink:
+		op.Kind = KindLink
+	case reqCopy:
+		op.Kind, op.Path, op.NewPath = KindCopy, "", ""
+		if f := w.handles[q.path]; f != nil {
+			op.Path = f.path
+		}
+		if f := w.handles[q.newPath]; f != nil {
+			op.NewPath = f.path
+		}
+	}
+	return op
+}
+
+func perm(q *request) *uint32 {
+	if !q.hasPerm {
+		return nil
+	}
+	p := q.perm
+	return &p
+}
+
+// expect reports whether rep has type typ, failing the session if not.
+func (w *Watcher) expect(q *request, rep *reply, typ byte) bool {
+	if rep.typ == typ {
+		return true
+	}
+	w.fail(fmt.Sprintf("reply type %d does not answer request kind %d", rep.typ, q.kind))
+	return false
+}
+
+// open registers the handle an open or opendir returned.
+func (w *Watcher) open(h *handleRef, q *request, mode string) bool {
+	if old := w.file(h); old != nil {
+		// The server handed out a handle it had not closed; forget the
+		// old file.
+		w.drop(h, old)
+	} else if len(w.handles) >= maxHandles {
+		w.fail("too many open handles")
+		return false
+	}
+	w.seq++
+	f := &file{path: q.path, mode: mode, dir: q.kind == reqOpendir, seq: w.seq}
+	key := h.key()
+	w.handles[key] = f
+	w.retain(len(key) + len(f.path))
+	return !w.dead
+}
+
+// drop forgets handle h of file f.
+func (w *Watcher) drop(h *handleRef, f *file) {
+	key := h.key()
+	delete(w.handles, key)
+	w.retained -= len(key) + len(f.path)
+}
+
+// abort reports, from Close, a request that got no reply.
+func (w *Watcher) abort(q *request) {
+	switch q.kind {
+	case reqOther, reqRead, reqWrite:
+		return
+	case reqClose:
+		f := w.file(&q.h)
+		if f == nil {
+			return
+		}
+		w.drop(&q.h, f)
+		if !f.dir {
+			w.report(Op{Kind: KindClose, Path: f.path, Mode: f.mode,
+				BytesRead: f.read, BytesWritten: f.wrote, Aborted: true})
+		}
+		return
+	}
+	op := w.op(q)
+	op.Aborted = true
+	w.report(op)
+}
+
+// byID holds values by request id, first in first out for each id: a
+// client may reuse an id once its reply has arrived, and when one side is
+// observed ahead of the other, a reused id's requests (or replies) wait
+// together. The first value of an id is kept in a plain map, so that the
+// usual case, one request in flight per id, does not allocate.
+type byID[T any] struct {
+	first map[uint32]T
+	more  map[uint32][]T
+	n     int
+}
+
+func newByID[T any]() byID[T] {
+	return byID[T]{first: make(map[uint32]T), more: make(map[uint32][]T)}
+}
+
+func (m *byID[T]) len() int { return m.n }
+
+func (m *byID[T]) push(id uint32, v T) {
+	if _, ok := m.first[id]; ok {
+		m.more[id] = append(m.more[id], v)
+	} else {
+		m.first[id] = v
+	}
+	m.n++
+}
+
+// pop removes and returns the oldest value of id.
+func (m *byID[T]) pop(id uint32) (T, bool) {
+	if m.n == 0 {
+		var zero T
+		return zero, false
+	}
+	v, ok := m.first[id]
+	if !ok {
+		return v, false
+	}
+	if rest := m.more[id]; len(rest) > 0 {
+		m.first[id] = rest[0]
+		if len(rest) == 1 {
+			delete(m.more, id)
+		} else {
+			m.more[id] = rest[1:]
+		}
+	} else {
+		delete(m.first, id)
+	}
+	m.n--
+	return v, true
+}
+
+// all returns every value held.
+func (m *byID[T]) all() []T {
+	vs := make([]T, 0, m.n)
+	for _, v := range m.first {
+		vs = append(vs, v)
+	}
+	for _, rest := range m.more {
+		vs = append(vs, rest...)
+	}
+	return vs
+}
