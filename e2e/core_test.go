@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/creack/pty"
-	"golang.org/x/crypto/ssh"
 )
 
 // core is the fixture of the core proxy tests: a real sshd as the instance
@@ -150,9 +149,13 @@ func TestCore(t *testing.T) {
 	t.Run("NoSecondSignature", func(t *testing.T) { testNoSecondSignature(t, f) })
 	t.Run("SSHConfigWrite", func(t *testing.T) { testSSHConfigWrite(t, f) })
 	t.Run("OwnSession", func(t *testing.T) {
-		r := f.alice.ssh(t, nil, "bastion")
+		r := f.alice.ssh(t, nil, "bastion", "help")
 		if r.Code != 2 || !strings.Contains(r.Stderr, "hello alice") {
-			t.Errorf("ssh bastion: got code %d stderr %q, want 2 and a greeting", r.Code, r.Stderr)
+			t.Errorf("ssh bastion help: got code %d stderr %q, want 2 and a greeting", r.Code, r.Stderr)
+		}
+		r = f.alice.ssh(t, nil, "bastion", "list")
+		if r.Code != 0 || !strings.Contains(r.Stdout, "web-1") || !strings.Contains(r.Stdout, "OS USERS") {
+			t.Errorf("ssh bastion list: got code %d stdout %q stderr %q, want 0 and a table with web-1", r.Code, r.Stdout, r.Stderr)
 		}
 	})
 	t.Run("Audit", func(t *testing.T) {
@@ -436,17 +439,7 @@ func testDynamicForward(t *testing.T, f *core, mode string) {
 }
 
 func testAgentForwarding(t *testing.T, f *core, mode string) {
-	dir := t.TempDir()
-	sock := filepath.Join(dir, "agent.sock")
-	startProcess(t, exec.Command("ssh-agent", "-D", "-a", sock))
-	waitFor(t, "ssh-agent socket", 10*time.Second, func() bool { _, err := os.Stat(sock); return err == nil })
-	key := newKey(t, dir, "agent_key")
-	add := exec.Command("ssh-add", key.Private)
-	add.Env = append(os.Environ(), "SSH_AUTH_SOCK="+sock)
-	if out, err := add.CombinedOutput(); err != nil {
-		t.Fatalf("ssh-add: %v\n%s", err, out)
-	}
-	fp := ssh.FingerprintSHA256(key.Signer.PublicKey())
+	sock, fp := startAgent(t)
 	for _, tc := range []struct {
 		who   *client
 		allow bool

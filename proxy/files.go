@@ -8,11 +8,16 @@ import (
 )
 
 // newSFTPWatcher returns the observer of an SFTP session, which audits its
-// file operations. Metadata reads (stat) are not audited: a client makes
-// many, and they change nothing.
+// file operations. Successful metadata reads (stat) are not audited: a
+// client makes many, and they change nothing; failed ones are (a get of a
+// missing file is only a failed stat).
+//
+// The watcher reports from the copy goroutine, and the audit logger syncs
+// each event: an operation costs one fsync on the transfer's path, bytes
+// in between cost nothing.
 func newSFTPWatcher(s *session) fileWatcher {
 	return sftpwatch.New(func(op sftpwatch.Op) {
-		if op.Kind == sftpwatch.KindStat {
+		if op.Kind == sftpwatch.KindStat && op.Status == "ok" {
 			return
 		}
 		e := audit.Event{Type: audit.TypeSFTP, Channel: s.n, Op: op.Kind, Path: op.Path, NewPath: op.NewPath,

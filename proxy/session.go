@@ -41,6 +41,12 @@ type session struct {
 	started                        bool
 	rec                            *recording.Recorder
 	files                          fileWatcher
+	// early holds the person's bytes that arrived before the shell, exec
+	// or subsystem request was seen. x/crypto delivers a channel's
+	// requests and data on separate streams, so a client that sends data
+	// right behind its request (sftp's INIT) can have it copied first;
+	// the file watcher must still see it.
+	early []byte
 	// From the instance's.
 	exitStatus *int
 	exitSignal string
@@ -166,6 +172,10 @@ func (s *session) begin(kind, command, subsystem string) {
 			s.files = w
 		}
 	}
+	if s.files != nil && len(s.early) > 0 {
+		s.files.FromClient(s.early)
+	}
+	s.early = nil
 	e := audit.Event{Type: audit.TypeSessionStart, Channel: s.n, Kind: kind, Command: command, Subsystem: subsystem, Term: s.term}
 	if s.rec != nil {
 		e.Recording = s.rec.Path()
@@ -173,9 +183,20 @@ func (s *session) begin(kind, command, subsystem string) {
 	s.l.audit(e)
 }
 
+// maxEarly bounds the bytes kept from before a session's start: enough for
+// the first packets of any file transfer protocol.
+const maxEarly = 64 << 10
+
 func (s *session) data(dir direction, ext bool, p []byte) {
 	s.counted.data(dir, ext, p)
 	s.mu.Lock()
+	if !s.started && dir == fromPerson && !ext {
+		if len(s.early)+len(p) <= maxEarly {
+			s.early = append(s.early, p...)
+		}
+		s.mu.Unlock()
+		return
+	}
 	rec, files := s.rec, s.files
 	s.mu.Unlock()
 	switch {

@@ -231,6 +231,10 @@ func pipeChannel(typ string, person ssh.Channel, personReqs <-chan *ssh.Request,
 func forwardRequests(dir direction, chanType string, reqs <-chan *ssh.Request, to, from ssh.Channel, c *copier, g guard, obs channelObserver) {
 	for req := range reqs {
 		if ok, msg := g.allowRequest(dir, chanType, req); !ok {
+			if dir == fromPerson && (req.Type == reqShell || req.Type == reqExec || req.Type == reqSubsystem) {
+				refuseSession(req, from, to, msg)
+				continue
+			}
 			if msg != "" && dir == fromPerson {
 				io.WriteString(from.Stderr(), msg+"\r\n")
 			}
@@ -254,6 +258,23 @@ func forwardRequests(dir direction, chanType string, reqs <-chan *ssh.Request, t
 	}
 	<-c.done
 	to.Close()
+}
+
+// refuseSession ends a session whose shell, exec or subsystem request the
+// guard refused. OpenSSH's client exits at once on a failed request,
+// before it prints the stderr that came with it; so the request is
+// accepted, and the session then ends with the reason on stderr and exit
+// status 1, as a command that failed would. Closing the instance's end of
+// the channel ends the splice of the channel.
+func refuseSession(req *ssh.Request, person, up ssh.Channel, msg string) {
+	if req.WantReply {
+		req.Reply(true, nil)
+	}
+	if msg != "" {
+		io.WriteString(person.Stderr(), msg+"\r\n")
+	}
+	person.SendRequest(reqExitStatus, false, ssh.Marshal(struct{ Status uint32 }{1}))
+	up.Close()
 }
 
 // copier copies one direction of a channel: data and extended data until
