@@ -147,6 +147,10 @@ func run(args []string) int {
 	}
 	rep.Finished = time.Now()
 	rep.Machine.LoadAvgEnd = loadAvg()
+	if busy(rep.Machine) {
+		rep.Notes = append(rep.Notes, fmt.Sprintf("The machine was busy (load average %s at start, %s at end, on %d cores): these numbers are noise; run on a quiet machine.",
+			rep.Machine.LoadAvgStart, rep.Machine.LoadAvgEnd, rep.Machine.Cores))
+	}
 	code := 0
 	if err != nil {
 		rep.Error = err.Error()
@@ -397,6 +401,10 @@ func (h *harness) measure(ctx context.Context, rep *Report) error {
 	}
 	if run("sessions") {
 		res := &SessionsResult{MemoryMethod: memoryMethod}
+		if h.me == "root" && h.opts.OpenSSHSessions > 0 {
+			res.MemoryMethod += " Logged in as root, sshd keeps one process per connection (no post-authentication " +
+				"privilege separation for root); as another user it keeps two, and costs more per session."
+		}
 		rep.Sessions = res
 		var base *SessionsCase
 		if h.opts.OpenSSHSessions > 0 {
@@ -491,6 +499,21 @@ func machineInfo() Machine {
 		m.MemTotalBytes, _, _ = parseKBField(b, "MemTotal")
 	}
 	return m
+}
+
+// busy reports whether the 1-minute load average at the start or the end
+// of the run exceeded half the cores (the run itself adds load).
+func busy(m Machine) bool {
+	for _, la := range []string{m.LoadAvgStart, m.LoadAvgEnd} {
+		f := strings.Fields(la)
+		if len(f) == 0 {
+			continue
+		}
+		if v, err := strconv.ParseFloat(f[0], 64); err == nil && v > float64(m.Cores)/2 {
+			return true
+		}
+	}
+	return false
 }
 
 // loadAvg returns the 1, 5 and 15 minute load averages.

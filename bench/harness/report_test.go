@@ -188,6 +188,23 @@ func TestWriteFiles(t *testing.T) {
 	}
 }
 
+func TestBusy(t *testing.T) {
+	tests := []struct {
+		start, end string
+		want       bool
+	}{
+		{"0.10 0.20 0.30", "0.90 0.50 0.40", false},
+		{"1.50 0.20 0.30", "0.10 0.10 0.10", true},
+		{"0.10 0.20 0.30", "4.00 1.00 1.00", true},
+		{"", "", false},
+	}
+	for _, tc := range tests {
+		if got := busy(Machine{Cores: 2, LoadAvgStart: tc.start, LoadAvgEnd: tc.end}); got != tc.want {
+			t.Errorf("%q → %q on 2 cores: got %v, want %v", tc.start, tc.end, got, tc.want)
+		}
+	}
+}
+
 func TestParseOptions(t *testing.T) {
 	o, err := parseOptions(nil, io.Discard)
 	if err != nil {
