@@ -104,13 +104,13 @@ func (c *conn) serve() {
 		return
 	}
 	lim := c.srv.currentRules().Limits
-	n := c.srv.unauth.Add(1)
-	authDone := sync.OnceFunc(func() { c.srv.unauth.Add(-1) })
-	defer authDone()
-	if lim.MaxUnauthenticated > 0 && n > int64(lim.MaxUnauthenticated) {
+	host := hostOf(c.nc.RemoteAddr())
+	if !c.srv.holdUnauth(host, lim.MaxUnauthenticated) {
 		c.limitHit("max_unauthenticated", "too many connections in their handshake")
 		return
 	}
+	authDone := sync.OnceFunc(func() { c.srv.releaseUnauth(host) })
+	defer authDone()
 
 	c.nc.SetDeadline(time.Now().Add(c.srv.handshakeTimeout()))
 	sc, chans, reqs, err := ssh.NewServerConn(c.nc, c.serverConfig())

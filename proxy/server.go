@@ -98,8 +98,11 @@ type Server struct {
 	innerKey ssh.Signer
 	certs    *certCache
 
-	// unauth counts connections that have not finished authenticating.
-	unauth atomic.Int64
+	// unauthMu protects unauth and unauthBy: connections that have not
+	// finished authenticating, in total and by source address.
+	unauthMu sync.Mutex
+	unauth   int
+	unauthBy map[string]int
 	// failures throttles addresses with many failed authentications.
 	failures *failureTracker
 
@@ -172,6 +175,7 @@ func (s *Server) init() {
 		s.listeners = map[net.Listener]struct{}{}
 		s.conns = map[*conn]struct{}{}
 		s.users = map[string]int{}
+		s.unauthBy = map[string]int{}
 		s.failures = newFailureTracker(time.Now)
 	})
 }
@@ -242,6 +246,35 @@ func (s *Server) newConn(nc net.Conn) *conn {
 	s.conns[c] = struct{}{}
 	s.connWG.Add(1)
 	return c
+}
+
+// holdUnauth takes one of the unauthenticated connection slots for a
+// connection from host, or reports false when there is none: max in total,
+// and a quarter of max (at least 8) per source address, so that one address
+// cannot take every slot and lock others out. max 0 means no limit. A true
+// result must be given back with releaseUnauth.
+func (s *Server) holdUnauth(host string, max int) bool {
+	s.unauthMu.Lock()
+	defer s.unauthMu.Unlock()
+	if max > 0 && (s.unauth >= max || s.unauthBy[host] >= perSourceUnauth(max)) {
+		return false
+	}
+	s.unauth++
+	s.unauthBy[host]++
+	return true
+}
+
+// perSourceUnauth is the share of max unauthenticated connections one
+// source address may hold.
+func perSourceUnauth(max int) int { return min(max, 8+max/4) }
+
+func (s *Server) releaseUnauth(host string) {
+	s.unauthMu.Lock()
+	defer s.unauthMu.Unlock()
+	s.unauth--
+	if s.unauthBy[host]--; s.unauthBy[host] <= 0 {
+		delete(s.unauthBy, host)
+	}
 }
 
 // admit counts an authenticated connection against the session limits, or

@@ -205,17 +205,19 @@ func spliceChannel(dir direction, nc ssh.NewChannel, to ssh.Conn, g guard, log *
 func pipeChannel(typ string, person ssh.Channel, personReqs <-chan *ssh.Request, up ssh.Channel, upReqs <-chan *ssh.Request, g guard, obs channelObserver) {
 	toUp := newCopier(person, up, fromPerson, obs)
 	toPerson := newCopier(up, person, fromUpstream, obs)
+	personEnd := &channelEnd{Channel: person}
+	upEnd := &channelEnd{Channel: up}
 	var wg sync.WaitGroup
 	wg.Add(4)
 	go func() { defer wg.Done(); toUp.run() }()
 	go func() { defer wg.Done(); toPerson.run() }()
 	go func() {
 		defer wg.Done()
-		forwardRequests(fromPerson, typ, personReqs, up, person, toUp, g, obs)
+		forwardRequests(fromPerson, typ, personReqs, upEnd, personEnd, toUp, g, obs)
 	}()
 	go func() {
 		defer wg.Done()
-		forwardRequests(fromUpstream, typ, upReqs, person, up, toPerson, g, obs)
+		forwardRequests(fromUpstream, typ, upReqs, personEnd, upEnd, toPerson, g, obs)
 	}()
 	wg.Wait()
 	person.Close()
@@ -225,10 +227,27 @@ func pipeChannel(typ string, person ssh.Channel, personReqs <-chan *ssh.Request,
 	}
 }
 
+// channelEnd is one end of a spliced channel. Its replying lock is held
+// while a request that arrived on it waits for the other side's answer, and
+// closing takes it: a channel must not be closed under a request whose
+// reply is still to come (an instance that answers exec and closes at once
+// would otherwise race its own reply to the person).
+type channelEnd struct {
+	ssh.Channel
+	replying sync.Mutex
+}
+
+// close closes the end once no reply to it is pending.
+func (e *channelEnd) close() {
+	e.replying.Lock()
+	defer e.replying.Unlock()
+	e.Channel.Close()
+}
+
 // forwardRequests relays the channel requests of one direction in order.
 // When reqs ends (the sender closed its end), it waits for that direction's
 // data to be copied and closes the receiving end.
-func forwardRequests(dir direction, chanType string, reqs <-chan *ssh.Request, to, from ssh.Channel, c *copier, g guard, obs channelObserver) {
+func forwardRequests(dir direction, chanType string, reqs <-chan *ssh.Request, to, from *channelEnd, c *copier, g guard, obs channelObserver) {
 	for req := range reqs {
 		if ok, msg := g.allowRequest(dir, chanType, req); !ok {
 			if dir == fromPerson && (req.Type == reqShell || req.Type == reqExec || req.Type == reqSubsystem) {
@@ -251,13 +270,17 @@ func forwardRequests(dir direction, chanType string, reqs <-chan *ssh.Request, t
 			// reply at once, and the recorder must exist by then.
 			obs.request(dir, req)
 		}
-		ok, err := to.SendRequest(req.Type, req.WantReply, req.Payload)
-		if req.WantReply {
-			req.Reply(ok && err == nil, nil)
+		if !req.WantReply {
+			to.SendRequest(req.Type, false, req.Payload)
+			continue
 		}
+		from.replying.Lock()
+		ok, err := to.SendRequest(req.Type, true, req.Payload)
+		req.Reply(ok && err == nil, nil)
+		from.replying.Unlock()
 	}
 	<-c.done
-	to.Close()
+	to.close()
 }
 
 // refuseSession ends a session whose shell, exec or subsystem request the
@@ -266,7 +289,7 @@ func forwardRequests(dir direction, chanType string, reqs <-chan *ssh.Request, t
 // accepted, and the session then ends with the reason on stderr and exit
 // status 1, as a command that failed would. Closing the instance's end of
 // the channel ends the splice of the channel.
-func refuseSession(req *ssh.Request, person, up ssh.Channel, msg string) {
+func refuseSession(req *ssh.Request, person, up *channelEnd, msg string) {
 	if req.WantReply {
 		req.Reply(true, nil)
 	}
@@ -274,7 +297,7 @@ func refuseSession(req *ssh.Request, person, up ssh.Channel, msg string) {
 		io.WriteString(person.Stderr(), msg+"\r\n")
 	}
 	person.SendRequest(reqExitStatus, false, ssh.Marshal(struct{ Status uint32 }{1}))
-	up.Close()
+	up.close()
 }
 
 // copier copies one direction of a channel: data and extended data until

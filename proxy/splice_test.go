@@ -148,6 +148,8 @@ func runCommand(ch ssh.Channel, cmd string) {
 		io.Copy(ch, ch)
 		ch.CloseWrite()
 		ch.SendRequest(reqExitStatus, false, ssh.Marshal(struct{ Status uint32 }{0}))
+	case "quick":
+		ch.SendRequest(reqExitStatus, false, ssh.Marshal(struct{ Status uint32 }{0}))
 	case "signal":
 		ch.SendRequest(reqExitSignal, false, ssh.Marshal(struct {
 			Signal     string
@@ -178,6 +180,24 @@ func linked(t *testing.T, g guard, globals func(*ssh.Request)) (peer, ssh.Conn) 
 }
 
 func newClient(p peer) *ssh.Client { return ssh.NewClient(p.conn, p.chans, p.reqs) }
+
+// TestSpliceReplyBeforeClose runs commands that end as soon as they are
+// answered: the instance's reply to exec, its exit status and its close
+// come back to back, and the person must get the reply before the close
+// (else their client fails the exec with EOF).
+func TestSpliceReplyBeforeClose(t *testing.T) {
+	person, _ := linked(t, allowGuard{}, nil)
+	client := newClient(person)
+	for i := range 300 {
+		s, err := client.NewSession()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Run("quick"); err != nil {
+			t.Fatalf("run %d: got %v, want exit 0", i, err)
+		}
+	}
+}
 
 func TestSpliceExec(t *testing.T) {
 	person, _ := linked(t, allowGuard{}, nil)
