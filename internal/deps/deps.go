@@ -6,6 +6,8 @@ package deps
 
 import (
 	_ "github.com/aws/aws-sdk-go-v2/service/s3"
+	_ "github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	_ "github.com/aws/aws-sdk-go-v2/service/ssm"
 	_ "github.com/johannesboyne/gofakes3"
 	_ "github.com/johannesboyne/gofakes3/backend/s3mem"
 	_ "github.com/pires/go-proxyproto"
