@@ -1,0 +1,23 @@
+// Package faults is the bastion's fault-injection suite (issue 6). It holds
+// tests only: each one builds a proxy.Server in process, on loopback, in
+// front of a real OpenSSH sshd or an in-process siminstance, with the real
+// AWS SDK talking to internal/awsfake where AWS is involved, and then breaks
+// something on purpose: the instance dies mid-transfer, the person's client
+// dies mid-transfer, AWS is down, slow, throttling or answering garbage,
+// a thousand sessions are abandoned at random points, connections send
+// nothing at all.
+//
+// Every test asserts what the person sees (a one-line reason, never a hang)
+// and that the bastion gets back to where it was: goroutines, open file
+// descriptors and Server.ActiveConns return to their baseline within a
+// deadline, and the upstream side of an abandoned link is closed. Tests wait
+// on conditions with deadlines, never on sleeps, and kill every process they
+// start by its pid at cleanup.
+//
+// Run it with the race detector:
+//
+//	go test -race ./faults/
+//
+// The tests are not parallel: goroutine and descriptor counts are
+// process-wide.
+package faults

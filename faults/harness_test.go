@@ -1,0 +1,932 @@
+package faults
+
+import (
+	"bytes"
+	"cmp"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest"
+	"golang.org/x/crypto/ssh"
+
+	"bastion/audit"
+	"bastion/auth"
+	"bastion/config"
+	"bastion/internal/awsfake"
+	"bastion/internal/siminstance"
+	"bastion/proxy"
+	"bastion/upstream"
+	"bastion/upstream/lightsail"
+	"bastion/upstream/static"
+)
+
+// Deadlines of the suite. The bastion's own timeouts are short so that the
+// suite stays fast; the waits are generous so that a loaded machine under
+// -race does not make it flaky.
+const (
+	// handshakeTimeout, dialTimeout and awsTimeout are the bastion's
+	// limits unless a test sets others.
+	handshakeTimeout = 2 * time.Second
+	dialTimeout      = time.Second
+	awsTimeout       = time.Second
+	// settleTimeout bounds every wait for the bastion to get back to its
+	// baseline.
+	settleTimeout = 15 * time.Second
+	// endTimeout bounds the wait for a session to end once its other side
+	// is gone: the person must never be left hanging.
+	endTimeout = 10 * time.Second
+	// goroutineSlack is how many goroutines above the baseline are
+	// tolerated (runtime and test-framework helpers come and go).
+	goroutineSlack = 3
+	// region is the AWS region of the Lightsail instances.
+	region = "us-east-1"
+)
+
+// env is what every test starts from: a folder, the current OS user (the
+// instances log sessions in as them), the person's key and the key the
+// bastion logs in to static instances with.
+type env struct {
+	t      *testing.T
+	dir    string
+	me     string
+	person keypair
+	upKey  keypair
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	u, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	return &env{t: t, dir: dir, me: u.Username, person: newKey(t, dir, "alice"), upKey: newKey(t, dir, "upstream")}
+}
+
+// keypair is an ed25519 key, its private half written to Path.
+type keypair struct {
+	Signer ssh.Signer
+	Path   string
+}
+
+func newKey(t *testing.T, dir, name string) keypair {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, err := ssh.MarshalPrivateKey(priv, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := ssh.NewSignerFromKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return keypair{Signer: signer, Path: path}
+}
+
+// authorizedKey returns k in authorized_keys format, without a newline.
+func authorizedKey(k ssh.PublicKey) string {
+	return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k)))
+}
+
+// waitFor polls cond every 10ms until it holds, failing the test after
+// timeout.
+func waitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	if !poll(timeout, cond) {
+		t.Fatalf("timed out after %s waiting for %s", timeout, what)
+	}
+}
+
+// poll reports whether cond held within timeout.
+func poll(timeout time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return true
+}
+
+// within runs f and fails the test if it does not return within timeout.
+// f keeps running in the background if it overruns; the test's cleanups
+// (closing the bastion, killing processes) end it.
+func within(t testing.TB, what string, timeout time.Duration, f func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f()
+	}()
+	select {
+	case <-done:
+	case <-time.After(timeout):
+		t.Fatalf("%s did not finish within %s", what, timeout)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent use.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// logger returns a test logger at info level: debug lines of a thousand
+// sessions would drown the log of a failure.
+func logger(t *testing.T) *zap.Logger {
+	return zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel))
+}
+
+// ---------------------------------------------------------------------------
+// Leak checks.
+
+// baseline is the process's goroutine and descriptor counts at rest.
+type baseline struct {
+	goroutines, fds int
+}
+
+// takeBaseline waits for the goroutine count to stop moving (a previous
+// session's goroutines may still be returning) and records it.
+func takeBaseline(t *testing.T) baseline {
+	t.Helper()
+	last, stable := -1, 0
+	poll(2*time.Second, func() bool {
+		n := runtime.NumGoroutine()
+		if n == last {
+			stable++
+		} else {
+			last, stable = n, 0
+		}
+		return stable >= 5
+	})
+	return baseline{goroutines: runtime.NumGoroutine(), fds: countFDs(t)}
+}
+
+// countFDs returns the number of open file descriptors of the process.
+func countFDs(t testing.TB) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
+
+// listFDs describes the open descriptors, for failure messages.
+func listFDs() string {
+	ents, _ := os.ReadDir("/proc/self/fd")
+	var b strings.Builder
+	for _, e := range ents {
+		target, _ := os.Readlink(filepath.Join("/proc/self/fd", e.Name()))
+		fmt.Fprintf(&b, "  %s -> %s\n", e.Name(), target)
+	}
+	return b.String()
+}
+
+// back waits until the bastion has no connection and the process's
+// goroutines and descriptors are back to b (goroutines within a small
+// slack). On failure it logs every goroutine's stack, or every descriptor.
+func (b baseline) back(t *testing.T, srv *proxy.Server) {
+	t.Helper()
+	if srv != nil {
+		waitFor(t, "Server.ActiveConns() to drop to 0", settleTimeout, func() bool { return srv.ActiveConns() == 0 })
+	}
+	b.waitGoroutines(t)
+	if !poll(settleTimeout, func() bool { return countFDs(t) <= b.fds }) {
+		t.Fatalf("open descriptors: got %d, want at most the baseline %d; open now:\n%s", countFDs(t), b.fds, listFDs())
+	}
+}
+
+// waitGoroutines waits for the goroutine count to come back to within
+// goroutineSlack of the baseline, and dumps every stack if it does not.
+func (b baseline) waitGoroutines(t *testing.T) {
+	t.Helper()
+	limit := b.goroutines + goroutineSlack
+	if poll(settleTimeout, func() bool { return runtime.NumGoroutine() <= limit }) {
+		return
+	}
+	var buf bytes.Buffer
+	pprof.Lookup("goroutine").WriteTo(&buf, 2)
+	t.Fatalf("goroutines: got %d after %s, want at most %d (baseline %d + %d); stacks:\n%s",
+		runtime.NumGoroutine(), settleTimeout, limit, b.goroutines, goroutineSlack, buf.String())
+}
+
+// ---------------------------------------------------------------------------
+// Processes.
+
+// process is a started background process, killed by pid at cleanup.
+type process struct {
+	cmd  *exec.Cmd
+	out  *syncBuffer
+	done chan struct{} // closed when the process has exited
+}
+
+// startProcess starts cmd with its output captured (unless cmd.Stdout is
+// set) and registers a cleanup that kills it by pid and waits for it.
+func startProcess(t *testing.T, cmd *exec.Cmd) *process {
+	t.Helper()
+	p := &process{cmd: cmd, out: &syncBuffer{}, done: make(chan struct{})}
+	if cmd.Stdout == nil {
+		cmd.Stdout = p.out
+	}
+	cmd.Stderr = p.out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting %s: %v", cmd.Path, err)
+	}
+	go func() {
+		cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-p.done
+		if t.Failed() {
+			t.Logf("output of %s (pid %d):\n%s", filepath.Base(cmd.Path), cmd.Process.Pid, p.out.String())
+		}
+	})
+	return p
+}
+
+// descendants returns the pids of every living descendant of pid.
+func descendants(pid int) []int {
+	ents, _ := os.ReadDir("/proc")
+	children := map[int][]int{}
+	for _, e := range ents {
+		child, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid …; comm may hold spaces and parentheses.
+		i := bytes.LastIndexByte(stat, ')')
+		f := strings.Fields(string(stat[i+1:]))
+		if len(f) < 2 || f[0] == "Z" {
+			continue
+		}
+		ppid, _ := strconv.Atoi(f[1])
+		children[ppid] = append(children[ppid], child)
+	}
+	var out []int
+	queue := []int{pid}
+	for len(queue) > 0 {
+		p := queue[0]
+		queue = queue[1:]
+		for _, c := range children[p] {
+			out = append(out, c)
+			queue = append(queue, c)
+		}
+	}
+	return out
+}
+
+// lookTool finds an OpenSSH tool on PATH or in /usr/sbin (sshd).
+func lookTool(t *testing.T, name string) string {
+	t.Helper()
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	p := filepath.Join("/usr/sbin", name)
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("%s not found: install OpenSSH (the e2e suite's requirement too)", name)
+	}
+	return p
+}
+
+// ---------------------------------------------------------------------------
+// Instances.
+
+// sshd is a real OpenSSH server standing in for an instance; it admits the
+// env's upstream key.
+type sshd struct {
+	addr    string
+	hostKey ssh.PublicKey
+	proc    *process
+}
+
+func (e *env) startSSHD() *sshd {
+	t := e.t
+	t.Helper()
+	bin := lookTool(t, "sshd")
+	if os.Geteuid() == 0 {
+		// sshd's privilege separation folder; Debian creates it at boot.
+		if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir, err := os.MkdirTemp(e.dir, "sshd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hk := newKey(t, dir, "ssh_host_ed25519_key")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	host, port, _ := net.SplitHostPort(addr)
+	authKeys := filepath.Join(dir, "authorized_keys")
+	if err := os.WriteFile(authKeys, []byte(authorizedKey(e.upKey.Signer.PublicKey())+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := strings.Join([]string{
+		"ListenAddress " + host,
+		"Port " + port,
+		"HostKey " + hk.Path,
+		"PidFile " + filepath.Join(dir, "sshd.pid"),
+		"AuthorizedKeysFile " + authKeys,
+		"StrictModes no",
+		"UsePAM no",
+		"PermitRootLogin yes",
+		"PasswordAuthentication no",
+		"KbdInteractiveAuthentication no",
+		"PrintMotd no",
+		"PrintLastLog no",
+		"LogLevel VERBOSE",
+	}, "\n") + "\n"
+	cfgPath := filepath.Join(dir, "sshd_config")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := startProcess(t, exec.Command(bin, "-D", "-e", "-f", cfgPath))
+	// Registered after startProcess's, so run before it: the listener's
+	// descendants are found while it lives, and killed by pid.
+	t.Cleanup(func() {
+		for _, pid := range descendants(p.cmd.Process.Pid) {
+			if dp, err := os.FindProcess(pid); err == nil {
+				dp.Kill()
+			}
+		}
+	})
+	waitFor(t, "sshd to listen on "+addr, 10*time.Second, func() bool {
+		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
+		if err != nil {
+			return false
+		}
+		c.Close()
+		return true
+	})
+	// The probe connections above each made sshd fork; wait for those
+	// children to be gone so that sessions() counts real sessions only.
+	s := &sshd{addr: addr, hostKey: hk.Signer.PublicKey(), proc: p}
+	waitFor(t, "sshd's probe children to exit", settleTimeout, func() bool { return s.sessions() == 0 })
+	return s
+}
+
+// sessions returns the number of sshd processes serving connections (the
+// listener's descendants).
+func (s *sshd) sessions() int { return len(descendants(s.proc.cmd.Process.Pid)) }
+
+// killSessions kills, by pid, every process serving a connection: the
+// instance dies under its sessions while its listener lives on.
+func (s *sshd) killSessions(t *testing.T) {
+	t.Helper()
+	pids := descendants(s.proc.cmd.Process.Pid)
+	if len(pids) == 0 {
+		t.Fatal("sshd serves no connection to kill")
+	}
+	for _, pid := range pids {
+		if p, err := os.FindProcess(pid); err == nil {
+			p.Kill()
+		}
+	}
+}
+
+// sim is an in-process instance (internal/siminstance) whose connections
+// are counted from its log: "login" when one is authenticated, "logout"
+// once everything it started has ended.
+type sim struct {
+	inst            *siminstance.Instance
+	logins, logouts atomic.Int64
+}
+
+// startSim starts an instance admitting the env's upstream key for the
+// current user.
+func (e *env) startSim() *sim {
+	e.t.Helper()
+	up := e.upKey.Signer.PublicKey()
+	return e.startSimWith(siminstance.AcceptKeys(func(user string) []ssh.PublicKey {
+		if user == e.me {
+			return []ssh.PublicKey{up}
+		}
+		return nil
+	}))
+}
+
+func (e *env) startSimWith(authorize func(string, ssh.PublicKey) error) *sim {
+	t := e.t
+	t.Helper()
+	s := &sim{}
+	log := zap.New(zapcore.NewTee(logger(t).Core(), &countingCore{s: s}))
+	inst, err := siminstance.Start(siminstance.Options{Authorize: authorize, Name: "sim", Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.inst = inst
+	t.Cleanup(func() { inst.Close() })
+	return s
+}
+
+// open returns the number of authenticated connections not yet over.
+func (s *sim) open() int64 { return s.logins.Load() - s.logouts.Load() }
+
+// port returns the instance's TCP port.
+func (s *sim) port() int {
+	_, p, _ := net.SplitHostPort(s.inst.Addr())
+	n, _ := strconv.Atoi(p)
+	return n
+}
+
+// countingCore is a zapcore.Core that counts siminstance's login and
+// logout lines.
+type countingCore struct{ s *sim }
+
+func (c *countingCore) Enabled(l zapcore.Level) bool      { return l >= zapcore.InfoLevel }
+func (c *countingCore) With([]zapcore.Field) zapcore.Core { return c }
+func (c *countingCore) Sync() error                       { return nil }
+func (c *countingCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
+	if c.Enabled(e.Level) {
+		return ce.AddCore(e, c)
+	}
+	return ce
+}
+
+func (c *countingCore) Write(e zapcore.Entry, _ []zapcore.Field) error {
+	switch e.Message {
+	case "login":
+		c.s.logins.Add(1)
+	case "logout":
+		c.s.logouts.Add(1)
+	}
+	return nil
+}
+
+// ---------------------------------------------------------------------------
+// AWS.
+
+// fakeAWS is the AWS fake with one Lightsail instance per name, all served
+// by one sim that trusts the fake's Lightsail CA.
+type fakeAWS struct {
+	fake *awsfake.Server
+	sim  *sim
+}
+
+func (e *env) startAWS(names ...string) *fakeAWS {
+	t := e.t
+	t.Helper()
+	fake, err := awsfake.Start(awsfake.Options{Logger: logger(t).Named("awsfake")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fake.Close() })
+	s := e.startSimWith(siminstance.TrustCA(fake.LightsailCA()))
+	for _, n := range names {
+		fake.AddLightsailInstance(awsfake.LightsailInstance{Name: n, Region: region, Username: e.me,
+			PublicIP: "127.0.0.1", PrivateIP: "127.0.0.1", HostKeys: []ssh.PublicKey{s.inst.HostKey()}})
+	}
+	return &fakeAWS{fake: fake, sim: s}
+}
+
+// awsConfig is the SDK configuration cmd/bastion builds from the default
+// chain, built explicitly here so that nothing in the environment (such as
+// AWS_CA_BUNDLE) changes it: the fake's endpoint, its static credentials,
+// no connection reuse (so that no idle connection counts as a leak), and
+// the standard retryer with 3 attempts and short backoffs, so that retries
+// fit in one aws_timeout.
+func (f *fakeAWS) awsConfig() aws.Config {
+	return aws.Config{
+		Region:       region,
+		Credentials:  credentials.NewStaticCredentialsProvider(f.fake.AccessKeyID(), f.fake.SecretAccessKey(), ""),
+		BaseEndpoint: aws.String(f.fake.URL()),
+		HTTPClient:   &http.Client{Transport: &http.Transport{DisableKeepAlives: true}},
+		Retryer: func() aws.Retryer {
+			return retry.NewStandard(func(o *retry.StandardOptions) {
+				o.MaxAttempts = 3
+				o.MaxBackoff = 50 * time.Millisecond
+			})
+		},
+	}
+}
+
+// ---------------------------------------------------------------------------
+// The bastion.
+
+// staticTarget is one providers.static entry.
+type staticTarget struct {
+	name, addr string
+	hostKey    ssh.PublicKey
+}
+
+// bastionOptions are what a test varies.
+type bastionOptions struct {
+	statics []staticTarget
+	// aws, if set, adds a Lightsail provider against the fake.
+	aws *fakeAWS
+	// handshakeTimeout and awsTimeout replace the suite's defaults.
+	handshakeTimeout, awsTimeout time.Duration
+}
+
+// bastion is an in-process proxy.Server listening on loopback.
+type bastion struct {
+	env     *env
+	srv     *proxy.Server
+	addr    string
+	hostKey ssh.PublicKey
+	hostCA  ssh.PublicKey
+	audit   *syncBuffer
+}
+
+// startBastion wires a proxy.Server as cmd/bastion's serve does, from a
+// config text: alice (the env's person key, group dev) may log in to every
+// target as any OS user.
+func (e *env) startBastion(opt bastionOptions) *bastion {
+	t := e.t
+	t.Helper()
+	var b strings.Builder
+	fmt.Fprintf(&b, "host_key: %s\nhost_ca_key: %s\n", filepath.Join(e.dir, "host_ed25519"), filepath.Join(e.dir, "host_ca_ed25519"))
+	fmt.Fprintf(&b, "users:\n  - name: alice\n    keys: [%q]\n    groups: [dev]\n", authorizedKey(e.person.Signer.PublicKey()))
+	b.WriteString("providers:\n")
+	if opt.aws != nil {
+		fmt.Fprintf(&b, "  lightsail: {regions: [%s], port: %d, resolve_cache: 0s}\n", region, opt.aws.sim.port())
+	}
+	if len(opt.statics) > 0 {
+		b.WriteString("  static:\n")
+		for _, s := range opt.statics {
+			fmt.Fprintf(&b, "    - {name: %s, address: %q, user: %s, private_key: %s, host_key: %q}\n",
+				s.name, s.addr, e.me, e.upKey.Path, authorizedKey(s.hostKey))
+		}
+	}
+	b.WriteString("policies:\n  - {groups: [dev], targets: [\"*\"], os_users: [\"*\"]}\n")
+	fmt.Fprintf(&b, "limits: {handshake_timeout: %s, dial_timeout: %s, aws_timeout: %s}\n",
+		cmp.Or(opt.handshakeTimeout, handshakeTimeout), dialTimeout, cmp.Or(opt.awsTimeout, awsTimeout))
+	cfg, err := config.Parse([]byte(b.String()), "")
+	if err != nil {
+		t.Fatalf("config:\n%s\n%v", b.String(), err)
+	}
+
+	log := logger(t)
+	hostKey, _, err := proxy.LoadOrCreateKey(cfg.HostKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostCA, _, err := proxy.LoadOrCreateKey(cfg.HostCAKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var providers []upstream.Provider
+	if ls := cfg.Providers.Lightsail; ls != nil {
+		// As cmd/bastion's awsProviders: resolve_cache 0 means no cache.
+		p, err := lightsail.New(opt.aws.awsConfig(), lightsail.Config{
+			Regions: ls.Regions, Address: ls.Address, Port: ls.Port, ResolveCache: -1,
+			CallTimeout: cfg.Limits.AWSTimeout.D(), Logger: log.Named("lightsail"),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		providers = append(providers, p)
+	}
+	if len(cfg.Providers.Static) > 0 {
+		var hosts []static.Host
+		for _, st := range cfg.Providers.Static {
+			signer, err := static.LoadSigner(st.PrivateKey)
+			if err != nil {
+				t.Fatal(err)
+			}
+			hk, _, _, _, err := ssh.ParseAuthorizedKey([]byte(st.HostKey))
+			if err != nil {
+				t.Fatal(err)
+			}
+			hosts = append(hosts, static.Host{Name: st.Name, Address: st.Address, User: st.User, Signer: signer, HostKey: hk})
+		}
+		p, err := static.New(hosts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		providers = append(providers, p)
+	}
+
+	auditBuf := &syncBuffer{}
+	srv := &proxy.Server{
+		HostKey:          hostKey,
+		HostCA:           hostCA,
+		Resolver:         &upstream.Resolver{Providers: providers},
+		Logger:           log,
+		Audit:            audit.NewLogger(auditBuf),
+		HandshakeTimeout: cfg.Limits.HandshakeTimeout.D(),
+		DialTimeout:      cfg.Limits.DialTimeout.D(),
+		AWSTimeout:       cfg.Limits.AWSTimeout.D(),
+		MaxAuthTries:     cfg.Limits.MaxAuthTries,
+	}
+	// As cmd/bastion's rulesFrom: the limits are the config's, defaults
+	// included, so that the faults meet the limits people run with.
+	lim := cfg.Limits
+	srv.SetRules(&proxy.Rules{
+		Auth:   auth.NewAuthenticator(cfg),
+		Policy: auth.NewPolicy(cfg),
+		Limits: proxy.Limits{
+			IdleTimeout:         lim.IdleTimeout.D(),
+			MaxSession:          lim.MaxSession.D(),
+			MaxSessions:         lim.MaxSessions,
+			MaxSessionsPerUser:  lim.MaxSessionsPerUser,
+			MaxUnauthenticated:  lim.MaxUnauthenticated,
+			FailedAuthPerMinute: lim.FailedAuthPerMinute,
+		},
+	})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(l) }()
+	t.Cleanup(func() {
+		srv.Close()
+		select {
+		case err := <-errc:
+			if !errors.Is(err, proxy.ErrServerClosed) {
+				t.Errorf("Serve: got %v, want ErrServerClosed", err)
+			}
+		case <-time.After(settleTimeout):
+			t.Errorf("Serve did not return within %s of Close", settleTimeout)
+		}
+		if t.Failed() {
+			t.Logf("audit log:\n%s", auditBuf.String())
+		}
+	})
+	return &bastion{env: e, srv: srv, addr: l.Addr().String(), hostKey: hostKey.PublicKey(), hostCA: hostCA.PublicKey(), audit: auditBuf}
+}
+
+// ---------------------------------------------------------------------------
+// People.
+
+// link is a person's connection to a target through the bastion.
+type link struct {
+	// tcp is the connection to the bastion; outer the SSH client over it.
+	tcp   net.Conn
+	outer *ssh.Client
+	// inner is the SSH client to the target over a direct-tcpip channel
+	// (ProxyJump); nil in direct mode, where outer reaches the target.
+	inner *ssh.Client
+	// banner is what the bastion said during the inner authentication.
+	banner syncBuffer
+}
+
+// target returns the client that reaches the target.
+func (l *link) target() *ssh.Client {
+	if l.inner != nil {
+		return l.inner
+	}
+	return l.outer
+}
+
+// close closes the person's side.
+func (l *link) close() {
+	if l.inner != nil {
+		l.inner.Close()
+	}
+	if l.outer != nil {
+		l.outer.Close()
+	}
+	if l.tcp != nil {
+		l.tcp.Close()
+	}
+}
+
+// abort closes the person's TCP connection abruptly, with a reset, as a
+// crashed laptop or a killed client would.
+func (l *link) abort() {
+	if tc, ok := l.tcp.(*net.TCPConn); ok {
+		tc.SetLinger(0)
+	}
+	l.tcp.Close()
+}
+
+// dial opens the outer SSH connection as login, authenticating with the
+// person's key and checking the bastion's host key. The returned link is
+// never nil: its tcp is set once connected, so that a caller can close it.
+func (b *bastion) dial(login string) (*link, error) {
+	l := &link{}
+	nc, err := net.DialTimeout("tcp", b.addr, 5*time.Second)
+	if err != nil {
+		return l, err
+	}
+	l.tcp = nc
+	nc.SetDeadline(time.Now().Add(endTimeout))
+	c, chans, reqs, err := ssh.NewClientConn(nc, b.addr, &ssh.ClientConfig{
+		User:            login,
+		Auth:            []ssh.AuthMethod{ssh.PublicKeys(b.env.person.Signer)},
+		HostKeyCallback: ssh.FixedHostKey(b.hostKey),
+	})
+	if err != nil {
+		return l, err
+	}
+	nc.SetDeadline(time.Time{})
+	l.outer = ssh.NewClient(c, chans, reqs)
+	return l, nil
+}
+
+// jump logs in to target as osUser the way `ssh -J bastion osUser@target`
+// does: a direct-tcpip channel to target:22 and an SSH connection over it
+// whose host certificate must be signed by the bastion's host CA for the
+// name typed.
+func (b *bastion) jump(target, osUser string) (*link, error) {
+	l, err := b.dial("alice")
+	if err != nil {
+		return l, err
+	}
+	addr := net.JoinHostPort(target, "22")
+	ch, err := l.outer.Dial("tcp", addr)
+	if err != nil {
+		return l, err
+	}
+	// Channels have no deadlines: bound the inner handshake by closing.
+	timer := time.AfterFunc(endTimeout, func() { l.tcp.Close() })
+	defer timer.Stop()
+	c, chans, reqs, err := ssh.NewClientConn(ch, addr, &ssh.ClientConfig{
+		User:            osUser,
+		HostKeyCallback: b.hostCertChecker().CheckHostKey,
+		BannerCallback: func(msg string) error {
+			l.banner.Write([]byte(msg))
+			return nil
+		},
+	})
+	if err != nil {
+		ch.Close()
+		return l, err
+	}
+	l.inner = ssh.NewClient(c, chans, reqs)
+	return l, nil
+}
+
+// hostCertChecker accepts only host certificates signed by the bastion's
+// host CA for the name dialled, as "@cert-authority *" in known_hosts does.
+func (b *bastion) hostCertChecker() *ssh.CertChecker {
+	ca := b.hostCA.Marshal()
+	return &ssh.CertChecker{IsHostAuthority: func(auth ssh.PublicKey, _ string) bool { return bytes.Equal(auth.Marshal(), ca) }}
+}
+
+// direct logs in as "osUser+target", the direct mode for clients without
+// ProxyJump.
+func (b *bastion) direct(target, osUser string) (*link, error) {
+	return b.dial(osUser + "+" + target)
+}
+
+// mode is how a person reaches a target.
+type mode struct {
+	name  string
+	login func(b *bastion, target, osUser string) (*link, error)
+}
+
+var modes = []mode{
+	{"jump", (*bastion).jump},
+	{"direct", (*bastion).direct},
+}
+
+// told returns the one line the person was told about a failure: the
+// rejection of a channel, or the banner of the inner authentication.
+func told(err error, l *link) string {
+	var oce *ssh.OpenChannelError
+	if errors.As(err, &oce) {
+		return oce.Message
+	}
+	return strings.TrimSuffix(l.banner.String(), "\r\n")
+}
+
+// run runs cmd on the target and returns its standard output.
+func run(t *testing.T, l *link, cmd string) string {
+	t.Helper()
+	s, err := l.target().NewSession()
+	if err != nil {
+		t.Fatalf("opening a session: %v", err)
+	}
+	defer s.Close()
+	var out []byte
+	within(t, "running "+cmd, endTimeout, func() { out, err = s.Output(cmd) })
+	if err != nil {
+		t.Fatalf("running %q: %v", cmd, err)
+	}
+	return string(out)
+}
+
+// checkWorks logs in to target as osUser in mode m, runs a command and
+// logs out.
+func (b *bastion) checkWorks(t *testing.T, m mode, target, osUser string) {
+	t.Helper()
+	l, err := m.login(b, target, osUser)
+	if err != nil {
+		l.close()
+		t.Fatalf("%s login to %s: %v (told %q)", m.name, target, err, told(err, l))
+	}
+	defer l.close()
+	if got := run(t, l, "echo ok"); got != "ok\n" {
+		t.Fatalf("echo ok through %s: got %q, want \"ok\\n\"", target, got)
+	}
+}
+
+// stream is a command whose standard output is being read and counted.
+type stream struct {
+	n    atomic.Int64
+	done chan struct{}
+	err  error // the session's Wait error, set when done is closed
+}
+
+func (s *stream) Write(p []byte) (int, error) {
+	s.n.Add(int64(len(p)))
+	return len(p), nil
+}
+
+// startStream starts cmd on l's target and reads its output.
+func startStream(t *testing.T, l *link, cmd string) *stream {
+	t.Helper()
+	sess, err := l.target().NewSession()
+	if err != nil {
+		t.Fatalf("opening a session: %v", err)
+	}
+	t.Cleanup(func() { sess.Close() })
+	out, err := sess.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sess.Start(cmd); err != nil {
+		t.Fatalf("starting %q: %v", cmd, err)
+	}
+	s := &stream{done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		io.Copy(s, out)
+		s.err = sess.Wait()
+	}()
+	return s
+}
+
+// waitBytes waits until at least n bytes have arrived.
+func (s *stream) waitBytes(t *testing.T, n int64) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("%d bytes of output", n), endTimeout, func() bool { return s.n.Load() >= n })
+}
+
+// waitEnd waits for the session to end and returns its Wait error.
+func (s *stream) waitEnd(t *testing.T) error {
+	t.Helper()
+	select {
+	case <-s.done:
+		return s.err
+	case <-time.After(endTimeout):
+		t.Fatalf("session still running %s after its other side went away (%d bytes read)", endTimeout, s.n.Load())
+		return nil
+	}
+}
+
+// waitClosed waits for an SSH client connection to end.
+func waitClosed(t *testing.T, what string, c *ssh.Client) {
+	t.Helper()
+	within(t, what+" to close", endTimeout, func() { c.Wait() })
+}
+
+// bigOutput is a command that writes far more than any test reads.
+const bigOutput = "head -c 4000000000 /dev/zero"
