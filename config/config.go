@@ -65,6 +65,9 @@ type Config struct {
 	RevokeLiveSessions bool `yaml:"revoke_live_sessions"`
 	// WatchConfig reloads the file when it changes, as SIGHUP does.
 	WatchConfig bool `yaml:"watch_config"`
+	// Ciphers are the SSH ciphers offered to people; empty means the
+	// default (AES-GCM only where the CPU has AES instructions).
+	Ciphers []string `yaml:"ciphers"`
 	// ProxyProtocol accepts PROXY protocol headers from load balancers.
 	ProxyProtocol *ProxyProtocol `yaml:"proxy_protocol"`
 
@@ -217,7 +220,8 @@ type Limits struct {
 	// connections; 0 means no bound.
 	MaxSessionsPerUser int `yaml:"max_sessions_per_user"`
 	// MaxUnauthenticated bounds connections not yet authenticated; more
-	// are closed at once.
+	// are closed at once. One source address may hold a quarter of them
+	// (at least 8).
 	MaxUnauthenticated int `yaml:"max_unauthenticated"`
 	// FailedAuthPerMinute is how many failed authentications one source
 	// address may have per minute before its further attempts are delayed,

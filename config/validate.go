@@ -69,6 +69,11 @@ func (c *checker) check(cfg *Config) {
 	c.checkPolicies(cfg)
 	c.checkLimits(&cfg.Limits)
 	c.checkRevoked(cfg)
+	for i, name := range cfg.Ciphers {
+		if !slices.Contains(ssh.SupportedAlgorithms().Ciphers, name) {
+			c.errorf(indexKey("ciphers", i), "%q is not a supported cipher (%s)", name, strings.Join(ssh.SupportedAlgorithms().Ciphers, ", "))
+		}
+	}
 	c.checkProxyProtocol(cfg.ProxyProtocol)
 	if s3 := cfg.Audit.S3; s3 != nil {
 		if s3.Bucket == "" {

@@ -184,7 +184,7 @@ func (c *conn) limitHit(limit, reason string) {
 func (c *conn) serverConfig() *ssh.ServerConfig {
 	rules := c.srv.currentRules()
 	cfg := &ssh.ServerConfig{
-		Config:        sshConfig(),
+		Config:        sshConfig(c.srv.ciphers()),
 		MaxAuthTries:  c.srv.MaxAuthTries,
 		ServerVersion: "SSH-2.0-bastion",
 		PublicKeyCallback: func(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
@@ -431,7 +431,7 @@ func (c *conn) jump(nc ssh.NewChannel) {
 	var up *upstreamConn
 	var l *link
 	cfg := &ssh.ServerConfig{
-		Config:        sshConfig(),
+		Config:        sshConfig(c.srv.ciphers()),
 		ServerVersion: "SSH-2.0-bastion",
 		NoClientAuth:  true,
 		NoClientAuthCallback: func(meta ssh.ConnMetadata) (*ssh.Permissions, error) {

@@ -203,8 +203,11 @@ func spliceChannel(dir direction, nc ssh.NewChannel, to ssh.Conn, g guard, log *
 // obs, if non-nil, sees every request and byte, and is told when the
 // channel is done.
 func pipeChannel(typ string, person ssh.Channel, personReqs <-chan *ssh.Request, up ssh.Channel, upReqs <-chan *ssh.Request, g guard, obs channelObserver) {
-	toUp := newCopier(person, up, fromPerson, obs)
-	toPerson := newCopier(up, person, fromUpstream, obs)
+	// Extended data is stderr, which only session channels carry (RFC
+	// 4254 §5.2); other channels skip its copy loops.
+	stderr := typ == chanSession
+	toUp := newCopier(person, up, fromPerson, obs, stderr)
+	toPerson := newCopier(up, person, fromUpstream, obs, stderr)
 	personEnd := &channelEnd{Channel: person}
 	upEnd := &channelEnd{Channel: up}
 	var wg sync.WaitGroup
@@ -307,26 +310,29 @@ type copier struct {
 	src, dst ssh.Channel
 	dir      direction
 	obs      channelObserver // may be nil
+	stderr   bool            // copy extended data too
 	done     chan struct{}
 	// n counts the bytes of data and of extended data, each written by
 	// its own goroutine and read after done.
 	n [2]int64
 }
 
-func newCopier(src, dst ssh.Channel, dir direction, obs channelObserver) *copier {
-	return &copier{src: src, dst: dst, dir: dir, obs: obs, done: make(chan struct{})}
+func newCopier(src, dst ssh.Channel, dir direction, obs channelObserver, stderr bool) *copier {
+	return &copier{src: src, dst: dst, dir: dir, obs: obs, stderr: stderr, done: make(chan struct{})}
 }
 
 func (c *copier) run() {
 	defer close(c.done)
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		// x/crypto delivers extended data of type 1 (stderr) only through
-		// Stderr(); other types are dropped by the library.
-		c.copy(c.dst.Stderr(), c.src.Stderr(), true)
-	}()
+	if c.stderr {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// x/crypto delivers extended data of type 1 (stderr) only
+			// through Stderr(); other types are dropped by the library.
+			c.copy(c.dst.Stderr(), c.src.Stderr(), true)
+		}()
+	}
 	c.copy(c.dst, c.src, false)
 	// Extended data may not follow EOF, so wait for stderr too.
 	wg.Wait()
@@ -336,21 +342,39 @@ func (c *copier) run() {
 // bytes returns the payload bytes copied; valid once done is closed.
 func (c *copier) bytes() int64 { return c.n[0] + c.n[1] }
 
-// bufPool holds copy buffers; 32 KiB matches the SSH maximum packet payload
-// that x/crypto advertises, so one read fills at most one packet.
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 32*1024); return &b }}
+// Copy buffers. A copy loop holds its buffer while it waits for data, which
+// for an idle interactive session is most of its life; so a loop starts
+// with a small buffer and takes a large one from the pool only while reads
+// fill the small one (bulk transfer), handing it back once reads are small
+// again. 32 KiB matches the SSH maximum packet payload that x/crypto
+// advertises, so one read drains at most one packet.
+const (
+	smallBuf = 2 << 10
+	largeBuf = 32 << 10
+)
+
+var (
+	smallPool = sync.Pool{New: func() any { b := make([]byte, smallBuf); return &b }}
+	largePool = sync.Pool{New: func() any { b := make([]byte, largeBuf); return &b }}
+)
 
 // copy copies src to dst until either fails, showing each chunk to the
 // observer before it is written. (ssh.Channel has neither WriteTo nor
 // ReadFrom, so io.CopyBuffer would do the same loop.)
 func (c *copier) copy(dst io.Writer, src io.Reader, ext bool) {
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
-	buf := *bp
 	idx := 0
 	if ext {
 		idx = 1
 	}
+	small := smallPool.Get().(*[]byte)
+	defer smallPool.Put(small)
+	var large *[]byte
+	defer func() {
+		if large != nil {
+			largePool.Put(large)
+		}
+	}()
+	buf := *small
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
@@ -364,6 +388,15 @@ func (c *copier) copy(dst io.Writer, src io.Reader, ext bool) {
 		}
 		if err != nil {
 			return
+		}
+		switch {
+		case large == nil && n == len(buf):
+			large = largePool.Get().(*[]byte)
+			buf = *large
+		case large != nil && n < smallBuf:
+			largePool.Put(large)
+			large = nil
+			buf = *small
 		}
 	}
 }

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 	"golang.org/x/crypto/ssh"
 )
@@ -353,4 +355,59 @@ func TestSpliceClosesBothAndLeaksNothing(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// BenchmarkSpliceDown measures bytes from the instance to the person
+// through the splice (two SSH legs, in memory over loopback TCP).
+func BenchmarkSpliceDown(b *testing.B) {
+	personSrv, personCli := connPair(b)
+	upSrv, upCli := connPair(b)
+	go func() {
+		for nc := range upSrv.chans {
+			ch, reqs, err := nc.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				for req := range reqs {
+					req.Reply(true, nil)
+					if req.Type == reqExec {
+						buf := make([]byte, 32*1024)
+						for range 1 << 20 {
+							if _, err := ch.Write(buf); err != nil {
+								break
+							}
+						}
+						ch.Close()
+					}
+				}
+			}()
+		}
+	}()
+	go ssh.DiscardRequests(upSrv.reqs)
+	done := make(chan struct{})
+	go func() {
+		splice(context.Background(), personSrv, upCli, allowGuard{}, zap.NewNop())
+		close(done)
+	}()
+	client := ssh.NewClient(personCli.conn, personCli.chans, personCli.reqs)
+	s, err := client.NewSession()
+	if err != nil {
+		b.Fatal(err)
+	}
+	out, _ := s.StdoutPipe()
+	if err := s.Start("bulk"); err != nil {
+		b.Fatal(err)
+	}
+	buf := make([]byte, 32*1024)
+	b.SetBytes(32 * 1024)
+	b.ResetTimer()
+	for range b.N {
+		if _, err := io.ReadFull(out, buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	client.Close()
+	<-done
 }

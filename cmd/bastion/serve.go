@@ -146,6 +146,7 @@ func newBastion(ctx context.Context, cfg *config.Config, log *zap.Logger, awsCfg
 		DialTimeout:      cfg.Limits.DialTimeout.D(),
 		AWSTimeout:       cfg.Limits.AWSTimeout.D(),
 		MaxAuthTries:     cfg.Limits.MaxAuthTries,
+		Ciphers:          cfg.Ciphers,
 		Metrics:          m,
 		Recording:        rec,
 	}
