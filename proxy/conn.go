@@ -415,6 +415,17 @@ func (c *conn) jump(nc ssh.NewChannel) {
 		nc.Reject(ssh.ConnectionFailed, fmt.Sprintf("bastion: %s: %s", p.Host, publicMessage(err)))
 		return
 	}
+	// Credentials that do not depend on the OS user are fetched while the
+	// inner handshake runs, rather than after it.
+	if pf, ok := c.srv.Resolver.Provider(t.Provider).(upstream.Prefetcher); ok {
+		ctx, cancel := context.WithTimeout(c.ctx, c.srv.awsBackstop())
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			defer cancel()
+			pf.Prefetch(ctx, t.Target)
+		}()
+	}
 	signer, err := c.srv.certs.signer(p.Host)
 	if err != nil {
 		c.log.Error("host_cert_failed", zap.Error(err))

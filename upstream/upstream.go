@@ -120,6 +120,14 @@ type Lister interface {
 	List(ctx context.Context) ([]Target, error)
 }
 
+// Prefetcher is a Provider that can start getting a target's credentials
+// before the OS user is known, so that a Credentials call made soon after
+// finds them ready or in flight. The proxy calls Prefetch while the
+// person's inner SSH handshake runs.
+type Prefetcher interface {
+	Prefetch(ctx context.Context, t Target)
+}
+
 // Sentinel errors that callers branch on.
 var (
 	// ErrNotFound reports that no configured provider has the target.

@@ -34,6 +34,10 @@ type accessDetails struct {
 	hostKeys  []ssh.PublicKey
 	expires   time.Time
 	requestID string
+	// handedOut is set, under Provider.mu, once a Credentials call has
+	// used these details, so that a Prefetch that shared the call does
+	// not keep them for another.
+	handedOut bool
 }
 
 // Credentials returns the temporary certificate credentials Lightsail
@@ -130,13 +134,96 @@ func (p *Provider) host(ctx context.Context, t upstream.Target, name string, ad 
 	}
 }
 
-// accessDetails returns the instance's access details from the cache or
-// GetInstanceAccessDetails.
+// prefetchTTL is how long access details fetched ahead by Prefetch wait for
+// the Credentials call they were fetched for.
+const prefetchTTL = 15 * time.Second
+
+// prefetch is access details fetched ahead, with when.
+type prefetch struct {
+	ad *accessDetails
+	at time.Time
+}
+
+// Prefetch starts GetInstanceAccessDetails for t (Lightsail issues the
+// credentials for the instance's one user, whoever asks), so that the
+// Credentials call that follows the person's inner handshake joins the call
+// in flight or, if it comes later, finds the answer kept for it. Errors are
+// left for that call to meet.
+func (p *Provider) Prefetch(ctx context.Context, t upstream.Target) {
+	name := t.ID
+	if name == "" {
+		name = t.Name
+	}
+	if t.Provider != upstream.ProviderLightsail || p.clients[t.Region] == nil || !validName.MatchString(name) {
+		return
+	}
+	k := cacheKey{t.Region, name}
+	if p.cachedAccess(k) != nil {
+		return
+	}
+	ad, err := p.sharedAccess(ctx, t.Region, name)
+	if err != nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.access[k] != ad && !ad.handedOut {
+		// Too close to expiry to cache, and not yet used: keep it for
+		// the Credentials call it was fetched for.
+		p.prefetched[k] = prefetch{ad: ad, at: p.cfg.Now()}
+	}
+}
+
+// prefetchMinLife is the least validity prefetched details must have left
+// to be used: enough for the upstream handshake.
+const prefetchMinLife = 10 * time.Second
+
+// takePrefetched returns, once, access details that Prefetch fetched for k
+// recently and that stay valid long enough.
+func (p *Provider) takePrefetched(k cacheKey) *accessDetails {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	pf, ok := p.prefetched[k]
+	if !ok {
+		return nil
+	}
+	delete(p.prefetched, k)
+	now := p.cfg.Now()
+	if now.Sub(pf.at) > prefetchTTL || !now.Add(prefetchMinLife).Before(pf.ad.expires) {
+		return nil
+	}
+	pf.ad.handedOut = true
+	return pf.ad
+}
+
+// accessDetails returns the instance's access details from the cache, a
+// prefetch or GetInstanceAccessDetails, for a Credentials call.
 func (p *Provider) accessDetails(ctx context.Context, region, name string) (*accessDetails, error) {
 	k := cacheKey{region, name}
 	if ad := p.cachedAccess(k); ad != nil {
 		return ad, nil
 	}
+	if ad := p.takePrefetched(k); ad != nil {
+		return ad, nil
+	}
+	ad, err := p.sharedAccess(ctx, region, name)
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	ad.handedOut = true
+	if pf, ok := p.prefetched[k]; ok && pf.ad == ad {
+		delete(p.prefetched, k)
+	}
+	return ad, nil
+}
+
+// sharedAccess calls GetInstanceAccessDetails, sharing the call with
+// concurrent callers for the same instance, and caches answers that are
+// far enough from expiry.
+func (p *Provider) sharedAccess(ctx context.Context, region, name string) (*accessDetails, error) {
+	k := cacheKey{region, name}
 	v, err := awsutil.Shared(ctx, &p.flight, "GetInstanceAccessDetails\x00"+region+"\x00"+name, func(ctx context.Context) (any, error) {
 		if ad := p.cachedAccess(k); ad != nil {
 			return ad, nil

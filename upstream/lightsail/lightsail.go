@@ -90,6 +90,9 @@ type Provider struct {
 	mu        sync.Mutex
 	instances map[cacheKey]instanceEntry
 	access    map[cacheKey]*accessDetails
+	// prefetched holds access details fetched by Prefetch that were too
+	// close to expiry to cache, for the one Credentials call that follows.
+	prefetched map[cacheKey]prefetch
 }
 
 // cacheKey identifies an instance: names are unique per region.
@@ -165,11 +168,12 @@ func NewWithClients(clients map[string]API, cfg Config) (*Provider, error) {
 		log = zap.NewNop()
 	}
 	return &Provider{
-		cfg:       cfg,
-		clients:   clients,
-		log:       log.With(zap.String("provider", upstream.ProviderLightsail)),
-		instances: make(map[cacheKey]instanceEntry),
-		access:    make(map[cacheKey]*accessDetails),
+		cfg:        cfg,
+		clients:    clients,
+		log:        log.With(zap.String("provider", upstream.ProviderLightsail)),
+		instances:  make(map[cacheKey]instanceEntry),
+		access:     make(map[cacheKey]*accessDetails),
+		prefetched: make(map[cacheKey]prefetch),
 	}, nil
 }
 
@@ -386,6 +390,7 @@ func (p *Provider) call(op, region, name string) awsutil.Call {
 
 // Interface guards.
 var (
-	_ upstream.Provider = (*Provider)(nil)
-	_ upstream.Lister   = (*Provider)(nil)
+	_ upstream.Provider   = (*Provider)(nil)
+	_ upstream.Lister     = (*Provider)(nil)
+	_ upstream.Prefetcher = (*Provider)(nil)
 )

@@ -14,6 +14,7 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -695,5 +696,80 @@ func TestCredentialsFailureNotCached(t *testing.T) {
 	}
 	if _, a := api.counts(); a != 2 {
 		t.Errorf("GetInstanceAccessDetails calls = %d, want 2", a)
+	}
+}
+
+// TestPrefetch: details fetched ahead serve the Credentials call that
+// follows, once, even when they are too close to expiry to cache; a
+// Credentials call that joined the prefetch's call leaves nothing behind.
+func TestPrefetch(t *testing.T) {
+	t.Parallel()
+	clk := newClock()
+	api := newFakeAPI()
+	// 50s of validity: under refreshBefore, so never cached.
+	addInstance(t, api, "web-1", "ubuntu", clk.Now().Add(50*time.Second), "ed25519")
+	p := newProvider(t, map[string]API{"us-east-1": api}, Config{Now: clk.Now})
+	ctx := context.Background()
+
+	p.Prefetch(ctx, target("web-1"))
+	if _, err := p.Credentials(ctx, target("web-1"), "ubuntu"); err != nil {
+		t.Fatal(err)
+	}
+	if _, a := api.counts(); a != 1 {
+		t.Errorf("prefetch then credentials: GetInstanceAccessDetails calls = %d, want 1", a)
+	}
+	if _, err := p.Credentials(ctx, target("web-1"), "ubuntu"); err != nil {
+		t.Fatal(err)
+	}
+	if _, a := api.counts(); a != 2 {
+		t.Errorf("a second credentials call: calls = %d, want 2 (a prefetch serves one call)", a)
+	}
+
+	// A Credentials call that shares the prefetch's call in flight.
+	api.mu.Lock()
+	api.release = make(chan struct{})
+	api.mu.Unlock()
+	var wg sync.WaitGroup
+	wg.Go(func() { p.Prefetch(ctx, target("web-1")) })
+	wg.Go(func() {
+		if _, err := p.Credentials(ctx, target("web-1"), "ubuntu"); err != nil {
+			t.Error(err)
+		}
+	})
+	waitCalls(t, api, 3)
+	close(api.release)
+	wg.Wait()
+	if _, err := p.Credentials(ctx, target("web-1"), "ubuntu"); err != nil {
+		t.Fatal(err)
+	}
+	if _, a := api.counts(); a != 4 {
+		t.Errorf("after a shared prefetch: calls = %d, want 4 (nothing kept for later)", a)
+	}
+
+	// Prefetched details too close to expiry are not used.
+	p.Prefetch(ctx, target("web-1"))
+	clk.Advance(45 * time.Second)
+	api.mu.Lock()
+	api.release = nil
+	api.mu.Unlock()
+	if _, err := p.Credentials(ctx, target("web-1"), "ubuntu"); err == nil {
+		if _, a := api.counts(); a != 6 {
+			t.Errorf("stale prefetch: calls = %d, want 6 (a fresh call)", a)
+		}
+	}
+}
+
+// waitCalls waits until the fake has had n GetInstanceAccessDetails calls.
+func waitCalls(t *testing.T, api *fakeAPI, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, a := api.counts(); a >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waiting for %d GetInstanceAccessDetails calls", n)
+		}
+		runtime.Gosched()
 	}
 }
