@@ -140,6 +140,7 @@ providers:
 policies:
   - {groups: [dev], targets: ["*"], os_users: ["*"]}
 limits: {aws_timeout: 5s, handshake_timeout: 5s}
+admin_listen: 127.0.0.1:0
 `, w.person.AuthorizedKey(), region, lsPort, region, ec2Port)
 	w.bastion = startBastion(t, w.bastionF, awsEnv(fake, fake.SecretAccessKey())...)
 	w.client = newClient(t, w.bastion, "dana", w.person)
@@ -244,6 +245,25 @@ func TestAWS(t *testing.T) {
 					t.Errorf("took %s; want the reason within the 5s AWS deadline and a little", took)
 				}
 			})
+		}
+	})
+	t.Run("Metrics", func(t *testing.T) {
+		m := adminRE.FindStringSubmatch(w.bastion.proc.out.String())
+		if m == nil {
+			t.Fatal("no admin address in the bastion's output")
+		}
+		got := scrape(t, m[1])
+		for _, series := range []string{
+			`bastion_aws_call_duration_seconds_count{operation="GetInstanceAccessDetails",result="ok",service="Lightsail"}`,
+			`bastion_aws_call_duration_seconds_count{operation="SendSSHPublicKey",result="ok",service="EC2 Instance Connect"}`,
+			`bastion_aws_call_duration_seconds_count{operation="DescribeInstances",result="ok",service="EC2"}`,
+			`bastion_aws_call_errors_total{code="AccessDeniedException",operation="GetInstanceAccessDetails",service="Lightsail"}`,
+			`bastion_aws_call_errors_total{code="timeout",operation="GetInstanceAccessDetails",service="Lightsail"}`,
+			`bastion_upstream_connect_duration_seconds_count{provider="lightsail",result="ok"}`,
+		} {
+			if got[series] < 1 {
+				t.Errorf("/metrics: %s = %v, want at least 1", series, got[series])
+			}
 		}
 	})
 	t.Run("BadSignature", func(t *testing.T) {

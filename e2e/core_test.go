@@ -157,6 +157,18 @@ func TestCore(t *testing.T) {
 		if r.Code != 0 || !strings.Contains(r.Stdout, "web-1") || !strings.Contains(r.Stdout, "OS USERS") {
 			t.Errorf("ssh bastion list: got code %d stdout %q stderr %q, want 0 and a table with web-1", r.Code, r.Stdout, r.Stderr)
 		}
+		// Interactive: the numbered list, a pick, and a shell on it.
+		sh := startPTYShell(t, f.alice, "bastion")
+		waitFor(t, "the menu's prompt", 20*time.Second, func() bool { return strings.Contains(sh.out.String(), "target number or name") })
+		if !strings.Contains(sh.out.String(), "web-1") {
+			t.Fatalf("menu: no web-1 in %q", sh.out.String())
+		}
+		sh.send(t, "nope", "nope is not in the list")
+		sh.send(t, "web-1 "+f.me, "connecting to web-1 as "+f.me)
+		sh.send(t, "echo menu-$((1+1))", "menu-2")
+		if code := sh.exit(t, "exit 4"); code != 4 {
+			t.Errorf("menu shell: got exit %d, want 4", code)
+		}
 	})
 	t.Run("Audit", func(t *testing.T) {
 		log := strings.Join(f.bastion.AuditLines(t), "\n")
