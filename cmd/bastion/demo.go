@@ -122,6 +122,9 @@ policies:
   - {groups: [dev], targets: ["*"], os_users: ["*"], allow: [port_forwarding, agent_forwarding]}
 audit:
   log: audit.jsonl
+  recordings: recordings
+admin_listen: 127.0.0.1:0
+limits: {drain_timeout: 5s}
 `, *listen, demoRegion, demoInstancePort, demoRegion, demoInstancePort)
 	if err := os.WriteFile(cfgPath, []byte(cfgText), 0o600); err != nil {
 		return err
@@ -172,12 +175,16 @@ Try:
   ssh -F %[4]s -l %[3]s+web-2 bastion               # direct mode, for clients without ProxyJump
   scp -F %[4]s -J bastion README.md %[3]s@web-1:/tmp/
 
+  ssh -F %[4]s -t bastion                           # pick a target from the list
+  ssh -F %[4]s bastion list                         # the targets you may reach, as text
+
 known_hosts line that trusts every target (already in %[4]s's known_hosts):
   @cert-authority * %[5]s
-Audit log: %[6]s    Logs: %[7]s
+Audit log: %[6]s    Recordings: %[8]s    Logs: %[7]s
+Metrics: the admin address printed below (/metrics, /healthz, /readyz)
 Ctrl-C stops the demo.
 `, l.Addr(), fake.URL(), me.Username, rel, strings.TrimSpace(string(ssh.MarshalAuthorizedKey(b.srv.HostCA.PublicKey()))),
-		filepath.Join(dir, "audit.jsonl"), filepath.Join(dir, "bastion.log"))
+		filepath.Join(dir, "audit.jsonl"), filepath.Join(dir, "bastion.log"), filepath.Join(dir, "recordings"))
 	err = b.serve(ctx, l, cfgPath)
 	if errors.Is(err, proxy.ErrServerClosed) {
 		return nil
