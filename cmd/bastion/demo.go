@@ -174,7 +174,6 @@ Try:
   ssh -F %[4]s -J bastion %[3]s@api-1.ec2           # EC2 instance (key pushed with Instance Connect)
   ssh -F %[4]s -l %[3]s+web-2 bastion               # direct mode, for clients without ProxyJump
   scp -F %[4]s -J bastion README.md %[3]s@web-1:/tmp/
-
   ssh -F %[4]s -t bastion                           # pick a target from the list
   ssh -F %[4]s bastion list                         # the targets you may reach, as text
 
