@@ -98,3 +98,41 @@ func TestAuthenticate(t *testing.T) {
 		t.Errorf("unknown key: got %v, want ErrUnknownKey", err)
 	}
 }
+
+func TestAdmits(t *testing.T) {
+	alice, bob, ca := newSigner(t), newSigner(t), newSigner(t)
+	fp := func(s ssh.Signer) string { return ssh.FingerprintSHA256(s.PublicKey()) }
+	before := &config.Config{
+		Users: []config.User{
+			{Name: "alice", PublicKeys: []ssh.PublicKey{alice.PublicKey()}},
+			{Name: "bob", PublicKeys: []ssh.PublicKey{bob.PublicKey()}},
+			{Name: "carol"},
+		},
+		TrustedUserCAs: []ssh.PublicKey{ca.PublicKey()},
+	}
+	after := &config.Config{
+		Users:               []config.User{{Name: "alice", PublicKeys: []ssh.PublicKey{alice.PublicKey()}}, {Name: "carol"}},
+		RevokedFingerprints: []string{fp(ca)},
+	}
+	tests := []struct {
+		name       string
+		id         Identity
+		before     bool
+		afterwards bool
+	}{
+		{"kept user", Identity{User: "alice", KeyFingerprint: fp(alice)}, true, true},
+		{"removed user", Identity{User: "bob", KeyFingerprint: fp(bob)}, true, false},
+		{"key of another user", Identity{User: "alice", KeyFingerprint: fp(bob)}, false, false},
+		{"certificate from a revoked ca", Identity{User: "carol", KeyFingerprint: fp(bob), CAFingerprint: fp(ca)}, true, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := NewAuthenticator(before).Admits(tc.id); got != tc.before {
+				t.Errorf("before: got %v, want %v", got, tc.before)
+			}
+			if got := NewAuthenticator(after).Admits(tc.id); got != tc.afterwards {
+				t.Errorf("after: got %v, want %v", got, tc.afterwards)
+			}
+		})
+	}
+}

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"strings"
 	"testing"
 
 	"bastion/config"
@@ -65,5 +66,30 @@ func TestAuthorize(t *testing.T) {
 	}
 	if d := p.Reachable(alice, staging); !d.Allow {
 		t.Errorf("Reachable(alice, staging): got %q, want allow", d.Reason)
+	}
+}
+
+func TestOSUsers(t *testing.T) {
+	p := NewPolicy(&config.Config{Policies: []config.Policy{
+		{Groups: []string{"dev"}, Targets: []string{"web-*"}, OSUsers: []string{"ec2-user", "ubuntu"}},
+		{Users: []string{"alice"}, Targets: []string{"*"}, OSUsers: []string{"ubuntu", "*"}},
+	}})
+	tests := []struct {
+		name   string
+		id     Identity
+		target string
+		want   string
+	}{
+		{"two policies", Identity{User: "alice", Groups: []string{"dev"}}, "web-1", "ec2-user,ubuntu,*"},
+		{"group only", Identity{User: "bob", Groups: []string{"dev"}}, "web-1", "ec2-user,ubuntu"},
+		{"unreachable", Identity{User: "bob", Groups: []string{"dev"}}, "db-1", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := strings.Join(p.OSUsers(tc.id, Target{Provider: "static", Name: tc.target}), ",")
+			if got != tc.want {
+				t.Errorf("got %q, want %q", got, tc.want)
+			}
+		})
 	}
 }
