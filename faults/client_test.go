@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestClientDiesMidTransfer resets the person's TCP connection while the
@@ -36,6 +37,69 @@ func TestClientDiesMidTransfer(t *testing.T) {
 			l.abort()
 
 			waitFor(t, "the instance's connection to close", endTimeout, func() bool { return s.open() == 0 })
+			base.back(t, b.srv)
+		})
+	}
+}
+
+// TestClientDiesMidUpload resets the person's TCP connection while they
+// upload to a command that does not read its input, once every window and
+// buffer on the way is full and the bastion's copier towards the instance
+// is blocked in a write. The bastion must still close its connection to the
+// instance (promptly: nothing is left to wait for) and get back to its
+// baseline.
+//
+// It fails today, in both modes: when the person's connection ends,
+// proxy's splice waits for every channel of the link to finish before it
+// closes the instance's connection (pump: chwg.Wait runs before
+// closeBoth), and the channel cannot finish while its copier waits for
+// window space the instance never grants. The link, its goroutines and
+// both sockets stay until the command on the instance exits.
+func TestClientDiesMidUpload(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			e := newEnv(t)
+			s := e.startSim()
+			b := e.startBastion(bastionOptions{statics: []staticTarget{{"sim", s.inst.Addr(), s.inst.HostKey()}}})
+			b.checkWorks(t, m, "sim", e.me)
+			waitFor(t, "the warm-up connection to the instance to end", settleTimeout, func() bool { return s.open() == 0 })
+			base := takeBaseline(t)
+
+			l, err := m.login(b, "sim", e.me)
+			if err != nil {
+				t.Fatalf("login: %v", err)
+			}
+			sess, err := l.target().NewSession()
+			if err != nil {
+				t.Fatalf("opening a session: %v", err)
+			}
+			in, err := sess.StdinPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := sess.Start("sleep 600"); err != nil {
+				t.Fatalf("starting sleep: %v", err)
+			}
+			up := &stream{done: make(chan struct{})}
+			go func() {
+				defer close(up.done)
+				chunk := make([]byte, 32<<10)
+				for {
+					n, err := in.Write(chunk)
+					up.n.Add(int64(n))
+					if err != nil {
+						return
+					}
+				}
+			}()
+			// Two SSH channel windows (2 MiB each in x/crypto) lie
+			// between the person and the command: once they are full
+			// the upload stops for good.
+			up.waitStalled(t, 3<<20)
+			l.abort()
+
+			waitFor(t, "the instance's connection to close", 3*time.Second, func() bool { return s.open() == 0 })
+			within(t, "the uploader to stop", endTimeout, func() { <-up.done })
 			base.back(t, b.srv)
 		})
 	}

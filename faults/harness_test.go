@@ -568,8 +568,9 @@ type bastionOptions struct {
 	statics []staticTarget
 	// aws, if set, adds a Lightsail provider against the fake.
 	aws *fakeAWS
-	// handshakeTimeout and awsTimeout replace the suite's defaults.
-	handshakeTimeout, awsTimeout time.Duration
+	// handshakeTimeout, dialTimeout and awsTimeout replace the suite's
+	// defaults.
+	handshakeTimeout, dialTimeout, awsTimeout time.Duration
 }
 
 // bastion is an in-process proxy.Server listening on loopback.
@@ -580,6 +581,9 @@ type bastion struct {
 	hostKey ssh.PublicKey
 	hostCA  ssh.PublicKey
 	audit   *syncBuffer
+	// served is closed when Serve has returned serveErr.
+	served   chan struct{}
+	serveErr error
 }
 
 // startBastion wires a proxy.Server as cmd/bastion's serve does, from a
@@ -588,26 +592,26 @@ type bastion struct {
 func (e *env) startBastion(opt bastionOptions) *bastion {
 	t := e.t
 	t.Helper()
-	var b strings.Builder
-	fmt.Fprintf(&b, "host_key: %s\nhost_ca_key: %s\n", filepath.Join(e.dir, "host_ed25519"), filepath.Join(e.dir, "host_ca_ed25519"))
-	fmt.Fprintf(&b, "users:\n  - name: alice\n    keys: [%q]\n    groups: [dev]\n", authorizedKey(e.person.Signer.PublicKey()))
-	b.WriteString("providers:\n")
+	var yml strings.Builder
+	fmt.Fprintf(&yml, "host_key: %s\nhost_ca_key: %s\n", filepath.Join(e.dir, "host_ed25519"), filepath.Join(e.dir, "host_ca_ed25519"))
+	fmt.Fprintf(&yml, "users:\n  - name: alice\n    keys: [%q]\n    groups: [dev]\n", authorizedKey(e.person.Signer.PublicKey()))
+	yml.WriteString("providers:\n")
 	if opt.aws != nil {
-		fmt.Fprintf(&b, "  lightsail: {regions: [%s], port: %d, resolve_cache: 0s}\n", region, opt.aws.sim.port())
+		fmt.Fprintf(&yml, "  lightsail: {regions: [%s], port: %d, resolve_cache: 0s}\n", region, opt.aws.sim.port())
 	}
 	if len(opt.statics) > 0 {
-		b.WriteString("  static:\n")
+		yml.WriteString("  static:\n")
 		for _, s := range opt.statics {
-			fmt.Fprintf(&b, "    - {name: %s, address: %q, user: %s, private_key: %s, host_key: %q}\n",
+			fmt.Fprintf(&yml, "    - {name: %s, address: %q, user: %s, private_key: %s, host_key: %q}\n",
 				s.name, s.addr, e.me, e.upKey.Path, authorizedKey(s.hostKey))
 		}
 	}
-	b.WriteString("policies:\n  - {groups: [dev], targets: [\"*\"], os_users: [\"*\"]}\n")
-	fmt.Fprintf(&b, "limits: {handshake_timeout: %s, dial_timeout: %s, aws_timeout: %s}\n",
-		cmp.Or(opt.handshakeTimeout, handshakeTimeout), dialTimeout, cmp.Or(opt.awsTimeout, awsTimeout))
-	cfg, err := config.Parse([]byte(b.String()), "")
+	yml.WriteString("policies:\n  - {groups: [dev], targets: [\"*\"], os_users: [\"*\"]}\n")
+	fmt.Fprintf(&yml, "limits: {handshake_timeout: %s, dial_timeout: %s, aws_timeout: %s}\n",
+		cmp.Or(opt.handshakeTimeout, handshakeTimeout), cmp.Or(opt.dialTimeout, dialTimeout), cmp.Or(opt.awsTimeout, awsTimeout))
+	cfg, err := config.Parse([]byte(yml.String()), "")
 	if err != nil {
-		t.Fatalf("config:\n%s\n%v", b.String(), err)
+		t.Fatalf("config:\n%s\n%v", yml.String(), err)
 	}
 
 	log := logger(t)
@@ -682,14 +686,18 @@ func (e *env) startBastion(opt bastionOptions) *bastion {
 	if err != nil {
 		t.Fatal(err)
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(l) }()
+	b := &bastion{env: e, srv: srv, addr: l.Addr().String(), hostKey: hostKey.PublicKey(), hostCA: hostCA.PublicKey(),
+		audit: auditBuf, served: make(chan struct{})}
+	go func() {
+		defer close(b.served)
+		b.serveErr = srv.Serve(l)
+	}()
 	t.Cleanup(func() {
 		srv.Close()
 		select {
-		case err := <-errc:
-			if !errors.Is(err, proxy.ErrServerClosed) {
-				t.Errorf("Serve: got %v, want ErrServerClosed", err)
+		case <-b.served:
+			if !errors.Is(b.serveErr, proxy.ErrServerClosed) {
+				t.Errorf("Serve: got %v, want ErrServerClosed", b.serveErr)
 			}
 		case <-time.After(settleTimeout):
 			t.Errorf("Serve did not return within %s of Close", settleTimeout)
@@ -698,7 +706,7 @@ func (e *env) startBastion(opt bastionOptions) *bastion {
 			t.Logf("audit log:\n%s", auditBuf.String())
 		}
 	})
-	return &bastion{env: e, srv: srv, addr: l.Addr().String(), hostKey: hostKey.PublicKey(), hostCA: hostCA.PublicKey(), audit: auditBuf}
+	return b
 }
 
 // ---------------------------------------------------------------------------
@@ -908,6 +916,20 @@ func startStream(t *testing.T, l *link, cmd string) *stream {
 func (s *stream) waitBytes(t *testing.T, n int64) {
 	t.Helper()
 	waitFor(t, fmt.Sprintf("%d bytes of output", n), endTimeout, func() bool { return s.n.Load() >= n })
+}
+
+// waitStalled waits until at least min bytes have gone through and then
+// none for half a second: flow control has stopped the stream, for good
+// if nothing on the other side reads.
+func (s *stream) waitStalled(t *testing.T, min int64) {
+	t.Helper()
+	last, since := int64(-1), time.Now()
+	waitFor(t, fmt.Sprintf("the stream to stall after %d bytes", min), endTimeout, func() bool {
+		if n := s.n.Load(); n != last {
+			last, since = n, time.Now()
+		}
+		return last >= min && time.Since(since) >= 500*time.Millisecond
+	})
 }
 
 // waitEnd waits for the session to end and returns its Wait error.
