@@ -3,9 +3,9 @@
 // front of a real OpenSSH sshd or an in-process siminstance, with the real
 // AWS SDK talking to internal/awsfake where AWS is involved, and then breaks
 // something on purpose: the instance dies mid-transfer, the person's client
-// dies mid-transfer, AWS is down, slow, throttling or answering garbage,
-// a thousand sessions are abandoned at random points, connections send
-// nothing at all.
+// dies mid-download or mid-upload, AWS is down, slow, throttling or
+// answering garbage, a thousand sessions are abandoned at random points,
+// connections send nothing at all, the bastion drains with sessions live.
 //
 // Every test asserts what the person sees (a one-line reason, never a hang)
 // and that the bastion gets back to where it was: goroutines, open file
@@ -14,9 +14,11 @@
 // on conditions with deadlines, never on sleeps, and kill every process they
 // start by its pid at cleanup.
 //
-// Run it with the race detector:
+// Run it with the race detector (sshd and ssh must be installed, as for
+// the e2e suite):
 //
 //	go test -race ./faults/
+//	go test -race -run TestAbandonedSessions ./faults/ -args -faults.sessions=5000 -faults.seed=7
 //
 // The tests are not parallel: goroutine and descriptor counts are
 // process-wide.

@@ -580,7 +580,6 @@ type bastion struct {
 	addr    string
 	hostKey ssh.PublicKey
 	hostCA  ssh.PublicKey
-	audit   *syncBuffer
 	// served is closed when Serve has returned serveErr.
 	served   chan struct{}
 	serveErr error
@@ -687,7 +686,7 @@ func (e *env) startBastion(opt bastionOptions) *bastion {
 		t.Fatal(err)
 	}
 	b := &bastion{env: e, srv: srv, addr: l.Addr().String(), hostKey: hostKey.PublicKey(), hostCA: hostCA.PublicKey(),
-		audit: auditBuf, served: make(chan struct{})}
+		served: make(chan struct{})}
 	go func() {
 		defer close(b.served)
 		b.serveErr = srv.Serve(l)
