@@ -917,17 +917,17 @@ func (s *stream) waitBytes(t *testing.T, n int64) {
 	waitFor(t, fmt.Sprintf("%d bytes of output", n), endTimeout, func() bool { return s.n.Load() >= n })
 }
 
-// waitStalled waits until at least min bytes have gone through and then
+// waitStalled waits until at least atLeast bytes have gone through and then
 // none for half a second: flow control has stopped the stream, for good
 // if nothing on the other side reads.
-func (s *stream) waitStalled(t *testing.T, min int64) {
+func (s *stream) waitStalled(t *testing.T, atLeast int64) {
 	t.Helper()
 	last, since := int64(-1), time.Now()
-	waitFor(t, fmt.Sprintf("the stream to stall after %d bytes", min), endTimeout, func() bool {
+	waitFor(t, fmt.Sprintf("the stream to stall after %d bytes", atLeast), endTimeout, func() bool {
 		if n := s.n.Load(); n != last {
 			last, since = n, time.Now()
 		}
-		return last >= min && time.Since(since) >= 500*time.Millisecond
+		return last >= atLeast && time.Since(since) >= 500*time.Millisecond
 	})
 }
 
