@@ -1,15 +1,18 @@
 // Package awsfake is a wire-faithful fake of the AWS APIs the bastion uses:
 // Lightsail (GetInstance, GetInstances, GetInstanceAccessDetails), EC2
-// (DescribeInstances) and EC2 Instance Connect (SendSSHPublicKey).
+// (DescribeInstances), EC2 Instance Connect (SendSSHPublicKey), SSM
+// Parameter Store (GetParameter) and Secrets Manager (GetSecretValue).
 //
 // A Server listens on 127.0.0.1 and speaks the same protocols as AWS
-// (awsJson1_1 for Lightsail and Instance Connect, the EC2 query protocol for
-// EC2), so that the real aws-sdk-go-v2 clients talk to it unchanged when
-// pointed at URL() through config.WithBaseEndpoint or the
-// AWS_ENDPOINT_URL_LIGHTSAIL, AWS_ENDPOINT_URL_EC2_INSTANCE_CONNECT and
-// AWS_ENDPOINT_URL_EC2 environment variables. Every request must carry a
-// valid AWS Signature Version 4 made with the server's access key; the region
-// of the signature's credential scope selects which instances are visible.
+// (awsJson1_1 for Lightsail, Instance Connect, SSM and Secrets Manager, the
+// EC2 query protocol for EC2), so that the real aws-sdk-go-v2 clients talk
+// to it unchanged when pointed at URL() through config.WithBaseEndpoint or
+// the AWS_ENDPOINT_URL_LIGHTSAIL, AWS_ENDPOINT_URL_EC2_INSTANCE_CONNECT,
+// AWS_ENDPOINT_URL_EC2, AWS_ENDPOINT_URL_SSM and
+// AWS_ENDPOINT_URL_SECRETS_MANAGER environment variables. Every request must
+// carry a valid AWS Signature Version 4 made with the server's access key;
+// the region of the signature's credential scope selects which instances are
+// visible.
 //
 // Besides the AWS APIs the server answers one plain HTTP endpoint,
 // GET /_fake/ec2-instance-connect/keys?instance_id=I&os_user=U, which lists
@@ -90,8 +93,9 @@ type Options struct {
 
 // Call is one request the server received.
 type Call struct {
-	// Service is ServiceLightsail, ServiceEC2 or ServiceInstanceConnect;
-	// empty if the request matched no API.
+	// Service is ServiceLightsail, ServiceEC2, ServiceInstanceConnect,
+	// ServiceSSM or ServiceSecretsManager; empty if the request matched no
+	// API.
 	Service string
 	// Operation is the operation name, e.g. "GetInstanceAccessDetails".
 	Operation string
@@ -133,6 +137,8 @@ type Server struct {
 	calls      []Call
 	faults     map[string]*faultState
 	nextSerial uint64
+	parameters map[string]*ssmParameter // by name; see PutParameter
+	secrets    map[string]*smSecret     // by name; see PutSecret
 }
 
 // Start starts a server listening on 127.0.0.1 on a free port.
@@ -370,6 +376,10 @@ func (s *Server) identify(r *http.Request, req *request) (*api, error) {
 			a = lightsailAPI
 		case strings.HasPrefix(target, instanceConnectTargetPrefix):
 			a = instanceConnectAPI
+		case strings.HasPrefix(target, ssmTargetPrefix):
+			a = ssmAPI
+		case strings.HasPrefix(target, secretsManagerTargetPrefix):
+			a = secretsManagerAPI
 		default:
 			req.proto = protoJSON
 			return nil, &apiError{http.StatusBadRequest, "UnknownOperationException", "unknown target " + target}
@@ -476,7 +486,12 @@ func (s *Server) writeError(w http.ResponseWriter, req *request, a *api, err err
 		if a != nil {
 			key = a.messageKey
 		}
-		body, _ = json.Marshal(map[string]string{"__type": ae.Code, key: ae.Message})
+		m := map[string]string{"__type": ae.Code}
+		if ae.Message != "" {
+			// SSM's ParameterNotFound has no message at all.
+			m[key] = ae.Message
+		}
+		body, _ = json.Marshal(m)
 	case protoEC2:
 		w.Header().Set("Content-Type", "text/xml;charset=UTF-8")
 		var buf bytes.Buffer
