@@ -24,6 +24,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2instanceconnect"
 	"github.com/aws/aws-sdk-go-v2/service/lightsail"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
 )
 
 const policyFile = "iam/bastion-policy.json"
@@ -67,6 +69,8 @@ var services = []awsService{
 		"ListMultipartUploads":    {"ListBucketMultipartUploads"},
 		"DeleteObjects":           {"DeleteObject"},
 	}},
+	{importPath: "github.com/aws/aws-sdk-go-v2/service/ssm", prefix: "ssm", client: reflect.TypeFor[*ssm.Client]()},
+	{importPath: "github.com/aws/aws-sdk-go-v2/service/secretsmanager", prefix: "secretsmanager", client: reflect.TypeFor[*secretsmanager.Client]()},
 }
 
 // operations returns the API operations of an SDK client type, found by
@@ -510,7 +514,7 @@ func TestIAMPolicyMatchesCode(t *testing.T) {
 	}
 	// The scan must reach the code that calls AWS, wherever a skip rule
 	// might hide it.
-	for _, dir := range []string{"upstream/lightsail", "upstream/instanceconnect", "audit/recording", "cmd/bastion"} {
+	for _, dir := range []string{"upstream/lightsail", "upstream/instanceconnect", "upstream/secretref", "audit/recording", "cmd/bastion"} {
 		if _, err := os.Stat(filepath.Join(root, dir)); err == nil && !slices.Contains(s.dirs, dir) {
 			t.Errorf("the scan skipped %s", dir)
 		}
