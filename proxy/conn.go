@@ -38,6 +38,9 @@ type conn struct {
 	log      *zap.Logger
 	// wg tracks the goroutines serving this connection's channels.
 	wg sync.WaitGroup
+	// rejected counts the keys refused during the handshake (only the
+	// handshake goroutine touches it).
+	rejected int
 
 	mu sync.Mutex // protects authed and links
 	// authed is set once identity is.
@@ -115,10 +118,17 @@ func (c *conn) serve() {
 	c.nc.SetDeadline(time.Now().Add(c.srv.handshakeTimeout()))
 	sc, chans, reqs, err := ssh.NewServerConn(c.nc, c.serverConfig())
 	authDone()
+	// A connection, not each key an agent offers, is one failed
+	// authentication for throttling; a login clears the address.
+	perMinute := c.srv.currentRules().Limits.FailedAuthPerMinute
 	if err != nil {
+		if c.rejected > 0 {
+			c.srv.failures.fail(host, perMinute)
+		}
 		c.log.Debug("handshake_failed", zap.Error(err))
 		return
 	}
+	c.srv.failures.succeeded(host)
 	c.nc.SetDeadline(time.Time{})
 	c.mu.Lock()
 	c.sc = sc
@@ -192,7 +202,7 @@ func (c *conn) serverConfig() *ssh.ServerConfig {
 			if err != nil {
 				reason := auth.FailureReason(err)
 				c.srv.Metrics.AuthFailure(reason)
-				c.srv.failures.fail(hostOf(meta.RemoteAddr()), rules.Limits.FailedAuthPerMinute)
+				c.rejected++
 				c.audit(audit.Event{Type: audit.TypeAuthFailure, Method: "publickey", Login: meta.User(),
 					KeyFingerprint: ssh.FingerprintSHA256(key), Reason: reason, Error: err.Error()})
 				return nil, err

@@ -95,6 +95,17 @@ func (t *failureTracker) pruneLocked(now time.Time, perMinute int) {
 	}
 }
 
+// succeeded forgets host's failures after a successful login.
+func (t *failureTracker) succeeded(host string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if f := t.addrs[host]; f != nil && f.waiting == 0 {
+		delete(t.addrs, host)
+	} else if f != nil {
+		f.count = 0
+	}
+}
+
 // delay returns how long a new connection from host must wait, and whether
 // it may wait at all (false: too many of its connections already wait).
 // A caller that gets a positive delay must call done(host) after waiting.

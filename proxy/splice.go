@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"time"
 
 	"go.uber.org/zap"
 	"golang.org/x/crypto/ssh"
@@ -95,6 +96,15 @@ type peer struct {
 	reqs  <-chan *ssh.Request
 }
 
+// How long a connection's channels may go on passing data after that
+// connection has gone, before the splice closes both sides: the instance's
+// last output may still be on its way to a slow person, while what a
+// vanished person sent can only be waiting on the instance's window.
+const (
+	upstreamGoneGrace = 5 * time.Second
+	personGoneGrace   = time.Second
+)
+
 // splice joins the person's connection and the upstream one: every channel
 // and global request that either side opens or sends is offered to the
 // guard and, if allowed, opened or sent on the other side, until both
@@ -114,10 +124,7 @@ func splice(ctx context.Context, person, up peer, g guard, log *zap.Logger) {
 
 	pump := func(dir direction, from, to peer) {
 		defer wg.Done()
-		// When from's channel stream ends, from's connection is gone.
-		defer closeBoth()
 		var chwg sync.WaitGroup
-		defer chwg.Wait()
 		for nc := range from.chans {
 			chwg.Add(1)
 			go func() {
@@ -125,6 +132,28 @@ func splice(ctx context.Context, person, up peer, g guard, log *zap.Logger) {
 				spliceChannel(dir, nc, to.conn, g, log)
 			}()
 		}
+		// from's channel stream ended: its connection is gone. Its
+		// channels get a grace period to pass on what they had
+		// received (the last output, an exit status); a copy blocked
+		// on the other side's window would wait forever, so then both
+		// connections are closed, which ends every channel.
+		drained := make(chan struct{})
+		go func() {
+			chwg.Wait()
+			close(drained)
+		}()
+		grace := upstreamGoneGrace
+		if dir == fromPerson {
+			grace = personGoneGrace
+		}
+		t := time.NewTimer(grace)
+		select {
+		case <-drained:
+		case <-t.C:
+		}
+		t.Stop()
+		closeBoth()
+		<-drained
 	}
 	globals := func(dir direction, from, to peer) {
 		defer wg.Done()
