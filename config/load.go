@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 )
 
 // Load reads and parses the configuration file at path, as Parse does, and
@@ -129,8 +130,11 @@ func resolvePaths(c *Config, dir string) {
 			*p = filepath.Join(dir, *p)
 		}
 	}
-	resolve(&c.HostKey)
-	resolve(&c.HostCAKey)
+	for _, key := range []*string{&c.HostKey, &c.HostCAKey} {
+		if !IsAWSKeyRef(*key) {
+			resolve(key)
+		}
+	}
 	for i := range c.Users {
 		resolve(&c.Users[i].KeysFile)
 	}
@@ -146,4 +150,18 @@ func resolvePaths(c *Config, dir string) {
 	}
 	resolve(&c.Audit.Recordings)
 	resolve(&c.RevokedKeysFile)
+}
+
+// AWS key references: host_key and host_ca_key may name an SSM parameter
+// (SecureString) or a Secrets Manager secret instead of a file, so that a
+// fleet of replicas shares them without a file on disk.
+const (
+	KeyRefSSM            = "ssm:"
+	KeyRefSecretsManager = "secretsmanager:"
+)
+
+// IsAWSKeyRef reports whether a host_key or host_ca_key value names an SSM
+// parameter or a Secrets Manager secret rather than a file.
+func IsAWSKeyRef(s string) bool {
+	return strings.HasPrefix(s, KeyRefSSM) || strings.HasPrefix(s, KeyRefSecretsManager)
 }

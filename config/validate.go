@@ -57,6 +57,11 @@ func (c *checker) check(cfg *Config) {
 	case cfg.HostCAKey == cfg.HostKey:
 		c.errorf("host_ca_key", "must be a different file from host_key")
 	}
+	for _, k := range []struct{ key, value string }{{"host_key", cfg.HostKey}, {"host_ca_key", cfg.HostCAKey}} {
+		if IsAWSKeyRef(k.value) && (k.value == KeyRefSSM || k.value == KeyRefSecretsManager) {
+			c.errorf(k.key, "%q names no parameter or secret, as in ssm:/bastion/host_ed25519", k.value)
+		}
+	}
 	c.checkTrustedCAs(cfg)
 	c.checkUsers(cfg)
 	if ls := cfg.Providers.Lightsail; ls != nil {

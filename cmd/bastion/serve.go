@@ -25,6 +25,7 @@ import (
 	"bastion/metrics"
 	"bastion/proxy"
 	"bastion/upstream"
+	"bastion/upstream/secretref"
 	"bastion/upstream/static"
 )
 
@@ -100,26 +101,20 @@ type bastion struct {
 // audit log, metrics, providers, recordings and rules. awsCfg, if non-nil,
 // replaces the SDK's default chain (the demo points it at the fake).
 func newBastion(ctx context.Context, cfg *config.Config, log *zap.Logger, awsCfg *aws.Config) (*bastion, error) {
-	hostKey, created, err := proxy.LoadOrCreateKey(cfg.HostKey)
+	m := metrics.New()
+	aws := &awsLoader{given: awsCfg}
+	hostKey, err := loadHostKey(ctx, "host_key", cfg.HostKey, aws, cfg.Limits.AWSTimeout.D(), log, m)
 	if err != nil {
-		return nil, fmt.Errorf("host_key: %w", err)
+		return nil, err
 	}
-	if created {
-		log.Info("host_key_created", zap.String("path", cfg.HostKey), zap.String("fingerprint", ssh.FingerprintSHA256(hostKey.PublicKey())))
-	}
-	hostCA, created, err := proxy.LoadOrCreateKey(cfg.HostCAKey)
+	hostCA, err := loadHostKey(ctx, "host_ca_key", cfg.HostCAKey, aws, cfg.Limits.AWSTimeout.D(), log, m)
 	if err != nil {
-		return nil, fmt.Errorf("host_ca_key: %w", err)
-	}
-	if created {
-		log.Info("host_ca_key_created", zap.String("path", cfg.HostCAKey), zap.String("fingerprint", ssh.FingerprintSHA256(hostCA.PublicKey())))
+		return nil, err
 	}
 	al, err := audit.Open(cfg.Audit.Log)
 	if err != nil {
 		return nil, err
 	}
-	m := metrics.New()
-	aws := &awsLoader{given: awsCfg}
 	providers, err := newProviders(ctx, cfg, log, al, aws, m)
 	if err != nil {
 		al.Close()
@@ -152,6 +147,44 @@ func newBastion(ctx context.Context, cfg *config.Config, log *zap.Logger, awsCfg
 	}
 	b.srv.SetRules(rulesFrom(cfg))
 	return b, nil
+}
+
+// loadHostKey returns the key that value (of config key) names: a file,
+// created on first start if missing, or an SSM parameter or Secrets
+// Manager secret, fetched now and kept in memory only (replicas share it;
+// nothing is created or written).
+func loadHostKey(ctx context.Context, key, value string, aws *awsLoader, timeout time.Duration, log *zap.Logger, m *metrics.Metrics) (ssh.Signer, error) {
+	ref, err := secretref.Parse(value)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", key, err)
+	}
+	if !ref.IsAWS() {
+		signer, created, err := proxy.LoadOrCreateKey(value)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", key, err)
+		}
+		if created {
+			log.Info("key_created", zap.String("key", key), zap.String("path", value), zap.String("fingerprint", ssh.FingerprintSHA256(signer.PublicKey())))
+		}
+		return signer, nil
+	}
+	awsCfg, err := aws.load(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", key, err)
+	}
+	f := secretref.NewFetcher(awsCfg)
+	f.Timeout, f.Logger, f.Observe = timeout, log.Named("keys"), m.AWSCall
+	pem, err := f.Fetch(ctx, ref)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %s", key, upstream.PublicMessage(err))
+	}
+	signer, err := ssh.ParsePrivateKey(pem)
+	clear(pem)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %s holds no unencrypted private key: %w", key, ref, err)
+	}
+	log.Info("key_loaded", zap.String("key", key), zap.Stringer("from", ref), zap.String("fingerprint", ssh.FingerprintSHA256(signer.PublicKey())))
+	return signer, nil
 }
 
 func rulesFrom(cfg *config.Config) *proxy.Rules {

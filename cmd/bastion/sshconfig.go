@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -11,8 +12,10 @@ import (
 	"path/filepath"
 	"strings"
 
+	"go.uber.org/zap"
 	"golang.org/x/crypto/ssh"
 
+	"bastion/config"
 	"bastion/proxy"
 )
 
@@ -39,13 +42,13 @@ func cmdSSHConfig(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	hostKey, err := existingPublicKey(cfg.HostKey)
+	hostKey, err := existingPublicKey(cfg, "host_key", cfg.HostKey)
 	if err != nil {
-		return fmt.Errorf("host_key: %w", err)
+		return err
 	}
-	hostCA, err := existingPublicKey(cfg.HostCAKey)
+	hostCA, err := existingPublicKey(cfg, "host_ca_key", cfg.HostCAKey)
 	if err != nil {
-		return fmt.Errorf("host_ca_key: %w", err)
+		return err
 	}
 	stanza := sshConfigStanza(hostName, port, *user, *hosts)
 	known := knownHostsLines(hostName, port, hostKey, hostCA, *hosts)
@@ -96,14 +99,23 @@ func bastionAddress(flagHost, listen string) (string, string, error) {
 	return flagHost, listenPort, nil
 }
 
-// existingPublicKey reads the public half of a key the server created.
-func existingPublicKey(path string) (ssh.PublicKey, error) {
-	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%s does not exist yet: start the bastion once (bastion serve) to create it", path)
+// existingPublicKey reads the public half of a key the server uses: a file
+// it created, or an SSM parameter or Secrets Manager secret (read with the
+// SDK's default credentials).
+func existingPublicKey(cfg *config.Config, key, value string) (ssh.PublicKey, error) {
+	if config.IsAWSKeyRef(value) {
+		s, err := loadHostKey(context.Background(), key, value, &awsLoader{}, cfg.Limits.AWSTimeout.D(), zap.NewNop(), nil)
+		if err != nil {
+			return nil, err
+		}
+		return s.PublicKey(), nil
 	}
-	s, _, err := proxy.LoadOrCreateKey(path)
+	if _, err := os.Stat(value); errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s: %s does not exist yet: start the bastion once (bastion serve) to create it", key, value)
+	}
+	s, _, err := proxy.LoadOrCreateKey(value)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", key, err)
 	}
 	return s.PublicKey(), nil
 }
