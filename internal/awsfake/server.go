@@ -128,6 +128,10 @@ type Server struct {
 	closed   chan struct{}
 	closeMu  sync.Once
 	serveErr chan error
+	// handlers tracks running requests, so that Close returns only once
+	// they are done (http.Server.Close does not wait for handlers, and a
+	// handler that logs after a test has ended panics).
+	handlers sync.WaitGroup
 
 	// mu protects the fields below.
 	mu         sync.Mutex
@@ -219,6 +223,7 @@ func (s *Server) Close() error {
 		if serr := <-s.serveErr; !errors.Is(serr, http.ErrServerClosed) {
 			err = errors.Join(err, serr)
 		}
+		s.handlers.Wait()
 	})
 	return err
 }
@@ -331,6 +336,8 @@ var (
 
 // ServeHTTP dispatches a request to the fake API it addresses.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.handlers.Add(1)
+	defer s.handlers.Done()
 	if r.URL.Path == KeysPath {
 		s.serveKeys(w, r)
 		return
