@@ -355,3 +355,17 @@ func TestProxyProtocol(t *testing.T) {
 		t.Errorf("audit log: no auth_success from the PROXY header's address with the balancer's as proxy_addr:\n%s", strings.Join(w.b.AuditLines(t), "\n"))
 	}
 }
+
+// TestWatchConfig: with watch_config, editing the file reloads it (an added
+// user logs in) without a signal.
+func TestWatchConfig(t *testing.T) {
+	w := newOpsWorld(t, "watch_config: true\n")
+	daveKey := newKey(t, t.TempDir(), "dave")
+	body := w.config(true, "watch_config: true\n")
+	w.rewrite(t, strings.Replace(body, "users:\n", fmt.Sprintf("users:\n  - {name: dave, keys: [%q], groups: [ops]}\n", daveKey.AuthorizedKey()), 1))
+	waitFor(t, "the file change to be picked up", 20*time.Second, func() bool { return countType(t, w.b, "config_reloaded") >= 1 })
+	dave := newClient(t, w.b, "dave", daveKey)
+	if r := dave.ssh(t, nil, "-J", "bastion", w.me+"@web-1", "echo watched"); r.Code != 0 || r.Stdout != "watched\n" {
+		t.Errorf("user added by editing the file: got exit %d %q %q", r.Code, r.Stdout, r.Stderr)
+	}
+}
