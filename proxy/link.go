@@ -114,10 +114,6 @@ func (l *link) say(msg string, wait time.Duration) {
 // watchLimits ends the link at the idle timeout or the maximum session
 // length, whichever comes first; it returns when the link's context ends.
 func (l *link) watchLimits(idle, maxSession time.Duration) {
-	if idle <= 0 && maxSession <= 0 {
-		<-l.ctx.Done()
-		return
-	}
 	var maxC <-chan time.Time
 	if maxSession > 0 {
 		t := time.NewTimer(maxSession)
@@ -260,6 +256,10 @@ func (f *forward) closed(up, down int64) {
 // waits for it.
 func (l *link) runLimits() (stop func()) {
 	lim := l.c.srv.currentRules().Limits
+	if lim.IdleTimeout <= 0 && lim.MaxSession <= 0 {
+		// Nothing to watch: no goroutine per idle session.
+		return func() { l.cancel(nil) }
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
