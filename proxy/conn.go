@@ -420,21 +420,12 @@ func (c *conn) jump(nc ssh.NewChannel) {
 		nc.Reject(ssh.Prohibited, fmt.Sprintf("bastion: %s: only port 22 (SSH) of a target can be reached through the bastion", net.JoinHostPort(p.Host, strconv.Itoa(int(p.Port)))))
 		return
 	}
-	t, err := c.resolve(p.Host)
-	if err != nil {
+	if _, err := upstream.ParseQuery(p.Host); err != nil {
+		// Not a target name at all: refused before any certificate is
+		// signed for it (resolve audits it).
+		_, err := c.resolve(p.Host)
 		nc.Reject(ssh.ConnectionFailed, fmt.Sprintf("bastion: %s: %s", p.Host, publicMessage(err)))
 		return
-	}
-	// Credentials that do not depend on the OS user are fetched while the
-	// inner handshake runs, rather than after it.
-	if pf, ok := c.srv.Resolver.Provider(t.Provider).(upstream.Prefetcher); ok {
-		ctx, cancel := context.WithTimeout(c.ctx, c.srv.awsBackstop())
-		c.wg.Add(1)
-		go func() {
-			defer c.wg.Done()
-			defer cancel()
-			pf.Prefetch(ctx, t.Target)
-		}()
 	}
 	signer, err := c.srv.certs.signer(p.Host)
 	if err != nil {
@@ -442,6 +433,31 @@ func (c *conn) jump(nc ssh.NewChannel) {
 		nc.Reject(ssh.ConnectionFailed, "bastion: internal error")
 		return
 	}
+
+	// The target is resolved, and credentials that do not depend on the
+	// OS user are fetched, while the person's inner handshake runs rather
+	// than before or after it; the inner authentication waits for the
+	// answer.
+	type resolved struct {
+		t   target
+		err error
+	}
+	resolving := make(chan resolved, 1)
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		t, err := c.resolve(p.Host)
+		resolving <- resolved{t, err}
+		if err != nil {
+			return
+		}
+		if pf, ok := c.srv.Resolver.Provider(t.Provider).(upstream.Prefetcher); ok {
+			ctx, cancel := context.WithTimeout(c.ctx, c.srv.awsBackstop())
+			defer cancel()
+			pf.Prefetch(ctx, t.Target)
+		}
+	}()
+
 	ch, chReqs, err := nc.Accept()
 	if err != nil {
 		return
@@ -451,6 +467,7 @@ func (c *conn) jump(nc ssh.NewChannel) {
 
 	var up *upstreamConn
 	var l *link
+	var res *resolved
 	cfg := &ssh.ServerConfig{
 		Config:        sshConfig(c.srv.ciphers()),
 		ServerVersion: "SSH-2.0-bastion",
@@ -459,9 +476,16 @@ func (c *conn) jump(nc ssh.NewChannel) {
 			if up != nil {
 				return &ssh.Permissions{}, nil
 			}
-			u, lk, err := c.connectUpstream(t, meta.User(), "jump")
+			if res == nil {
+				r := <-resolving
+				res = &r
+			}
+			if res.err != nil {
+				return nil, &ssh.BannerError{Err: res.err, Message: fmt.Sprintf("bastion: %s: %s\r\n", p.Host, publicMessage(res.err))}
+			}
+			u, lk, err := c.connectUpstream(res.t, meta.User(), "jump")
 			if err != nil {
-				return nil, &ssh.BannerError{Err: err, Message: fmt.Sprintf("bastion: %s: %s\r\n", t.typed, publicMessage(err))}
+				return nil, &ssh.BannerError{Err: err, Message: fmt.Sprintf("bastion: %s: %s\r\n", p.Host, publicMessage(err))}
 			}
 			up, l = u, lk
 			return &ssh.Permissions{}, nil
@@ -480,7 +504,7 @@ func (c *conn) jump(nc ssh.NewChannel) {
 			up.conn.Close()
 			l.cancel(nil)
 		}
-		c.log.Debug("inner_handshake_failed", zap.String("typed", t.typed), zap.Error(err))
+		c.log.Debug("inner_handshake_failed", zap.String("typed", p.Host), zap.Error(err))
 		return
 	}
 	c.runLink(peer{conn: isc, chans: ichans, reqs: ireqs}, up, l)

@@ -375,11 +375,18 @@ func (c *copier) bytes() int64 { return c.n[0] + c.n[1] }
 // for an idle interactive session is most of its life; so a loop starts
 // with a small buffer and takes a large one from the pool only while reads
 // fill the small one (bulk transfer), handing it back once reads are small
-// again. 32 KiB matches the SSH maximum packet payload that x/crypto
-// advertises, so one read drains at most one packet.
+// again.
+//
+// The large buffer is a little under the 32 KiB maximum packet that
+// x/crypto and OpenSSH advertise. In ProxyJump the person's side is an
+// inner SSH connection carried in a channel of the outer one: a full 32 KiB
+// write would make an inner packet of 32 KiB plus its header, padding and
+// MAC, which the outer channel must split in two packets; 32 KiB - 256
+// keeps each inner packet within one outer packet (half the packets, MACs
+// and writes on the outer leg).
 const (
 	smallBuf = 2 << 10
-	largeBuf = 32 << 10
+	largeBuf = 32<<10 - 256
 )
 
 var (
