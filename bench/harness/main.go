@@ -273,7 +273,7 @@ func (h *harness) setup(ctx context.Context, rep *Report) error {
 	// Credentials valid for less than the Lightsail provider's refresh
 	// margin (one minute) are never cached: every connect calls
 	// GetInstanceAccessDetails. 30 s is ample for a login.
-	if h.fake, err = awsfake.Start(awsfake.Options{CertValidity: 30 * time.Second}); err != nil {
+	if h.fake, err = awsfake.Start(awsfake.Options{CertValidity: 30 * time.Second, RSAKeyPool: 8}); err != nil {
 		return fmt.Errorf("starting the AWS fake: %w", err)
 	}
 	h.fake.SetFault("", awsfake.Fault{Latency: h.opts.AWSLatency})

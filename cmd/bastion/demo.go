@@ -74,7 +74,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 
-	fake, err := awsfake.Start(awsfake.Options{Logger: log.Named("awsfake")})
+	fake, err := awsfake.Start(awsfake.Options{Logger: log.Named("awsfake"), RSAKeyPool: 2})
 	if err != nil {
 		return fmt.Errorf("starting the AWS fake: %w", err)
 	}

@@ -2,7 +2,6 @@ package awsfake
 
 import (
 	"crypto/rand"
-	"crypto/rsa"
 	"crypto/sha1"
 	"crypto/x509"
 	"encoding/base64"
@@ -350,7 +349,7 @@ func (s *Server) getInstanceAccessDetails(req *request) (any, error) {
 
 	now := s.now()
 	expires := now.Add(s.opts.CertValidity).Truncate(time.Second)
-	priv, err := rsa.GenerateKey(rand.Reader, 2048)
+	priv, err := s.rsaKey()
 	if err != nil {
 		return nil, fmt.Errorf("generating rsa key: %w", err)
 	}

@@ -421,3 +421,32 @@ func TestGetInstances(t *testing.T) {
 		})
 	}
 }
+
+// TestRSAKeyPool: with keys generated ahead, every call still gets a key
+// of its own, and Close stops the generator.
+func TestRSAKeyPool(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, Options{RSAKeyPool: 2})
+	s.AddLightsailInstance(LightsailInstance{Name: "web-1"})
+	client := lightsailClient(t, s, clientConfig{})
+	seen := map[string]bool{}
+	for i := range 4 {
+		out, err := client.GetInstanceAccessDetails(t.Context(), &lightsail.GetInstanceAccessDetailsInput{InstanceName: aws.String("web-1")})
+		if err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+		key := aws.ToString(out.AccessDetails.PrivateKey)
+		if seen[key] {
+			t.Fatalf("call %d: got a private key already handed out", i)
+		}
+		seen[key] = true
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-s.keysDone:
+	default:
+		t.Error("Close returned with the key generator still running")
+	}
+}

@@ -29,6 +29,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/rsa"
 	"encoding/json"
 	"encoding/xml"
 	"errors"
@@ -77,6 +78,12 @@ type Options struct {
 	// GetInstanceAccessDetails issues (expiresAt). If zero,
 	// DefaultCertValidity.
 	CertValidity time.Duration
+	// RSAKeyPool, if positive, is how many RSA keys for
+	// GetInstanceAccessDetails are generated ahead in the background, so
+	// that the key's generation (tens of milliseconds of CPU) is not part
+	// of each call's latency; benchmarks and the demo set it. Zero
+	// generates each key in the call.
+	RSAKeyPool int
 	// PushedKeyTTL is how long a key pushed with SendSSHPublicKey stays
 	// valid. If zero, DefaultPushedKeyTTL.
 	PushedKeyTTL time.Duration
@@ -128,6 +135,12 @@ type Server struct {
 	closed   chan struct{}
 	closeMu  sync.Once
 	serveErr chan error
+	// rsaKeys holds RSA keys generated ahead for GetInstanceAccessDetails,
+	// filled by one goroutine (keysDone is closed when it returns): a
+	// 2048-bit key costs tens of milliseconds of CPU, which would
+	// otherwise land inside every call's latency.
+	rsaKeys  chan *rsa.PrivateKey
+	keysDone chan struct{}
 	// handlers tracks running requests, so that Close returns only once
 	// they are done (http.Server.Close does not wait for handlers, and a
 	// handler that logs after a test has ended panics).
@@ -197,6 +210,13 @@ func Start(opts Options) (*Server, error) {
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          zap.NewStdLog(log),
 	}
+	s.rsaKeys = make(chan *rsa.PrivateKey, max(opts.RSAKeyPool, 0))
+	s.keysDone = make(chan struct{})
+	if opts.RSAKeyPool > 0 {
+		go s.fillKeys()
+	} else {
+		close(s.keysDone)
+	}
 	go func() { s.serveErr <- s.srv.Serve(ln) }()
 	log.Debug("awsfake_started", zap.String("url", s.URL()))
 	return s, nil
@@ -224,8 +244,35 @@ func (s *Server) Close() error {
 			err = errors.Join(err, serr)
 		}
 		s.handlers.Wait()
+		<-s.keysDone
 	})
 	return err
+}
+
+// fillKeys keeps rsaKeys full until the server is closed.
+func (s *Server) fillKeys() {
+	defer close(s.keysDone)
+	for {
+		k, err := rsa.GenerateKey(rand.Reader, 2048)
+		if err != nil {
+			return
+		}
+		select {
+		case s.rsaKeys <- k:
+		case <-s.closed:
+			return
+		}
+	}
+}
+
+// rsaKey returns a fresh RSA key: one generated ahead, or a new one.
+func (s *Server) rsaKey() (*rsa.PrivateKey, error) {
+	select {
+	case k := <-s.rsaKeys:
+		return k, nil
+	default:
+		return rsa.GenerateKey(rand.Reader, 2048)
+	}
 }
 
 // Calls returns every request received so far, in order of arrival.
