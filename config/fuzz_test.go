@@ -65,7 +65,9 @@ func checkErrorShape(t *testing.T, data []byte, err error) {
 	if got, want := strings.Count(err.Error(), "\n")+1, len(errs); got != want {
 		t.Errorf("error %q: got %d lines, want %d (one per problem)", err, got, want)
 	}
-	lines := bytes.Count(data, []byte("\n")) + 1
+	// YAML ends a line at \n, \r\n or a lone \r.
+	breaks := bytes.ReplaceAll(data, []byte("\r\n"), []byte("\n"))
+	lines := bytes.Count(breaks, []byte("\n")) + bytes.Count(breaks, []byte("\r")) + 1
 	prev := 0
 	for _, e := range errs {
 		ce, ok := e.(*Error)
