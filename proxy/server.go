@@ -136,9 +136,13 @@ func (s *Server) SetRules(r *Rules) {
 		}
 	}
 	s.mu.Unlock()
+	// Each revocation gives its message a moment to leave; do them
+	// together rather than one after another.
+	var wg sync.WaitGroup
 	for _, c := range revoked {
-		c.revoke()
+		wg.Go(c.revoke)
 	}
+	wg.Wait()
 }
 
 func (s *Server) currentRules() *Rules { return s.rules.Load() }
