@@ -278,23 +278,23 @@ func (p *Provider) Resolve(ctx context.Context, q upstream.Query) ([]upstream.Ta
 		regions = []string{q.Region}
 	}
 
-	found := make([][]*instance, len(regions))
-	errs := make([]error, len(regions))
-	var wg sync.WaitGroup
-	for i, r := range regions {
-		wg.Go(func() { found[i], errs[i] = p.lookup(ctx, r, q.Name, byID) })
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	targets, err := awsutil.EachRegion(regions, func(r string) ([]upstream.Target, error) {
+		insts, err := p.lookup(ctx, r, q.Name, byID)
+		return targetsOf(insts), err
+	})
+	if err != nil {
 		return nil, err
 	}
-	var targets []upstream.Target
-	for _, insts := range found {
-		for _, in := range insts {
-			targets = append(targets, in.target())
-		}
-	}
 	return targets, nil
+}
+
+// targetsOf returns the upstream.Targets of insts.
+func targetsOf(insts []*instance) []upstream.Target {
+	var out []upstream.Target
+	for _, in := range insts {
+		out = append(out, in.target())
+	}
+	return out
 }
 
 // target returns the upstream.Target for in.
@@ -441,24 +441,10 @@ func (p *Provider) describe(ctx context.Context, region, key string, byID bool) 
 
 // List returns the running instances of every configured region.
 func (p *Provider) List(ctx context.Context) ([]upstream.Target, error) {
-	lists := make([][]upstream.Target, len(p.cfg.Regions))
-	errs := make([]error, len(p.cfg.Regions))
-	var wg sync.WaitGroup
-	for i, r := range p.cfg.Regions {
-		wg.Go(func() {
-			insts, err := p.describe(ctx, r, "", false)
-			for _, in := range insts {
-				lists[i] = append(lists[i], in.target())
-			}
-			errs[i] = err
-		})
-	}
-	wg.Wait()
-	var out []upstream.Target
-	for _, l := range lists {
-		out = append(out, l...)
-	}
-	return out, errors.Join(errs...)
+	return awsutil.EachRegion(p.cfg.Regions, func(r string) ([]upstream.Target, error) {
+		insts, err := p.describe(ctx, r, "", false)
+		return targetsOf(insts), err
+	})
 }
 
 // fromSDK converts the SDK's instance description.

@@ -202,21 +202,15 @@ func (p *Provider) Resolve(ctx context.Context, q upstream.Query) ([]upstream.Ta
 		regions = []string{q.Region}
 	}
 
-	found := make([]*instance, len(regions))
-	errs := make([]error, len(regions))
-	var wg sync.WaitGroup
-	for i, r := range regions {
-		wg.Go(func() { found[i], errs[i] = p.instance(ctx, r, q.Name) })
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	var targets []upstream.Target
-	for _, in := range found {
-		if in != nil {
-			targets = append(targets, in.target())
+	targets, err := awsutil.EachRegion(regions, func(r string) ([]upstream.Target, error) {
+		in, err := p.instance(ctx, r, q.Name)
+		if err != nil || in == nil {
+			return nil, err
 		}
+		return []upstream.Target{in.target()}, nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return targets, nil
 }
@@ -225,18 +219,7 @@ func (p *Provider) Resolve(ctx context.Context, q upstream.Query) ([]upstream.Ta
 // GetInstances (all pages). It is not cached: listing is rare and people
 // expect it to be current.
 func (p *Provider) List(ctx context.Context) ([]upstream.Target, error) {
-	lists := make([][]upstream.Target, len(p.cfg.Regions))
-	errs := make([]error, len(p.cfg.Regions))
-	var wg sync.WaitGroup
-	for i, r := range p.cfg.Regions {
-		wg.Go(func() { lists[i], errs[i] = p.listRegion(ctx, r) })
-	}
-	wg.Wait()
-	var out []upstream.Target
-	for _, l := range lists {
-		out = append(out, l...)
-	}
-	return out, errors.Join(errs...)
+	return awsutil.EachRegion(p.cfg.Regions, func(r string) ([]upstream.Target, error) { return p.listRegion(ctx, r) })
 }
 
 func (p *Provider) listRegion(ctx context.Context, region string) ([]upstream.Target, error) {
