@@ -406,12 +406,7 @@ func (c *conn) connectUpstream(t target, osUser, mode string) (*upstreamConn, *l
 // user; the upstream connection is made during the inner authentication so
 // that any failure reaches the person as a banner line.
 func (c *conn) jump(nc ssh.NewChannel) {
-	var p struct {
-		Host     string
-		Port     uint32
-		OrigHost string
-		OrigPort uint32
-	}
+	var p tcpipChannel
 	if err := ssh.Unmarshal(nc.ExtraData(), &p); err != nil {
 		nc.Reject(ssh.ConnectionFailed, "bastion: malformed direct-tcpip request")
 		return

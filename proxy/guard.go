@@ -47,26 +47,12 @@ func (g *policyGuard) allowChannel(dir direction, typ string, extra []byte) (boo
 		switch typ {
 		case chanSession:
 			return true, ""
-		case chanDirectTCPIP:
-			var p struct {
-				Host     string
-				Port     uint32
-				OrigHost string
-				OrigPort uint32
+		case chanDirectTCPIP, chanDirectStreamlocal:
+			dest, _, ok := channelDest(typ, extra)
+			if !ok {
+				return false, "bastion: malformed " + strings.TrimSuffix(typ, "@openssh.com") + " request"
 			}
-			if err := ssh.Unmarshal(extra, &p); err != nil {
-				return false, "bastion: malformed direct-tcpip request"
-			}
-			return g.check(config.CapPortForwarding, net.JoinHostPort(p.Host, strconv.Itoa(int(p.Port))))
-		case chanDirectStreamlocal:
-			var p struct {
-				Path string
-				Rest []byte `ssh:"rest"`
-			}
-			if err := ssh.Unmarshal(extra, &p); err != nil {
-				return false, "bastion: malformed direct-streamlocal request"
-			}
-			return g.check(config.CapPortForwarding, p.Path)
+			return g.check(config.CapPortForwarding, dest)
 		}
 		return false, fmt.Sprintf("bastion: %s: channel type %s is not supported", g.typed, typ)
 	}
@@ -142,23 +128,71 @@ func (g *policyGuard) allowGlobal(dir direction, req *ssh.Request) bool {
 	switch req.Type {
 	case reqKeepalive, reqNoMoreSessions:
 		return true
+	case reqTCPIPForward, reqCancelTCPIPForward, reqStreamlocalForward, reqCancelStreamlocalFwd:
+		dest, ok := listenDest(req)
+		if !ok {
+			return false
+		}
+		ok, _ = g.check(config.CapPortForwarding, dest)
+		return ok
+	}
+	return false
+}
+
+// tcpipChannel is the extra data of direct-tcpip and forwarded-tcpip
+// channels (RFC 4254 §7.2): where to connect (or where the connection
+// came in) and where it came from.
+type tcpipChannel struct {
+	Host     string
+	Port     uint32
+	OrigHost string
+	OrigPort uint32
+}
+
+// channelDest returns the destination (host:port, or a socket path) and the
+// origin of a forwarding channel from its extra data (RFC 4254 §7.2,
+// OpenSSH PROTOCOL §2.4), and whether the data parsed.
+func channelDest(typ string, extra []byte) (dest, origin string, ok bool) {
+	switch typ {
+	case chanDirectTCPIP, chanForwardedTCPIP:
+		var p tcpipChannel
+		if ssh.Unmarshal(extra, &p) != nil {
+			return "", "", false
+		}
+		return net.JoinHostPort(p.Host, strconv.Itoa(int(p.Port))), net.JoinHostPort(p.OrigHost, strconv.Itoa(int(p.OrigPort))), true
+	case chanDirectStreamlocal, chanForwardedStreamloc:
+		var p struct {
+			Path string
+			Rest []byte `ssh:"rest"`
+		}
+		if ssh.Unmarshal(extra, &p) != nil {
+			return "", "", false
+		}
+		return p.Path, "", true
+	}
+	return "", "", false
+}
+
+// listenDest returns the address a tcpip-forward or streamlocal-forward
+// request (or its cancel) names (RFC 4254 §7.1, OpenSSH PROTOCOL §2.4),
+// and whether the payload parsed.
+func listenDest(req *ssh.Request) (string, bool) {
+	switch req.Type {
 	case reqTCPIPForward, reqCancelTCPIPForward:
 		var p struct {
 			Addr string
 			Port uint32
 		}
-		if err := ssh.Unmarshal(req.Payload, &p); err != nil {
-			return false
+		if ssh.Unmarshal(req.Payload, &p) != nil {
+			return "", false
 		}
-		ok, _ := g.check(config.CapPortForwarding, net.JoinHostPort(p.Addr, strconv.Itoa(int(p.Port))))
-		return ok
+		return net.JoinHostPort(p.Addr, strconv.Itoa(int(p.Port))), true
 	case reqStreamlocalForward, reqCancelStreamlocalFwd:
 		var p struct{ Path string }
-		if err := ssh.Unmarshal(req.Payload, &p); err != nil {
-			return false
+		if ssh.Unmarshal(req.Payload, &p) != nil {
+			return "", false
 		}
-		ok, _ := g.check(config.CapPortForwarding, p.Path)
-		return ok
+		return p.Path, true
 	}
-	return false
+	return "", false
 }

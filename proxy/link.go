@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -147,21 +145,9 @@ func (l *link) watchLimits(idle, maxSession time.Duration) {
 
 func (l *link) allowGlobal(dir direction, req *ssh.Request) bool {
 	ok := l.policyGuard.allowGlobal(dir, req)
-	if ok && dir == fromPerson {
-		switch req.Type {
-		case reqTCPIPForward:
-			var p struct {
-				Addr string
-				Port uint32
-			}
-			if ssh.Unmarshal(req.Payload, &p) == nil {
-				l.audit(audit.Event{Type: audit.TypeForwardListen, Kind: "remote", Dest: net.JoinHostPort(p.Addr, strconv.Itoa(int(p.Port)))})
-			}
-		case reqStreamlocalForward:
-			var p struct{ Path string }
-			if ssh.Unmarshal(req.Payload, &p) == nil {
-				l.audit(audit.Event{Type: audit.TypeForwardListen, Kind: "remote", Dest: p.Path})
-			}
+	if ok && dir == fromPerson && (req.Type == reqTCPIPForward || req.Type == reqStreamlocalForward) {
+		if dest, parsed := listenDest(req); parsed {
+			l.audit(audit.Event{Type: audit.TypeForwardListen, Kind: "remote", Dest: dest})
 		}
 	}
 	return ok
@@ -183,39 +169,13 @@ func (l *link) observe(dir direction, typ string, extra []byte, person ssh.Chann
 		if dir == fromUpstream {
 			f.kind = "remote"
 		}
-		f.dest, f.origin = forwardAddrs(typ, extra)
+		f.dest, f.origin, _ = channelDest(typ, extra)
 		l.audit(audit.Event{Type: audit.TypeForwardOpen, Channel: n, Kind: f.kind, Dest: f.dest, Origin: f.origin})
 		return f
 	case chanAgent:
 		l.audit(audit.Event{Type: audit.TypeAgentUse, Channel: n, Op: "channel"})
 	}
 	return &base
-}
-
-// forwardAddrs returns the destination and origin of a forwarding channel
-// from its extra data (RFC 4254 §7.2, OpenSSH PROTOCOL §2.4).
-func forwardAddrs(typ string, extra []byte) (dest, origin string) {
-	switch typ {
-	case chanDirectTCPIP, chanForwardedTCPIP:
-		var p struct {
-			Host     string
-			Port     uint32
-			OrigHost string
-			OrigPort uint32
-		}
-		if ssh.Unmarshal(extra, &p) == nil {
-			return net.JoinHostPort(p.Host, strconv.Itoa(int(p.Port))), net.JoinHostPort(p.OrigHost, strconv.Itoa(int(p.OrigPort)))
-		}
-	default:
-		var p struct {
-			Path string
-			Rest []byte `ssh:"rest"`
-		}
-		if ssh.Unmarshal(extra, &p) == nil {
-			return p.Path, ""
-		}
-	}
-	return "", ""
 }
 
 // counted is the observer of channels with nothing to audit inside: it
