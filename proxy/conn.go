@@ -325,10 +325,7 @@ func (c *conn) connectUpstream(t target, osUser, mode string) (*upstreamConn, *l
 	rules := c.srv.currentRules()
 	base := auth.Request{Identity: c.identity, Target: t.forPolicy(), OSUser: osUser}
 	ev := audit.Event{Mode: mode, Typed: t.typed, Target: t.String(), Provider: t.Provider, InstanceID: t.ID, OSUser: osUser}
-	emit := func(e audit.Event) {
-		e.Mode, e.Typed, e.Target, e.Provider, e.InstanceID, e.OSUser = ev.Mode, ev.Typed, ev.Target, ev.Provider, ev.InstanceID, ev.OSUser
-		c.audit(e)
-	}
+	emit := func(e audit.Event) { c.audit(withLinkFields(e, ev)) }
 	if d := rules.Policy.Authorize(base); !d.Allow {
 		c.srv.Metrics.PolicyDenial("login")
 		emit(audit.Event{Type: audit.TypePolicyDenied, Reason: d.Reason})
@@ -502,17 +499,19 @@ func (c *conn) jump(nc ssh.NewChannel) {
 		c.log.Debug("inner_handshake_failed", zap.String("typed", p.Host), zap.Error(err))
 		return
 	}
-	c.runLink(peer{conn: isc, chans: ichans, reqs: ireqs}, up, l)
+	c.runLink(l, func() { splice(l.ctx, peer{conn: isc, chans: ichans, reqs: ireqs}, up.peer, l, l.logger()) })
 }
 
-// runLink splices the person's side and the upstream until both end, or
-// the link is ended (a limit, a revocation, a drain deadline).
-func (c *conn) runLink(person peer, up *upstreamConn, l *link) {
+// runLink runs relay, which splices the person's side and the upstream
+// until both end or l.ctx is done (a limit, a revocation, a drain
+// deadline), with the link tracked, counted, watched by its limits and
+// audited at its end.
+func (c *conn) runLink(l *link, relay func()) {
 	c.trackLink(l)
 	defer c.untrackLink(l)
 	defer c.srv.Metrics.SessionOpened()()
 	stopLimits := l.runLimits()
-	splice(l.ctx, person, up.peer, l, l.logger())
+	relay()
 	stopLimits()
 	l.writers.Wait()
 	l.endAudit()
@@ -552,7 +551,7 @@ func (c *conn) serveDirect(chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request
 		c.refuse(chans, reqs, fmt.Sprintf("bastion: %s: %s", typed, publicMessage(err)))
 		return
 	}
-	c.runLink(peer{conn: c.sc, chans: chans, reqs: reqs}, up, l)
+	c.runLink(l, func() { splice(l.ctx, peer{conn: c.sc, chans: chans, reqs: reqs}, up.peer, l, l.logger()) })
 }
 
 // refuse tells the person why their direct-mode connection cannot go on:

@@ -51,11 +51,17 @@ func newLink(c *conn, g *policyGuard, ev audit.Event) *link {
 }
 
 // audit writes e with the link's fields filled in.
-func (l *link) audit(e audit.Event) {
-	b := l.ev
-	e.Mode, e.Typed, e.Target, e.Provider = b.Mode, b.Typed, b.Target, b.Provider
-	e.InstanceID, e.OSUser, e.UpstreamAddr = b.InstanceID, b.OSUser, b.UpstreamAddr
-	l.c.audit(e)
+func (l *link) audit(e audit.Event) { l.c.audit(withLinkFields(e, l.ev)) }
+
+// withLinkFields returns e with the fields of the link described by base:
+// mode, target and OS user, and the upstream address unless e names one.
+func withLinkFields(e, base audit.Event) audit.Event {
+	e.Mode, e.Typed, e.Target, e.Provider = base.Mode, base.Typed, base.Target, base.Provider
+	e.InstanceID, e.OSUser = base.InstanceID, base.OSUser
+	if e.UpstreamAddr == "" {
+		e.UpstreamAddr = base.UpstreamAddr
+	}
+	return e
 }
 
 // end closes the link for a reason the person is told on every open

@@ -358,15 +358,10 @@ func (c *conn) menuLink(ch ssh.Channel, reqs <-chan *ssh.Request, pty *ptyReques
 			return false
 		}
 	}
-	c.trackLink(l)
-	defer c.untrackLink(l)
-	defer c.srv.Metrics.SessionOpened()()
-	stopLimits := l.runLimits()
-	stop := context.AfterFunc(l.ctx, func() { ch.Close(); uch.Close() })
-	pipeChannel(chanSession, ch, reqs, uch, ureqs, l, obs)
-	stop()
-	stopLimits()
-	l.writers.Wait()
-	l.endAudit()
+	c.runLink(l, func() {
+		stop := context.AfterFunc(l.ctx, func() { ch.Close(); uch.Close() })
+		defer stop()
+		pipeChannel(chanSession, ch, reqs, uch, ureqs, l, obs)
+	})
 	return true
 }
