@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -177,13 +178,14 @@ Try:
   ssh -F %[4]s -t bastion                           # pick a target from the list
   ssh -F %[4]s bastion list                         # the targets you may reach, as text
 
-known_hosts line that trusts every target (already in %[4]s's known_hosts):
-  @cert-authority * %[5]s
+known_hosts line that trusts the bastion's host CA for its targets (already in %[9]s):
+  @cert-authority *.lightsail,*.ec2,web-1,web-2,api-1,%[10]s %[5]s
 Audit log: %[6]s    Recordings: %[8]s    Logs: %[7]s
 Metrics: the admin address printed below (/metrics, /healthz, /readyz)
 Ctrl-C stops the demo.
 `, l.Addr(), fake.URL(), me.Username, rel, strings.TrimSpace(string(ssh.MarshalAuthorizedKey(b.srv.HostCA.PublicKey()))),
-		filepath.Join(dir, "audit.jsonl"), filepath.Join(dir, "bastion.log"), filepath.Join(dir, "recordings"))
+		filepath.Join(dir, "audit.jsonl"), filepath.Join(dir, "bastion.log"), filepath.Join(dir, "recordings"),
+		filepath.Join(dir, "known_hosts"), demoInstances[2].id)
 	err = b.serve(ctx, l, cfgPath)
 	if errors.Is(err, proxy.ErrServerClosed) {
 		return nil
@@ -196,8 +198,16 @@ Ctrl-C stops the demo.
 // printed lines work with StrictHostKeyChecking=yes.
 func writeDemoSSHConfig(dir string, addr *net.TCPAddr, keyPath string, hostKey, ca ssh.PublicKey) (string, error) {
 	kh := filepath.Join(dir, "known_hosts")
-	key := func(k ssh.PublicKey) string { return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k))) }
-	if err := os.WriteFile(kh, []byte(fmt.Sprintf("[%s]:%d %s\n@cert-authority * %s\n", addr.IP, addr.Port, key(hostKey), key(ca))), 0o644); err != nil {
+	// The same trust `bastion ssh-config` hands out: the host CA for the
+	// provider suffixes and the demo's target names, nothing else.
+	names := []string{"*.lightsail", "*.ec2"}
+	for _, d := range demoInstances {
+		names = append(names, d.name)
+		if d.id != "" {
+			names = append(names, d.id)
+		}
+	}
+	if err := os.WriteFile(kh, []byte(knownHostsLines(addr.IP.String(), strconv.Itoa(addr.Port), hostKey, ca, names)), 0o644); err != nil {
 		return "", err
 	}
 	path := filepath.Join(dir, "ssh_config")

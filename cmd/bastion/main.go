@@ -45,7 +45,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "check-config":
 		err = cmdCheckConfig(rest, stdout)
 	case "ssh-config":
-		err = cmdSSHConfig(rest, stdout)
+		err = cmdSSHConfig(ctx, rest, stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "bastion", version())
 		return 0
