@@ -42,6 +42,10 @@ const (
 type Config struct {
 	// Path is the file the config was loaded from ("" when parsed from bytes).
 	Path string `yaml:"-"`
+	// Warnings are problems that do not stop the start (a policy group no
+	// user has), one line each as Error formats them; check-config prints
+	// them and serve logs them.
+	Warnings []*Error `yaml:"-"`
 
 	Listen            string    `yaml:"listen"`
 	HostKey           string    `yaml:"host_key"`

@@ -47,6 +47,7 @@ type problems struct {
 	errs  []*Error
 	bad   map[string]bool
 	lines map[string]int
+	warns []*Error // see warnf
 }
 
 // add records a problem at an explicit line; the same problem reached

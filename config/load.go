@@ -11,11 +11,26 @@ import (
 // Load reads and parses the configuration file at path, as Parse does, and
 // sets Config.Path to path.
 func Load(path string) (*Config, error) {
+	return LoadWith(path, Options{})
+}
+
+// Options adjust LoadWith and ParseWith.
+type Options struct {
+	// SkipFiles leaves the files the config names (keys_file, private_key,
+	// known_hosts, revoked_keys_file) unread and unchecked, for checking a
+	// config away from the machine it is for (`bastion check-config
+	// --no-file-checks`). A Config loaded so lacks the keys of keys_file
+	// and revoked_keys_file: serve never uses it.
+	SkipFiles bool
+}
+
+// LoadWith is Load with options.
+func LoadWith(path string, o Options) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading config: %w", err)
 	}
-	cfg, err := Parse(data, path)
+	cfg, err := ParseWith(data, path, o)
 	if err != nil {
 		return nil, err
 	}
@@ -40,6 +55,11 @@ func Load(path string) (*Config, error) {
 // authorized_keys format"), joined with errors.Join and sorted by line; the
 // Config is then nil.
 func Parse(data []byte, path string) (*Config, error) {
+	return ParseWith(data, path, Options{})
+}
+
+// ParseWith is Parse with options.
+func ParseWith(data []byte, path string, o Options) (*Config, error) {
 	file := path
 	if file == "" {
 		file = "config"
@@ -58,10 +78,11 @@ func Parse(data []byte, path string) (*Config, error) {
 	p.lines[""] = 1
 	applyDefaults(&cfg, d.set)
 	resolvePaths(&cfg, filepath.Dir(path))
-	(&checker{problems: p}).check(&cfg)
+	(&checker{problems: p, skipFiles: o.SkipFiles}).check(&cfg)
 	if err := p.err(); err != nil {
 		return nil, err
 	}
+	cfg.Warnings = p.warns
 	return &cfg, nil
 }
 

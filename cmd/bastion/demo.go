@@ -88,7 +88,7 @@ func demoListeners(n int) ([]net.Listener, error) {
 // with credentials from the fake. It writes a key, a config and an ssh
 // config into --state and prints ready-to-paste ssh lines.
 func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("demo", stderr)
+	fs := newFlags("demo", stdout)
 	state := fs.String("state", "demo-state", "folder for the demo's keys, config and audit log")
 	listen := fs.String("listen", "127.0.0.1:2222", "address the demo bastion listens on")
 	devLog := fs.Bool("dev-log", false, "human-readable logs instead of JSON")

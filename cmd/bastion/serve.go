@@ -29,8 +29,8 @@ import (
 	"bastion/upstream/static"
 )
 
-func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
-	fs := newFlags("serve", stderr)
+func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("serve", stdout)
 	cf := addConfigFlag(fs)
 	devLog := fs.Bool("dev-log", false, "human-readable console logs instead of JSON")
 	if err := parseFlags(fs, args); err != nil {
@@ -42,6 +42,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	log := newLogger(*devLog, stderr)
 	defer log.Sync()
+	logWarnings(log, cfg)
 
 	b, err := newBastion(ctx, cfg, log, nil)
 	if err != nil {
@@ -356,6 +357,7 @@ func (b *bastion) reload(path string) {
 		b.audit.Emit(audit.Event{Type: audit.TypeConfigRejected, Error: err.Error()})
 		return
 	}
+	logWarnings(b.log, cfg)
 	b.srv.SetRules(rulesFrom(cfg))
 	b.log.Info("reloaded", zap.Int("users", len(cfg.Users)), zap.Int("policies", len(cfg.Policies)))
 	b.audit.Emit(audit.Event{Type: audit.TypeConfigReloaded})
