@@ -140,6 +140,29 @@ func TestDemo(t *testing.T) {
 		}
 	})
 
+	t.Run("READMELines", func(t *testing.T) {
+		// The README's demo lines, run as printed from the folder the
+		// demo ran in (the repository's, for a reader).
+		readme, err := os.ReadFile("../README.md")
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, l := range strings.Split(string(readme), "\n") {
+			if !strings.HasPrefix(l, "ssh -F demo-state/ssh_config ") {
+				continue
+			}
+			n++
+			line, _, _ := strings.Cut(l, "#")
+			if out, code := runLine(t, dir, line, withoutUser()); code != 0 {
+				t.Errorf("README %q: exit %d, output %q", line, code, out)
+			}
+		}
+		if n == 0 {
+			t.Fatal("no demo lines in README.md")
+		}
+	})
+
 	t.Run("NoSuchUser", func(t *testing.T) {
 		for _, target := range []string{"nosuchuser@api-1.ec2", "nosuchuser@web-1"} {
 			out, err := exec.Command("ssh", "-F", sshConfig, "-o", "BatchMode=yes", "-J", "bastion", target, "echo logged-in").CombinedOutput()

@@ -1,6 +1,6 @@
 // Command bastion is an SSH bastion for AWS: people reach private Lightsail
 // and EC2 instances with their own keys and plain OpenSSH, through one
-// audited jump host. See README.md and DESIGN.md.
+// audited jump host. See README.md and docs/DESIGN.md.
 package main
 
 import (
