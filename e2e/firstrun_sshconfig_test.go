@@ -38,6 +38,12 @@ func TestFirstRunSSHConfigTrust(t *testing.T) {
 	_, port, _ := net.SplitHostPort(inst.Addr())
 	fake.AddEC2Instance(awsfake.EC2Instance{ID: id, Region: region, AvailabilityZone: region + "a",
 		PrivateIP: "127.0.0.1", PublicIP: "127.0.0.1", Tags: map[string]string{"Name": "web-1"}})
+	// Names whoever may tag an instance chooses: none may widen the trust
+	// beyond the bastion's own names.
+	for i, name := range []string{"github.com", "*", "a,b", "x y"} {
+		fake.AddEC2Instance(awsfake.EC2Instance{ID: fmt.Sprintf("i-0bbbbbbbbbbbbbbb%d", i), Region: region, AvailabilityZone: region + "a",
+			PrivateIP: "127.0.0.1", Tags: map[string]string{"Name": name}})
+	}
 
 	dir := t.TempDir()
 	dana := newKey(t, dir, "dana")
@@ -77,6 +83,19 @@ policies:
 		return string(out), err
 	}
 
+	kh, err := os.ReadFile(known)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(kh), "\n") {
+		if f := strings.Fields(l); len(f) > 1 && f[0] == "@cert-authority" {
+			for _, name := range strings.Split(f[1], ",") {
+				if name != "*.lightsail" && name != "*.ec2" && name != "*.static" && strings.ContainsAny(name, "*., ") {
+					t.Errorf("the @cert-authority line trusts %q: %s", name, l)
+				}
+			}
+		}
+	}
 	for _, args := range [][]string{
 		{"-J", "bastion", "ec2-user@web-1"},     // the README's headline
 		{"-J", "bastion", "ec2-user@" + id},     // by instance id
@@ -116,7 +135,7 @@ policies:
 	fake.AddEC2Instance(awsfake.EC2Instance{ID: "i-0aaaaaaaaaaaaaaa1", Region: region, AvailabilityZone: region + "a",
 		PrivateIP: "127.0.0.1", PublicIP: "127.0.0.1", Tags: map[string]string{"Name": "web-9"}})
 	writeConfig(t)
-	kh, err := os.ReadFile(known)
+	kh, err = os.ReadFile(known)
 	if err != nil {
 		t.Fatal(err)
 	}

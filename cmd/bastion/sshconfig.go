@@ -102,8 +102,11 @@ func cmdSSHConfig(ctx context.Context, args []string, stdout, stderr io.Writer) 
 // targetNames returns the names a person may type bare for the targets the
 // configured providers have now: static names, Lightsail names, EC2 Name
 // tags and instance ids, sorted and without duplicates. Names that are not
-// plain host names (a tag with a space or a comma) are left out: they
-// cannot be a known_hosts pattern. The AWS providers are asked with the
+// plain, dotless host names are left out: a tag with a space, a comma or a
+// star cannot be a known_hosts pattern, and a dotted one ("github.com",
+// set by whoever may tag an instance) would make laptops trust the
+// bastion's CA for a host on the internet; such targets are reached with
+// their suffix ("github.com.ec2"). The AWS providers are asked with the
 // SDK's default credentials, as serve asks them.
 func targetNames(ctx context.Context, cfg *config.Config) ([]string, error) {
 	set := map[string]bool{}
@@ -134,8 +137,8 @@ func targetNames(ctx context.Context, cfg *config.Config) ([]string, error) {
 }
 
 // hostNameRE matches the names targetNames puts in a known_hosts pattern
-// list: no pattern characters, no commas, no spaces.
-var hostNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+// list: no pattern characters, commas, spaces or dots.
+var hostNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]*$`)
 
 // bastionAddress returns the host and port people use: --host if given
 // (with or without a port), else the listen address.
