@@ -144,8 +144,15 @@ type account struct {
 
 // Start listens on opts.Addr and serves SSH connections until Close.
 func Start(opts Options) (*Instance, error) {
+	// A handed listener is the Instance's from here on, also on failure.
+	fail := func(err error) (*Instance, error) {
+		if opts.Listener != nil {
+			opts.Listener.Close()
+		}
+		return nil, err
+	}
 	if opts.Authorize == nil {
-		return nil, errors.New("siminstance: Options.Authorize is nil")
+		return fail(errors.New("siminstance: Options.Authorize is nil"))
 	}
 	addr := opts.Addr
 	if addr == "" {
@@ -155,16 +162,13 @@ func Start(opts Options) (*Instance, error) {
 		addr = opts.Listener.Addr().String()
 	}
 	if err := checkLoopback(addr); err != nil {
-		if opts.Listener != nil {
-			opts.Listener.Close()
-		}
-		return nil, err
+		return fail(err)
 	}
 	hostKey := opts.HostKey
 	if hostKey == nil {
 		var err error
 		if hostKey, err = newHostKey(); err != nil {
-			return nil, err
+			return fail(err)
 		}
 	}
 	log := opts.Logger
