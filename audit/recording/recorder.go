@@ -97,8 +97,8 @@ type options struct {
 // default, means no cap). An event that would take the file over the cap
 // is dropped, as is every later event, and a single marker event labelled
 // [TruncatedMarker] is written instead, so a capped file can exceed n by
-// the length of that one line. The session goes on; [Recorder.Truncated]
-// reports whether the cap was hit, and [WithFailureFunc] tells.
+// the length of that one line. [Recorder.Truncated] reports whether the cap
+// was hit, and the failure func of [WithFailureFunc] is told.
 func WithMaxBytes(n int64) Option { return func(o *options) { o.maxBytes = n } }
 
 // WithFailureFunc has f called once when the recorder stops recording
