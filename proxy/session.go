@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"go.uber.org/zap"
 	"golang.org/x/crypto/ssh"
 
 	"bastion/audit"
@@ -295,7 +294,10 @@ func (s *session) closed(up, down int64) {
 	}
 	if rec != nil {
 		if err := rec.Close(); err != nil {
-			s.l.c.log.Error("recording_failed", zap.String("path", rec.Path()), zap.Error(err))
+			// Usually the error the failure func was given already;
+			// rate-limited like it, since a full disk fails every
+			// session.
+			s.l.c.srv.writeLog.log(s.l.c.log, whatRecording, err)
 		}
 		e.Recording = rec.Path()
 		if f := s.l.c.srv.Recording.Finished; f != nil {
