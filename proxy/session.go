@@ -11,6 +11,7 @@ import (
 
 	"bastion/audit"
 	"bastion/audit/recording"
+	"bastion/config"
 )
 
 // Recording configures session recordings.
@@ -223,7 +224,7 @@ func (s *session) recordingStopped(path string, err error) {
 	if errors.Is(err, recording.ErrLimit) {
 		srv.Metrics.LimitHit(limitMaxRecordingSize)
 		if !srv.AuditFailOpen {
-			action, msg = actionEnded, fmt.Sprintf("the session recording reached its size limit of %d bytes; closing the session", srv.Recording.MaxBytes)
+			action, msg = actionEnded, fmt.Sprintf("the session recording reached its size limit of %s; closing the session", config.Size(srv.Recording.MaxBytes))
 		}
 		s.l.audit(audit.Event{Type: audit.TypeRecordingTruncated, Channel: s.n, Limit: limitMaxRecordingSize,
 			Recording: path, Size: srv.Recording.MaxBytes, Action: action})
