@@ -3,6 +3,7 @@ package deploy_test
 import (
 	"os"
 	"regexp"
+	"strings"
 	"testing"
 
 	"bastion/config"
@@ -26,7 +27,14 @@ func TestMinimalConfig(t *testing.T) {
 	if m == nil || string(m[1]) != cfg.Audit.Log {
 		t.Errorf("bastion.logrotate rotates %q, want the config's audit.log %q", m, cfg.Audit.Log)
 	}
-	if !regexp.MustCompile(`(?m)^\s+systemctl kill --signal=USR1 --kill-whom=main bastion\.service$`).Match(data) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body := regexp.MustCompile(`(?s)\n/var/log/bastion/audit.jsonl \{.*?\n\}\n`).Find(readme); body == nil || !strings.HasSuffix(string(data), string(body)) {
+		t.Errorf("systemd/bastion.logrotate differs from the snippet under README.md's Audit log rotation")
+	}
+	if !regexp.MustCompile(`(?m)^\s+systemctl kill --signal=USR1 --kill-whom=main bastion\.service `).Match(data) {
 		t.Errorf("bastion.logrotate does not tell the bastion to reopen the log (SIGUSR1)")
 	}
 }
