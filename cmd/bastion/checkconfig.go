@@ -49,10 +49,14 @@ func cmdCheckConfig(ctx context.Context, args []string, stdout io.Writer) error 
 // names on disk is read. Every problem is returned, joined.
 func preflight(ctx context.Context, cfg *config.Config, files bool) error {
 	var errs []error
+	// One line per problem, each naming the file, as config's do.
+	add := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{cfg.Path}, args...)...))
+	}
 	for _, k := range []struct{ key, value string }{{"host_key", cfg.HostKey}, {"host_ca_key", cfg.HostCAKey}} {
 		ref, err := secretref.Parse(k.value)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", k.key, err))
+			add("%s: %w", k.key, err)
 			continue
 		}
 		if ref.IsAWS() || !files {
@@ -64,23 +68,25 @@ func preflight(ctx context.Context, cfg *config.Config, files bool) error {
 			continue
 		}
 		if _, _, err := proxy.LoadOrCreateKey(k.value); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", k.key, err))
+			add("%s: %w", k.key, err)
 		}
 	}
+	var err error
 	if files {
-		_, err := newProviders(ctx, cfg, zap.NewNop(), nil, &awsLoader{}, metrics.New())
-		errs = append(errs, err)
+		_, err = newProviders(ctx, cfg, zap.NewNop(), nil, &awsLoader{}, metrics.New())
 	} else {
-		_, err := newAWSProviders(ctx, cfg, zap.NewNop(), nil, &awsLoader{}, metrics.New())
-		errs = append(errs, err)
+		_, err = newAWSProviders(ctx, cfg, zap.NewNop(), nil, &awsLoader{}, metrics.New())
 		for _, st := range cfg.Providers.Static {
 			if st.HostKey == "" {
 				continue
 			}
 			if _, _, _, _, err := ssh.ParseAuthorizedKey([]byte(st.HostKey)); err != nil {
-				errs = append(errs, fmt.Errorf("providers.static %s: host_key: %w", st.Name, err))
+				add("providers.static %s: host_key: %w", st.Name, err)
 			}
 		}
+	}
+	if err != nil {
+		add("%w", err)
 	}
 	return errors.Join(errs...)
 }
