@@ -49,7 +49,8 @@ problem.
 
 signals:
   SIGHUP            reload users, groups, policies, revoked keys and limits
-                    (an invalid file is refused and the old config kept)
+                    (an invalid file is refused and the old config kept),
+                    and reopen the audit log
   SIGTERM, SIGINT   drain: stop accepting, tell live sessions, let them run
                     until limits.drain_timeout, then exit 0
   second SIGTERM or SIGINT
