@@ -94,6 +94,16 @@ func TestFirstRunOwnSessionPTY(t *testing.T) {
 			}
 		})
 	}
+	t.Run("ListWithPTY", func(t *testing.T) {
+		// ssh -t puts the person's terminal in raw mode: lines end in CRLF.
+		s := startTTYSSH(t, w.alice, 80, "-t", "bastion", "list")
+		if code := s.wait(t, "ssh -t bastion list"); code != 0 {
+			t.Errorf("ssh -t bastion list: got exit %d, want 0", code)
+		}
+		if out := s.out.String(); !strings.Contains(out, "OS USERS\r\n") || strings.Contains(strings.ReplaceAll(out, "\r\n", ""), "\n") {
+			t.Errorf("ssh -t bastion list: got %q, want CRLF line ends", out)
+		}
+	})
 	for _, key := range []struct{ name, bytes string }{
 		{"EmptyLine", "\r"},
 		{"CtrlD", "\x04"},

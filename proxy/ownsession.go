@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -98,7 +99,11 @@ func (c *conn) ownCommand(ch ssh.Channel, cmd, nl string) int {
 	switch cmd {
 	case cmdList:
 		entries, err := c.listTargets()
-		writeListing(ch, entries, false)
+		var w io.Writer = ch
+		if nl != "\n" {
+			w = crlfWriter{ch}
+		}
+		writeListing(w, entries, false)
 		if err != nil {
 			fmt.Fprintf(ch.Stderr(), "bastion: some targets could not be listed: %s%s", upstream.PublicMessage(err), nl)
 			return 1
@@ -166,6 +171,17 @@ func writeListing(w io.Writer, entries []entry, numbered bool) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s%s", e.t.Name, e.t.Provider, region, strings.Join(e.osUsers, ","), nl)
 	}
 	tw.Flush()
+}
+
+// crlfWriter writes to w with every "\n" as "\r\n", for a terminal in raw
+// mode.
+type crlfWriter struct{ w io.Writer }
+
+func (c crlfWriter) Write(p []byte) (int, error) {
+	if _, err := c.w.Write(bytes.ReplaceAll(p, []byte("\n"), []byte("\r\n"))); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
 
 // lineEnd returns the line end for output to a session with pty (nil when
