@@ -129,10 +129,17 @@ func targetPatternProblem(pat string) string {
 }
 
 // didYouMean returns `; did you mean "X"?` for the candidate closest to s,
-// if one is within a small edit distance, else "".
+// if one is within a small edit distance, else "". Names longer than 64
+// bytes get no suggestion (the distance costs their length squared).
 func didYouMean(s string, candidates []string) string {
+	if len(s) > 64 {
+		return ""
+	}
 	best, bestD := "", 0
 	for _, c := range candidates {
+		if len(c) > 64 {
+			continue
+		}
 		if d := editDistance(s, c); best == "" || d < bestD {
 			best, bestD = c, d
 		}
