@@ -13,24 +13,35 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"bastion/internal/secfile"
 )
 
 // LoadOrCreateKey reads an OpenSSH private key from path, or, if the file
 // does not exist, creates a new ed25519 key there (mode 0600, folder 0700).
-// created reports whether it did.
+// created reports whether it did. A key file others could read or change
+// is refused (*secfile.ModeError), and so is a symlink to a missing file
+// (*secfile.DanglingSymlinkError): the key is not created behind it.
 func LoadOrCreateKey(path string) (signer ssh.Signer, created bool, err error) {
-	data, err := os.ReadFile(path)
+	signer, err = loadKey(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return createKey(path)
 	}
+	return signer, false, err
+}
+
+// loadKey reads and parses the private key at path.
+func loadKey(path string) (ssh.Signer, error) {
+	data, err := secfile.ReadPrivateKey(path)
 	if err != nil {
-		return nil, false, fmt.Errorf("reading key: %w", err)
+		return nil, fmt.Errorf("reading key: %w", err)
 	}
-	signer, err = ssh.ParsePrivateKey(data)
+	signer, err := ssh.ParsePrivateKey(data)
+	clear(data)
 	if err != nil {
-		return nil, false, fmt.Errorf("parsing key %s: %w", path, err)
+		return nil, fmt.Errorf("parsing key %s: %w", path, err)
 	}
-	return signer, false, nil
+	return signer, nil
 }
 
 func createKey(path string) (ssh.Signer, bool, error) {
@@ -46,11 +57,16 @@ func createKey(path string) (ssh.Signer, bool, error) {
 		return nil, false, fmt.Errorf("creating key folder: %w", err)
 	}
 	// O_EXCL: two replicas starting on one volume must not overwrite each
-	// other's key; the loser reads the winner's.
+	// other's key; the loser reads the winner's, once. (O_EXCL also fails
+	// on a symlink, dangling or not, which loadKey has ruled out; a path
+	// that exists yet cannot be opened is an error, not a retry.)
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if errors.Is(err, fs.ErrExist) {
-		s, _, err := LoadOrCreateKey(path)
-		return s, false, err
+		s, err := loadKey(path)
+		if err != nil {
+			return nil, false, fmt.Errorf("reading the key another process created: %w", err)
+		}
+		return s, false, nil
 	}
 	if err != nil {
 		return nil, false, fmt.Errorf("creating key: %w", err)
