@@ -100,6 +100,9 @@ func (c *conn) serve() {
 		e := audit.Event{Type: audit.TypeConnectionClosed, DurationMS: time.Since(start).Milliseconds()}
 		if cause := context.Cause(c.ctx); cause != nil && cause != context.Canceled {
 			e.Reason = cause.Error()
+			if hf := (*handshakeError)(nil); errors.As(cause, &hf) {
+				e.Error = hf.detail()
+			}
 		}
 		c.audit(e)
 	}()
@@ -125,7 +128,9 @@ func (c *conn) serve() {
 		if c.rejected > 0 {
 			c.srv.failures.fail(host, perMinute)
 		}
-		c.log.Debug("handshake_failed", zap.Error(err))
+		hf := classifyHandshake(err, c.rejected)
+		c.srv.handshakeFailed(c.log, "outer", hf)
+		c.cancel(hf)
 		return
 	}
 	c.srv.failures.succeeded(host)
@@ -496,7 +501,7 @@ func (c *conn) jump(nc ssh.NewChannel) {
 			up.conn.Close()
 			l.cancel(nil)
 		}
-		c.log.Debug("inner_handshake_failed", zap.String("typed", p.Host), zap.Error(err))
+		c.srv.handshakeFailed(c.log.With(zap.String("typed", audit.Clip(p.Host))), "inner", classifyHandshake(err, 0))
 		return
 	}
 	c.runLink(l, func() { splice(l.ctx, peer{conn: isc, chans: ichans, reqs: ireqs}, up.peer, l, l.logger()) })

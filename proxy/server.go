@@ -108,6 +108,8 @@ type Server struct {
 	unauthBy map[string]int
 	// failures throttles addresses with many failed authentications.
 	failures *failureTracker
+	// hsLog rate-limits the log lines of failed handshakes.
+	hsLog handshakeLog
 
 	mu        sync.Mutex // protects listeners, conns, users and closed
 	listeners map[net.Listener]struct{}
