@@ -221,11 +221,13 @@ func (s *Store) HostKeyAlgorithms(id string) []string {
 // Callback returns a host key callback for the instance id. The hostname
 // and address the SSH client passes are ignored: the id is the identity.
 //
-// A key on record for id is accepted; another key for a known id fails with
-// an *upstream.Error wrapping *upstream.HostKeyMismatchError. For an unknown
-// id a TrustOnFirstUse store records and accepts the key (refusing the
-// connection if the key cannot be persisted), and a Pinned store fails with
-// an *upstream.Error wrapping upstream.ErrHostKeyUnknown.
+// A key on record for id is accepted; another key for a known id, and any
+// key for an id with conflicting entries, fails with an *upstream.Error
+// wrapping *upstream.HostKeyMismatchError. For an unknown id a
+// TrustOnFirstUse store records and accepts the key, unless another
+// process recorded one first (then the key is checked against that one),
+// refusing the connection if the key cannot be persisted; a Pinned store
+// fails with an *upstream.Error wrapping upstream.ErrHostKeyUnknown.
 func (s *Store) Callback(id string) ssh.HostKeyCallback {
 	return func(_ string, _ net.Addr, key ssh.PublicKey) error {
 		learned, err := s.check(id, key)
