@@ -106,6 +106,7 @@ func TestHostileHandshakeNoCommonAlgorithms(t *testing.T) {
 				}
 				return false
 			})
+			t.Logf("connection_closed: reason %q, error %q", ev["reason"], ev["error"])
 			if msg, _ := ev["error"].(string); !strings.Contains(msg, "no common algorithm") || len(msg) > 300 {
 				t.Errorf("connection_closed error: got %q, want the negotiation error, clipped", msg)
 			}

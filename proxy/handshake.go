@@ -37,9 +37,17 @@ func (f *handshakeError) Unwrap() error { return f.err }
 // with the bastion.
 func (f *handshakeError) negotiation() bool { return strings.HasPrefix(f.reason, "no_common_") }
 
-// detail returns the error text, clipped: its algorithm lists come from
-// the peer.
-func (f *handshakeError) detail() string { return audit.Clip(f.err.Error()) }
+// detail returns the error text, clipped (its algorithm lists come from
+// the peer). For a failed negotiation the peer's list comes first, so that
+// the clip keeps it rather than the bastion's own, which is known.
+func (f *handshakeError) detail() string {
+	var neg *ssh.AlgorithmNegotiationError
+	if errors.As(f.err, &neg) {
+		return audit.Clip("no common algorithm for " + neg.What + "; peer offered: " + strings.Join(neg.RequestedAlgorithms, ",") +
+			"; we offered: " + strings.Join(neg.SupportedAlgorithms, ","))
+	}
+	return audit.Clip(f.err.Error())
+}
 
 // classifyHandshake names why a handshake failed with err. authRejected is
 // how many keys the connection had refused.
