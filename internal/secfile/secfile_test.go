@@ -72,3 +72,30 @@ func TestDanglingSymlink(t *testing.T) {
 		t.Fatalf("missing file: got %v, want fs.ErrNotExist", err)
 	}
 }
+
+// TestReadPrivateKeyOtherOwner: a key owned by another user may be readable
+// by its group (the group is how the file is given to the bastion, as with
+// a Kubernetes Secret and fsGroup), but not writable by it nor usable by
+// others. It needs root to chown.
+func TestReadPrivateKeyOtherOwner(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to chown the file to another user")
+	}
+	for mode, wantErr := range map[fs.FileMode]bool{0o440: false, 0o640: false, 0o460: true, 0o444: true, 0o600: false} {
+		p := filepath.Join(t.TempDir(), "key")
+		if err := os.WriteFile(p, []byte("k"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(p, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		_, err := ReadPrivateKey(p)
+		var me *ModeError
+		if got := errors.As(err, &me); got != wantErr {
+			t.Errorf("ReadPrivateKey of a %04o file owned by another user: got %v, want a *ModeError: %v", mode, err, wantErr)
+		}
+	}
+}
