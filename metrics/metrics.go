@@ -34,6 +34,7 @@ type Metrics struct {
 	reloads           *prometheus.CounterVec
 	uploads           *prometheus.CounterVec
 	handshakeFailures *prometheus.CounterVec
+	auditFailures     *prometheus.CounterVec
 }
 
 // Reasons a handshake failed, the label values of
@@ -83,6 +84,7 @@ func New() *Metrics {
 	for _, r := range handshakeReasons {
 		m.handshakeFailures.WithLabelValues(r)
 	}
+	m.auditFailures = f.counterVec("bastion_audit_write_failures_total", "Audit events or recordings that could not be written, by what (audit_log or recording).", "what")
 	return m
 }
 
@@ -134,6 +136,14 @@ func (m *Metrics) AuthFailure(reason string) {
 func (m *Metrics) PolicyDenial(capability string) {
 	if m != nil {
 		m.policyDenials.WithLabelValues(capability).Inc()
+	}
+}
+
+// AuditWriteFailure counts an audit event (what "audit_log") or a
+// recording ("recording") that could not be written.
+func (m *Metrics) AuditWriteFailure(what string) {
+	if m != nil {
+		m.auditFailures.WithLabelValues(what).Inc()
 	}
 }
 
