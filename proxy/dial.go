@@ -58,7 +58,7 @@ func upstreamCiphers() []string {
 
 // macAlgorithms are the MACs offered on every leg (outer, inner and
 // upstream): x/crypto's defaults without hmac-sha1 and hmac-sha1-96. The
-// SHA-2 ones, encrypt-then-MAC first, are in every OpenSSH since 7.2 (the
+// SHA-2 ones, encrypt-then-MAC first, are in every OpenSSH since 5.9 (the
 // ETM forms since 6.2), so a stock sshd upstream agrees on one; with the
 // AEAD ciphers preferred on every leg no MAC is used at all.
 var macAlgorithms = []string{
