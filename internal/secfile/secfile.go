@@ -81,8 +81,10 @@ func privateKeyOK(fi fs.FileInfo) bool {
 	return perm&0o077 == 0
 }
 
+// read opens path, checks the open file with ok and reads it. O_NONBLOCK
+// keeps a FIFO at path from hanging the open; only regular files are read.
 func read(path string, ok func(fs.FileInfo) bool, private bool) ([]byte, error) {
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, notExist(path, err)
 	}
@@ -91,8 +93,11 @@ func read(path string, ok func(fs.FileInfo) bool, private bool) ([]byte, error) 
 	if err != nil {
 		return nil, err
 	}
-	if fi.IsDir() {
+	switch {
+	case fi.IsDir():
 		return nil, &fs.PathError{Op: "read", Path: path, Err: syscall.EISDIR}
+	case !fi.Mode().IsRegular():
+		return nil, fmt.Errorf("%s is not a regular file", path)
 	}
 	if !ok(fi) {
 		return nil, &ModeError{Path: path, Mode: fi.Mode(), Private: private}

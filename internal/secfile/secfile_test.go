@@ -5,7 +5,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
+	"time"
 )
 
 func TestReadPrivateKey(t *testing.T) {
@@ -97,5 +99,25 @@ func TestReadPrivateKeyOtherOwner(t *testing.T) {
 		if got := errors.As(err, &me); got != wantErr {
 			t.Errorf("ReadPrivateKey of a %04o file owned by another user: got %v, want a *ModeError: %v", mode, err, wantErr)
 		}
+	}
+}
+
+func TestNotRegular(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "fifo")
+	if err := syscall.Mkfifo(p, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := ReadPrivateKey(p)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("FIFO: got no error, want a refusal")
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("FIFO: ReadPrivateKey still blocked after 20s")
 	}
 }
