@@ -134,6 +134,16 @@ func (a *Authenticator) Admits(id Identity) bool {
 	return a.owners[id.KeyFingerprint] == id.User
 }
 
+// Groups returns the groups of user in the config a was built from (nil
+// for a user no longer configured), so that a decision taken after a reload
+// sees the groups in force rather than those of the login.
+func (a *Authenticator) Groups(user string) []string {
+	if u, ok := a.users[user]; ok {
+		return u.Groups
+	}
+	return nil
+}
+
 func (a *Authenticator) authenticateCert(cert *ssh.Certificate, remote net.Addr) (Identity, error) {
 	checker := &ssh.CertChecker{
 		IsUserAuthority: func(k ssh.PublicKey) bool {

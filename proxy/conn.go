@@ -310,7 +310,10 @@ func (c *conn) resolve(typed string) (target, error) {
 	}
 	tg := target{typed: typed, Target: t}
 	c.audit(audit.Event{Type: audit.TypeTargetResolved, Typed: typed, Target: t.String(), Provider: t.Provider, InstanceID: t.ID})
-	if d := c.srv.currentRules().Policy.Reachable(c.identity, tg.forPolicy()); !d.Allow {
+	rules := c.srv.currentRules()
+	id := c.identity
+	id.Groups = rules.Auth.Groups(id.User)
+	if d := rules.Policy.Reachable(id, tg.forPolicy()); !d.Allow {
 		c.srv.Metrics.PolicyDenial("target")
 		c.audit(audit.Event{Type: audit.TypePolicyDenied, Typed: typed, Target: t.String(), Reason: d.Reason})
 		return target{}, &publicError{msg: d.Reason}
@@ -319,11 +322,13 @@ func (c *conn) resolve(typed string) (target, error) {
 }
 
 // connectUpstream authorizes a login as osUser, fetches credentials and
-// connects to the target. The returned link enforces the policy on the
-// spliced connection and audits it.
+// connects to the target. The returned link enforces, on the spliced
+// connection, the policy in force at each decision, and audits it.
 func (c *conn) connectUpstream(t target, osUser, mode string) (*upstreamConn, *link, error) {
 	rules := c.srv.currentRules()
-	base := auth.Request{Identity: c.identity, Target: t.forPolicy(), OSUser: osUser}
+	id := c.identity
+	id.Groups = rules.Auth.Groups(id.User)
+	base := auth.Request{Identity: id, Target: t.forPolicy(), OSUser: osUser}
 	ev := audit.Event{Mode: mode, Typed: t.typed, Target: t.String(), Provider: t.Provider, InstanceID: t.ID, OSUser: osUser}
 	emit := func(e audit.Event) { c.audit(withLinkFields(e, ev)) }
 	if d := rules.Policy.Authorize(base); !d.Allow {
@@ -388,7 +393,7 @@ func (c *conn) connectUpstream(t target, osUser, mode string) (*upstreamConn, *l
 	emit(audit.Event{Type: audit.TypeUpstreamOpen, UpstreamAddr: creds.Addr})
 	c.log.Info("upstream_connected", zap.String("target", t.String()), zap.String("addr", creds.Addr), zap.String("os_user", osUser))
 	l := newLink(c, nil, ev)
-	l.policyGuard = &policyGuard{policy: rules.Policy, base: base, typed: t.typed, force: c.identity.ForceCommand,
+	l.policyGuard = &policyGuard{rules: c.srv.currentRules, base: base, typed: t.typed, force: c.identity.ForceCommand,
 		denied: func(capability, reason string) {
 			c.srv.Metrics.PolicyDenial(capability)
 			l.audit(audit.Event{Type: audit.TypePolicyDenied, Capability: capability, Reason: reason})

@@ -13,10 +13,14 @@ import (
 )
 
 // policyGuard is the guard of one link: it asks the policy about every
-// channel and request that needs a capability.
+// channel and request that needs a capability. Each decision reads the
+// rules in force at that moment, never a copy taken when the link began, so
+// that a reload reaches live links (a ControlMaster's new -L included).
 type policyGuard struct {
-	policy *auth.Policy
-	// base is the request for this link: identity, target and OS user.
+	// rules returns the rules in force now.
+	rules func() *Rules
+	// base is the request for this link: identity, target and OS user. The
+	// identity's groups are re-read from the rules at each decision.
 	base auth.Request
 	// typed is the target name as the person typed it, for messages.
 	typed string
@@ -28,13 +32,15 @@ type policyGuard struct {
 	denied func(capability, reason string)
 }
 
-// check asks the policy about one capability and returns the message for a
-// refusal.
+// check asks the policy in force about one capability and returns the
+// message for a refusal.
 func (g *policyGuard) check(capability, dest string) (bool, string) {
+	rules := g.rules()
 	r := g.base
 	r.Capability = capability
 	r.Dest = dest
-	d := g.policy.Authorize(r)
+	r.Identity.Groups = rules.Auth.Groups(r.Identity.User)
+	d := rules.Policy.Authorize(r)
 	if d.Allow {
 		return true, ""
 	}
@@ -58,8 +64,9 @@ func (g *policyGuard) allowChannel(dir direction, typ string, extra []byte) (boo
 	}
 	switch typ {
 	case chanForwardedTCPIP, chanForwardedStreamloc:
-		// The forward itself was checked when it was requested; this
-		// re-check covers a config reload since.
+		// The forward was checked when it was requested; each
+		// connection it brings is checked again against the rules in
+		// force now.
 		return g.check(config.CapPortForwarding, "")
 	case chanAgent:
 		return g.check(config.CapAgentForwarding, "")

@@ -1,0 +1,131 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// capsWorld is a bastion in front of a real sshd (static target web-1)
+// with one person, bob, whose config lines the test chooses: the world for
+// the capability, certificate and reload hostile cases.
+type capsWorld struct {
+	b        *bastionProc
+	bob      *client
+	bobKey   keypair
+	upKey    keypair
+	up       *sshd
+	me       string
+	dir      string
+	sshdLine string
+}
+
+// newCapsWorld starts sshd and a bastion whose config is body(w) (users,
+// policies and the like; the static provider line is w.sshdLine).
+func newCapsWorld(t *testing.T, body func(w *capsWorld) string) *capsWorld {
+	t.Helper()
+	w := &capsWorld{me: currentUser(t), dir: t.TempDir()}
+	w.upKey = newKey(t, w.dir, "upstream_key")
+	w.up = startSSHD(t, sshdOptions{AuthorizedKeys: []string{w.upKey.AuthorizedKey()}})
+	w.bobKey = newKey(t, w.dir, "bob")
+	w.sshdLine = fmt.Sprintf("providers:\n  static:\n    - {name: web-1, address: %q, user: %s, private_key: %q, host_key: %q}\n",
+		w.up.Addr, w.me, w.upKey.Private, w.up.HostKey.AuthorizedKey())
+	w.b = startBastion(t, body(w))
+	w.bob = newClient(t, w.b, "bob", w.bobKey)
+	return w
+}
+
+// reload rewrites the bastion's config body and sends SIGHUP, waiting for
+// the reload to be taken.
+func (w *capsWorld) reload(t *testing.T, body string) {
+	t.Helper()
+	data, err := os.ReadFile(w.b.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	head, _, found := strings.Cut(string(data), "users:")
+	if !found {
+		t.Fatalf("no users key in %s", w.b.Config)
+	}
+	n := countType(t, w.b, "config_reloaded")
+	writeFile(t, w.b.Config, head+body, 0o600)
+	w.b.signal(t, syscall.SIGHUP)
+	waitFor(t, "the reload", 30*time.Second, func() bool { return countType(t, w.b, "config_reloaded") > n })
+}
+
+// shortDir returns a fresh directory with a short path, for unix sockets
+// (sun_path is 108 bytes and ssh adds a suffix to a ControlPath).
+func shortDir(t *testing.T) string {
+	t.Helper()
+	d, err := os.MkdirTemp("", "cm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	return d
+}
+
+// TestHostileReloadControlMaster opens an OpenSSH ControlMaster through
+// ProxyJump while port forwarding is allowed, reloads a config that takes
+// port forwarding away, and then asks the live master for more: a new
+// connection on the -L forward opened before the reload, a new -L and a new
+// -R added through the control socket. Each is refused and carries no data.
+func TestHostileReloadControlMaster(t *testing.T) {
+	policy := func(allow string) string {
+		return fmt.Sprintf("policies:\n  - {groups: [ops], targets: [\"*\"], os_users: [\"*\"]%s}\n", allow)
+	}
+	var users string
+	w := newCapsWorld(t, func(w *capsWorld) string {
+		users = fmt.Sprintf("users:\n  - {name: bob, keys: [%q], groups: [ops]}\n", w.bobKey.AuthorizedKey())
+		return users + w.sshdLine + policy(", allow: [port_forwarding]")
+	})
+	page := httpServer(t, "page")
+	sock := filepath.Join(shortDir(t), "m")
+	p1 := freePort(t)
+	master := startProcess(t, exec.Command("ssh", "-F", w.bob.ConfigPath, "-M", "-S", sock, "-N",
+		"-o", "ExitOnForwardFailure=yes", "-L", fmt.Sprintf("127.0.0.1:%d:%s", p1, page), "-J", "bastion", w.me+"@web-1"))
+	waitListening(t, fmt.Sprintf("127.0.0.1:%d", p1), 30*time.Second)
+	waitFor(t, "the control socket", 30*time.Second, func() bool { _, err := os.Stat(sock); return err == nil })
+	if got, err := httpGet(plainHTTP, fmt.Sprintf("http://127.0.0.1:%d/", p1)); err != nil || got != "page" {
+		t.Fatalf("-L before the reload: got %q, %v; want the page", got, err)
+	}
+
+	w.reload(t, users+w.sshdLine+policy(""))
+
+	if got, err := httpGet(plainHTTP, fmt.Sprintf("http://127.0.0.1:%d/", p1)); err == nil {
+		t.Errorf("new connection on the -L opened before the reload: got %q, want it refused", got)
+	}
+	p2 := freePort(t)
+	mux := exec.Command("ssh", "-F", w.bob.ConfigPath, "-S", sock, "-O", "forward", "-L", fmt.Sprintf("127.0.0.1:%d:%s", p2, page), w.me+"@web-1")
+	if out, err := mux.CombinedOutput(); err == nil {
+		// The listener is the client's own; only the channels it opens
+		// reach the bastion.
+		waitListening(t, fmt.Sprintf("127.0.0.1:%d", p2), 30*time.Second)
+		if got, err := httpGet(plainHTTP, fmt.Sprintf("http://127.0.0.1:%d/", p2)); err == nil {
+			t.Errorf("-O forward -L after the reload: got %q, want it refused", got)
+		}
+	} else {
+		t.Logf("-O forward -L refused by the client: %v %s", err, out)
+	}
+	p3 := freePort(t)
+	mux = exec.Command("ssh", "-F", w.bob.ConfigPath, "-S", sock, "-O", "forward", "-R", fmt.Sprintf("127.0.0.1:%d:%s", p3, page), w.me+"@web-1")
+	if out, err := mux.CombinedOutput(); err == nil {
+		t.Errorf("-O forward -R after the reload: got success %q, want it refused", out)
+	}
+	if got, err := httpGet(plainHTTP, fmt.Sprintf("http://127.0.0.1:%d/", p3)); err == nil {
+		t.Errorf("-R after the reload: got %q through the instance, want no listener", got)
+	}
+	if !auditHas(t, w.b, "policy_denied", "no policy lets bob use port forwarding") {
+		t.Error("audit log: no policy_denied for port forwarding after the reload")
+	}
+	select {
+	case <-master.done:
+		t.Fatalf("the master exited: %s", master.out.String())
+	default:
+	}
+}
