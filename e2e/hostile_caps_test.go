@@ -129,3 +129,60 @@ func TestHostileReloadControlMaster(t *testing.T) {
 	default:
 	}
 }
+
+// TestHostileSCPOnlySmuggling gives bob a policy that denies exec, shell
+// and sftp (so only scp is left) and tries to run other programs behind a
+// command line that begins with scp: a command, an interactive shell with a
+// pty, and an SFTP server. Each is refused with the reason on stderr; real
+// scp -O transfers still work, in both modes.
+func TestHostileSCPOnlySmuggling(t *testing.T) {
+	w := newCapsWorld(t, func(w *capsWorld) string {
+		return fmt.Sprintf("users:\n  - {name: bob, keys: [%q], groups: [ops]}\n", w.bobKey.AuthorizedKey()) + w.sshdLine +
+			"policies:\n  - {groups: [ops], targets: [\"*\"], os_users: [\"*\"], deny: [exec, shell, sftp]}\n"
+	})
+	const refusal = "no policy lets bob use exec on web-1"
+	for _, mode := range modes {
+		t.Run(mode+"/command", func(t *testing.T) {
+			r := w.bob.ssh(t, nil, append(dest(mode, w.me, "web-1"), "scp 2>/dev/null; echo smuggled-$((40+2))")...)
+			if strings.Contains(r.Stdout, "smuggled-42") || !strings.Contains(r.Stderr, refusal) {
+				t.Errorf("got exit %d stdout %q stderr %q; want the command refused with %q", r.Code, r.Stdout, r.Stderr, refusal)
+			}
+		})
+	}
+	t.Run("pty shell", func(t *testing.T) {
+		r := w.bob.ssh(t, []byte("echo shell-$((40+2))\nexit\n"), "-tt", "-J", "bastion", w.me+"@web-1", "scp 2>/dev/null; exec sh -i")
+		if strings.Contains(r.Stdout, "shell-42") || !strings.Contains(r.Stdout+r.Stderr, refusal) {
+			t.Errorf("got exit %d stdout %q stderr %q; want the shell refused with %q", r.Code, r.Stdout, r.Stderr, refusal)
+		}
+	})
+	t.Run("sftp server", func(t *testing.T) {
+		dir := t.TempDir()
+		r := w.bob.run(t, []byte("put "+w.bob.Key.Public+" "+filepath.Join(dir, "smuggled")+"\n"), "sftp", "-b", "-",
+			"-s", "scp 2>/dev/null; exec /usr/lib/openssh/sftp-server", "-J", "bastion", w.me+"@web-1")
+		if _, err := os.Stat(filepath.Join(dir, "smuggled")); err == nil || r.Code == 0 {
+			t.Errorf("got exit %d stderr %q and the file written; want the SFTP server refused", r.Code, r.Stderr)
+		}
+	})
+	if !auditHas(t, w.b, "policy_denied", `"capability":"exec"`) {
+		t.Error("audit log: no policy_denied for exec")
+	}
+	for _, mode := range modes {
+		t.Run(mode+"/scp -O", func(t *testing.T) {
+			dir := t.TempDir()
+			src := filepath.Join(dir, "src.txt")
+			writeFile(t, src, "scp payload\n", 0o644)
+			userHost, opts := remote(mode, w.me, "web-1")
+			up := filepath.Join(dir, "up.txt")
+			if r := w.bob.run(t, nil, "scp", append(append([]string{"-O", "-q", "-p"}, opts...), src, userHost+":"+up)...); r.Code != 0 {
+				t.Fatalf("scp -O up: exit %d: %s", r.Code, r.Stderr)
+			}
+			down := filepath.Join(dir, "down.txt")
+			if r := w.bob.run(t, nil, "scp", append(append([]string{"-O", "-q"}, opts...), userHost+":"+up, down)...); r.Code != 0 {
+				t.Fatalf("scp -O down: exit %d: %s", r.Code, r.Stderr)
+			}
+			if got, err := os.ReadFile(down); err != nil || string(got) != "scp payload\n" {
+				t.Fatalf("scp -O round trip: got %q, %v", got, err)
+			}
+		})
+	}
+}

@@ -117,10 +117,11 @@ func (g *policyGuard) allowRequest(dir direction, chanType string, req *ssh.Requ
 	return true, ""
 }
 
-// execCapability returns the capability a command line needs: scp's remote
-// end is CapSCP, anything else CapExec.
+// execCapability returns the capability a command line needs: exactly the
+// remote end of a legacy scp transfer (parseSCPServer) is CapSCP; anything
+// else, a command line that merely begins with scp included, is CapExec.
 func execCapability(cmd string) string {
-	if f := strings.Fields(cmd); len(f) > 0 && (f[0] == "scp" || strings.HasSuffix(f[0], "/scp")) {
+	if _, ok := parseSCPServer(cmd); ok {
 		return config.CapSCP
 	}
 	return config.CapExec
