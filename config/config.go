@@ -76,6 +76,10 @@ type Config struct {
 	// RevokedFingerprints holds the SHA256 fingerprints of RevokedKeys
 	// and RevokedKeysFile.
 	RevokedFingerprints []string `yaml:"-"`
+	// Warnings are what Parse found doubtful but valid (such as a policy
+	// whose denials exec can get around), sorted by line; check-config
+	// prints them and serve logs them.
+	Warnings []*Error `yaml:"-"`
 }
 
 // ProxyProtocol configures PROXY protocol (v1 and v2) on the listener.

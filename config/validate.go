@@ -409,12 +409,33 @@ func (c *checker) checkPolicies(cfg *Config) {
 		c.checkPatterns(key+".os_users", p.OSUsers, `["*"] for any`)
 		c.checkCapabilities(key+".allow", p.Allow)
 		c.checkCapabilities(key+".deny", p.Deny)
+		c.checkExecLoophole(key, p)
 		for j, f := range p.ForwardTo {
 			if !validForwardPattern(f) {
 				c.errorf(indexKey(key+".forward_to", j), "%q is not a host:port pattern, such as \"127.0.0.1:*\" or \"*.internal:443\"", f)
 			}
 		}
 	}
+}
+
+// checkExecLoophole warns about a policy that denies shell or sftp but not
+// exec: a command can start a shell (`ssh host sh -i`) or an SFTP server
+// (`sftp -s /usr/lib/openssh/sftp-server`), so such a denial stops only the
+// plain request, not a person who wants around it.
+func (c *checker) checkExecLoophole(key string, p Policy) {
+	if slices.Contains(p.Deny, CapExec) {
+		return
+	}
+	var denied []string
+	for _, cp := range []string{CapShell, CapSFTP} {
+		if slices.Contains(p.Deny, cp) {
+			denied = append(denied, cp)
+		}
+	}
+	if len(denied) == 0 {
+		return
+	}
+	c.warnf(key+".deny", "denies %s but not exec, and an exec can start a shell or an SFTP server; add exec to deny for the denial to hold", strings.Join(denied, " and "))
 }
 
 // checkPatterns checks a required list of glob patterns.

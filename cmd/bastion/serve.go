@@ -42,6 +42,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	log := newLogger(*devLog, stderr)
 	defer log.Sync()
+	logWarnings(log, cfg)
 
 	b, err := newBastion(ctx, cfg, log, nil)
 	if err != nil {
@@ -357,8 +358,16 @@ func (b *bastion) reload(path string) {
 		return
 	}
 	b.srv.SetRules(rulesFrom(cfg))
+	logWarnings(b.log, cfg)
 	b.log.Info("reloaded", zap.Int("users", len(cfg.Users)), zap.Int("policies", len(cfg.Policies)))
 	b.audit.Emit(audit.Event{Type: audit.TypeConfigReloaded})
+}
+
+// logWarnings logs the config's warnings, one line each.
+func logWarnings(log *zap.Logger, cfg *config.Config) {
+	for _, w := range cfg.Warnings {
+		log.Warn("config_warning", zap.String("warning", w.Error()))
+	}
 }
 
 func (b *bastion) close() {
