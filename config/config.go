@@ -102,6 +102,9 @@ type User struct {
 
 	// PublicKeys holds Keys and the keys of KeysFile, parsed.
 	PublicKeys []ssh.PublicKey `yaml:"-"`
+	// KeyOptions holds the authorized_keys options of each key line:
+	// KeyOptions[i] are those of PublicKeys[i].
+	KeyOptions []KeyOptions `yaml:"-"`
 }
 
 // Providers configures where targets come from.

@@ -186,3 +186,99 @@ func TestHostileSCPOnlySmuggling(t *testing.T) {
 		})
 	}
 }
+
+// allowed says which of the restricted capabilities a login should get.
+type allowed struct{ forward, pty, agent bool }
+
+// checkRestricted drives -L, -R, a pty (ssh -tt) and agent forwarding (-A)
+// through the real OpenSSH client for c in mode, where the policy allows
+// all of them, and checks that each works or is refused as want says.
+func checkRestricted(t *testing.T, w *capsWorld, c *client, mode string, want allowed) {
+	t.Helper()
+	page := httpServer(t, "page")
+	t.Run("local forward", func(t *testing.T) {
+		lport := freePort(t)
+		startProcess(t, exec.Command("ssh", append([]string{"-F", c.ConfigPath, "-N", "-L", fmt.Sprintf("127.0.0.1:%d:%s", lport, page)}, dest(mode, w.me, "web-1")...)...))
+		waitListening(t, fmt.Sprintf("127.0.0.1:%d", lport), 30*time.Second)
+		got, err := httpGet(plainHTTP, fmt.Sprintf("http://127.0.0.1:%d/", lport))
+		if ok := err == nil && got == "page"; ok != want.forward {
+			t.Errorf("-L: got %q, %v; want allowed=%v", got, err, want.forward)
+		}
+	})
+	t.Run("remote forward", func(t *testing.T) {
+		rport := freePort(t)
+		p := startProcess(t, exec.Command("ssh", append([]string{"-F", c.ConfigPath, "-N", "-o", "ExitOnForwardFailure=yes",
+			"-R", fmt.Sprintf("127.0.0.1:%d:%s", rport, page)}, dest(mode, w.me, "web-1")...)...))
+		if want.forward {
+			waitListening(t, fmt.Sprintf("127.0.0.1:%d", rport), 30*time.Second)
+			return
+		}
+		select {
+		case <-p.done:
+		case <-time.After(30 * time.Second):
+			t.Fatal("-R with ExitOnForwardFailure did not exit: the forward was granted")
+		}
+		if !strings.Contains(p.out.String(), "remote port forwarding failed") {
+			t.Errorf("-R: got %q, want the forward refused", p.out.String())
+		}
+	})
+	t.Run("pty", func(t *testing.T) {
+		r := c.ssh(t, nil, append(append([]string{"-tt"}, dest(mode, w.me, "web-1")...), "tty; true")...)
+		gotPTY := strings.Contains(r.Stdout, "/dev/pts/")
+		if gotPTY != want.pty {
+			t.Errorf("ssh -tt tty: got stdout %q stderr %q; want a pty=%v", r.Stdout, r.Stderr, want.pty)
+		}
+		if !want.pty && !strings.Contains(r.Stdout+r.Stderr, "does not permit a pty") {
+			t.Errorf("ssh -tt: got stderr %q, want the reason", r.Stderr)
+		}
+	})
+	t.Run("agent", func(t *testing.T) {
+		sock, fp := startAgent(t)
+		c.env = []string{"SSH_AUTH_SOCK=" + sock}
+		defer func() { c.env = nil }()
+		r := c.ssh(t, nil, append(append([]string{"-A"}, dest(mode, w.me, "web-1")...), "ssh-add -l")...)
+		if got := strings.Contains(r.Stdout, fp); got != want.agent {
+			t.Errorf("-A ssh-add -l: got exit %d %q stderr %q; want the agent=%v", r.Code, r.Stdout, r.Stderr, want.agent)
+		}
+	})
+}
+
+// allCaps is a policy line granting ops everything there is.
+const allCaps = "policies:\n  - {groups: [ops], targets: [\"*\"], os_users: [\"*\"], allow: [port_forwarding, agent_forwarding, x11]}\n"
+
+// TestHostileCertRestrictions logs in with OpenSSH user certificates whose
+// extensions take capabilities away (ssh-keygen -O no-port-forwarding -O
+// no-pty, and -O clear) under a policy that grants everything: the
+// certificate wins, in jump and direct mode, as it would with sshd.
+func TestHostileCertRestrictions(t *testing.T) {
+	var ca keypair
+	w := newCapsWorld(t, func(w *capsWorld) string {
+		ca = newKey(t, w.dir, "user_ca")
+		return fmt.Sprintf("users:\n  - {name: carol, groups: [ops]}\ntrusted_user_ca_keys: [%q]\n", ca.AuthorizedKey()) + w.sshdLine + allCaps
+	})
+	cert := func(name string, opts ...string) *client {
+		key := newKey(t, w.dir, name)
+		args := append([]string{"-q", "-s", ca.Private, "-I", name, "-n", "carol", "-V", "-5m:+1h"}, opts...)
+		if out, err := exec.Command("ssh-keygen", append(args, key.Public)...).CombinedOutput(); err != nil {
+			t.Fatalf("ssh-keygen -s: %v\n%s", err, out)
+		}
+		return newClient(t, w.b, "carol", key)
+	}
+	tests := []struct {
+		name string
+		c    *client
+		want allowed
+	}{
+		{"no-port-forwarding no-pty", cert("nofwd", "-O", "no-port-forwarding", "-O", "no-pty"), allowed{agent: true}},
+		{"clear", cert("clear", "-O", "clear"), allowed{}},
+		{"default extensions", cert("plain"), allowed{forward: true, pty: true, agent: true}},
+	}
+	for _, tc := range tests {
+		for _, mode := range modes {
+			t.Run(tc.name+"/"+mode, func(t *testing.T) { checkRestricted(t, w, tc.c, mode, tc.want) })
+		}
+	}
+	if !auditHas(t, w.b, "policy_denied", "certificate does not permit") {
+		t.Error("audit log: no policy_denied naming the certificate")
+	}
+}

@@ -207,7 +207,13 @@ func (c *conn) serverConfig() *ssh.ServerConfig {
 					KeyFingerprint: ssh.FingerprintSHA256(key), Reason: reason, Error: err.Error()})
 				return nil, err
 			}
-			return &ssh.Permissions{ExtraData: map[any]any{identityKey{}: id}}, nil
+			perms := &ssh.Permissions{ExtraData: map[any]any{identityKey{}: id}}
+			if id.NoTouchRequired {
+				// x/crypto then accepts a security key's signature
+				// without the user-presence flag, as sshd does.
+				perms.Extensions = map[string]string{"no-touch-required": ""}
+			}
+			return perms, nil
 		},
 	}
 	if cfg.MaxAuthTries == 0 {
@@ -311,9 +317,7 @@ func (c *conn) resolve(typed string) (target, error) {
 	tg := target{typed: typed, Target: t}
 	c.audit(audit.Event{Type: audit.TypeTargetResolved, Typed: typed, Target: t.String(), Provider: t.Provider, InstanceID: t.ID})
 	rules := c.srv.currentRules()
-	id := c.identity
-	id.Groups = rules.Auth.Groups(id.User)
-	if d := rules.Policy.Reachable(id, tg.forPolicy()); !d.Allow {
+	if d := rules.Policy.Reachable(rules.Auth.Current(c.identity), tg.forPolicy()); !d.Allow {
 		c.srv.Metrics.PolicyDenial("target")
 		c.audit(audit.Event{Type: audit.TypePolicyDenied, Typed: typed, Target: t.String(), Reason: d.Reason})
 		return target{}, &publicError{msg: d.Reason}
@@ -326,9 +330,7 @@ func (c *conn) resolve(typed string) (target, error) {
 // connection, the policy in force at each decision, and audits it.
 func (c *conn) connectUpstream(t target, osUser, mode string) (*upstreamConn, *link, error) {
 	rules := c.srv.currentRules()
-	id := c.identity
-	id.Groups = rules.Auth.Groups(id.User)
-	base := auth.Request{Identity: id, Target: t.forPolicy(), OSUser: osUser}
+	base := auth.Request{Identity: rules.Auth.Current(c.identity), Target: t.forPolicy(), OSUser: osUser}
 	ev := audit.Event{Mode: mode, Typed: t.typed, Target: t.String(), Provider: t.Provider, InstanceID: t.ID, OSUser: osUser}
 	emit := func(e audit.Event) { c.audit(withLinkFields(e, ev)) }
 	if d := rules.Policy.Authorize(base); !d.Allow {
@@ -393,7 +395,7 @@ func (c *conn) connectUpstream(t target, osUser, mode string) (*upstreamConn, *l
 	emit(audit.Event{Type: audit.TypeUpstreamOpen, UpstreamAddr: creds.Addr})
 	c.log.Info("upstream_connected", zap.String("target", t.String()), zap.String("addr", creds.Addr), zap.String("os_user", osUser))
 	l := newLink(c, nil, ev)
-	l.policyGuard = &policyGuard{rules: c.srv.currentRules, base: base, typed: t.typed, force: c.identity.ForceCommand,
+	l.policyGuard = &policyGuard{rules: c.srv.currentRules, base: base, typed: t.typed,
 		denied: func(capability, reason string) {
 			c.srv.Metrics.PolicyDenial(capability)
 			l.audit(audit.Event{Type: audit.TypePolicyDenied, Capability: capability, Reason: reason})

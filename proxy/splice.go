@@ -27,6 +27,7 @@ const (
 	reqExec                 = "exec"
 	reqSubsystem            = "subsystem"
 	reqAgent                = "auth-agent-req@openssh.com"
+	reqPTY                  = "pty-req"
 	reqX11                  = "x11-req"
 	reqTCPIPForward         = "tcpip-forward"
 	reqCancelTCPIPForward   = "cancel-tcpip-forward"
