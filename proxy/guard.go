@@ -144,7 +144,7 @@ func (g *policyGuard) allowRequest(dir direction, chanType string, req *ssh.Requ
 // SSH_ORIGINAL_COMMAND to an exec's command line; the instance's sshd would
 // refuse it as an env request, so the command line assigns and exports it
 // first, in POSIX shell syntax, quoted so that the original command is
-// only ever data. Every ' and \ of it is written outside the quotes ('\''
+// only ever data. Every ' and \ of it is written outside the quotes ('\”
 // and '\\'), so that no shell's single-quote rules (fish's included) can
 // end the quoted text early. A shell or subsystem request runs force
 // alone.
