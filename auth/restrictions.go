@@ -34,9 +34,9 @@ type Restrictions struct {
 	// PermitOpen, if not nil, lists the only host:port destinations of
 	// local forwards (permitopen=); "*" as the host or port matches any.
 	PermitOpen []string
-	// PermitListen, if not nil, lists the only [host]:port listeners of
-	// remote forwards (permitlisten=); "*" as the host or port matches
-	// any, an empty host matches the client's default, "localhost".
+	// PermitListen, if not nil, lists the only host:port listeners of
+	// remote forwards (permitlisten=); the host is a pattern (* and ?),
+	// "*" as the port matches any.
 	PermitListen []string
 }
 
@@ -75,8 +75,9 @@ func (r Restrictions) Allow(capability, dest string, listen bool) Decision {
 }
 
 // permitted reports whether dest (host:port) matches an entry of list as
-// sshd matches permitopen and permitlisten: hosts literally (no lookup, no
-// patterns) or "*", ports equal or "*". A socket path matches nothing.
+// sshd matches permitopen (hosts literally, no lookup, or "*") and
+// permitlisten (hosts by pattern); ports equal or "*". A socket path
+// matches nothing.
 func permitted(list []string, dest string, listen bool) bool {
 	host, port, err := net.SplitHostPort(dest)
 	if err != nil {
@@ -87,10 +88,7 @@ func permitted(list []string, dest string, listen bool) bool {
 		if err != nil || (ep != "*" && ep != port) {
 			continue
 		}
-		switch {
-		case eh == "*", eh == host:
-			return true
-		case listen && eh == "" && host == "localhost":
+		if eh == "*" || eh == host || (listen && wildcard(eh, host)) {
 			return true
 		}
 	}

@@ -28,8 +28,9 @@ type KeyOptions struct {
 	// forwards ("*" as the port, or as the host, matches any), or nil for
 	// any.
 	PermitOpen []string
-	// PermitListen is permitlisten=: the only [host:]port listeners of
-	// remote forwards ("*" as the port matches any), or nil for any.
+	// PermitListen is permitlisten=: the only host:port listeners of
+	// remote forwards (the host a pattern with * and ?, "*" when the line
+	// gave a port alone; "*" as the port matches any), or nil for any.
 	PermitListen []string
 	// ExpiryTime is expiry-time=: the key is refused from then on; zero
 	// for never.
@@ -143,7 +144,9 @@ func (ko *KeyOptions) setValue(name, v string) error {
 		}
 		ko.PermitOpen = append(ko.PermitOpen, net.JoinHostPort(host, port))
 	case "permitlisten":
-		host, port := "", v
+		// As sshd: a port alone is any host ("*:port"); the instance's
+		// GatewayPorts still decides which addresses it binds.
+		host, port := "*", v
 		if strings.ContainsAny(v, ":]") {
 			var err error
 			if host, port, err = splitOptionHostPort(v); err != nil {

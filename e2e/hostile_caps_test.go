@@ -282,3 +282,64 @@ func TestHostileCertRestrictions(t *testing.T) {
 		t.Error("audit log: no policy_denied naming the certificate")
 	}
 }
+
+// TestHostileKeyOptions gives people key lines with authorized_keys
+// options and checks each is honoured as sshd honours it: restrict takes
+// forwarding, the pty and the agent away in both modes, from= refuses a
+// login from elsewhere, command= forces (with SSH_ORIGINAL_COMMAND),
+// expiry-time= in the past refuses, and an option the bastion cannot
+// honour fails check-config with the line and the option's name.
+func TestHostileKeyOptions(t *testing.T) {
+	people := []string{"dave", "erin", "frank", "gina"}
+	keys := map[string]keypair{}
+	w := newCapsWorld(t, func(w *capsWorld) string {
+		opts := map[string]string{
+			"dave":  "restrict",
+			"erin":  `from="10.0.0.0/8"`,
+			"frank": `restrict,command="echo forced:$SSH_ORIGINAL_COMMAND"`,
+			"gina":  `expiry-time="20200101"`,
+		}
+		body := "users:\n"
+		for _, p := range people {
+			keys[p] = newKey(t, w.dir, p)
+			body += fmt.Sprintf("  - {name: %s, keys: ['%s %s'], groups: [ops]}\n", p, opts[p], keys[p].AuthorizedKey())
+		}
+		return body + w.sshdLine + allCaps
+	})
+	client := func(p string) *client { return newClient(t, w.b, p, keys[p]) }
+	for _, mode := range modes {
+		t.Run("restrict/"+mode, func(t *testing.T) { checkRestricted(t, w, client("dave"), mode, allowed{}) })
+	}
+	for _, tc := range []struct{ who, reason string }{{"erin", "key_options"}, {"gina", "key_options"}} {
+		t.Run(tc.who, func(t *testing.T) {
+			r := client(tc.who).ssh(t, nil, "-J", "bastion", w.me+"@web-1", "echo in")
+			if r.Code == 0 || strings.Contains(r.Stdout, "in") || !strings.Contains(r.Stderr, "Permission denied") {
+				t.Errorf("got exit %d %q %q, want Permission denied", r.Code, r.Stdout, r.Stderr)
+			}
+			if !auditHas(t, w.b, "auth_failure", `"reason":"`+tc.reason+`"`) {
+				t.Errorf("audit log: no auth_failure with reason %s", tc.reason)
+			}
+		})
+	}
+	t.Run("command", func(t *testing.T) {
+		for _, mode := range modes {
+			r := client("frank").ssh(t, nil, append(dest(mode, w.me, "web-1"), "echo asked; id")...)
+			if r.Code != 0 || r.Stdout != "forced:echo asked; id\n" {
+				t.Errorf("%s: got exit %d stdout %q stderr %q; want the forced command, told what was asked", mode, r.Code, r.Stdout, r.Stderr)
+			}
+		}
+	})
+	t.Run("check-config", func(t *testing.T) {
+		cfg := filepath.Join(t.TempDir(), "config.yaml")
+		writeFile(t, cfg, fmt.Sprintf("host_key: hk\nhost_ca_key: hca\nusers:\n  - name: hal\n    keys:\n      - 'restrict %s'\n      - 'tunnel=\"0\" %s'\n",
+			keys["dave"].AuthorizedKey(), keys["erin"].AuthorizedKey()), 0o600)
+		out, err := exec.Command(bastionBin, "check-config", "--config", cfg).CombinedOutput()
+		want := cfg + ":7: users[0].keys[1]: key option tunnel is not supported"
+		if err == nil || !strings.Contains(string(out), want) {
+			t.Errorf("check-config: got %v\n%s\nwant a failure with %q", err, out, want)
+		}
+		if strings.Contains(string(out), "keys[0]") {
+			t.Errorf("check-config: got %s, want restrict accepted", out)
+		}
+	})
+}

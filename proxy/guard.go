@@ -144,10 +144,13 @@ func (g *policyGuard) allowRequest(dir direction, chanType string, req *ssh.Requ
 // SSH_ORIGINAL_COMMAND to an exec's command line; the instance's sshd would
 // refuse it as an env request, so the command line assigns and exports it
 // first, in POSIX shell syntax, quoted so that the original command is
-// only ever data. Every ' and \ of it is written outside the quotes ('\”
-// and '\\'), so that no shell's single-quote rules (fish's included) can
-// end the quoted text early. A shell or subsystem request runs force
-// alone.
+// only ever data. Each quote and backslash of it is written outside the
+// single quotes, so that no shell's single-quote rules (fish's included)
+// can end the quoted text early:
+//
+//	ssh host "it's a\b"  →  SSH_ORIGINAL_COMMAND='it'\''s a'\\'b'; export SSH_ORIGINAL_COMMAND; FORCE
+//
+// A shell or subsystem request runs force alone.
 func forcedCommand(force string, req *ssh.Request) (string, bool) {
 	if req.Type != reqExec {
 		return force, true

@@ -51,7 +51,13 @@ func (c *conn) ownSession(nc ssh.NewChannel) {
 				// As sshd: no pty, the session goes on without one
 				// (the listing instead of the menu).
 				fmt.Fprintf(ch.Stderr(), "bastion: %s\r\n", d.Reason)
-				req.Reply(false, nil)
+				if req.WantReply {
+					// As in the splice: a round trip first, so
+					// that ssh -tt writes the reason before it
+					// gives up on the session.
+					ch.SendRequest(reqKeepalive, true, nil)
+					req.Reply(false, nil)
+				}
 				continue
 			}
 			var p ptyRequest

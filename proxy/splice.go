@@ -289,6 +289,12 @@ func forwardRequests(dir direction, chanType string, reqs <-chan *ssh.Request, t
 			}
 			if msg != "" && dir == fromPerson {
 				io.WriteString(from.Stderr(), msg+"\r\n")
+				if req.Type == reqPTY && req.WantReply {
+					// ssh -tt closes the session on a failed pty-req,
+					// dropping stderr it has read but not yet written;
+					// a round trip first lets it write the reason.
+					from.SendRequest(reqKeepalive, true, nil)
+				}
 			}
 			if req.WantReply {
 				req.Reply(false, nil)
