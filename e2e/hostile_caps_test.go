@@ -281,6 +281,39 @@ func TestHostileCertRestrictions(t *testing.T) {
 	if !auditHas(t, w.b, "policy_denied", "certificate does not permit") {
 		t.Error("audit log: no policy_denied naming the certificate")
 	}
+	t.Run("menu without a pty", func(t *testing.T) {
+		r := tests[1].c.ssh(t, nil, "-tt", "bastion")
+		if !strings.Contains(r.Stdout+r.Stderr, "your certificate does not permit a pty") {
+			t.Errorf("ssh -tt bastion: got stdout %q stderr %q; want the pty refused with the reason", r.Stdout, r.Stderr)
+		}
+	})
+	t.Run("source-address", func(t *testing.T) {
+		c := cert("srcaddr", "-O", "source-address=10.0.0.0/8")
+		for _, mode := range modes {
+			r := c.ssh(t, nil, append(dest(mode, w.me, "web-1"), "echo in")...)
+			if r.Code == 0 || strings.Contains(r.Stdout, "in") || !strings.Contains(r.Stderr, "Permission denied") {
+				t.Errorf("%s: got exit %d %q %q, want Permission denied", mode, r.Code, r.Stdout, r.Stderr)
+			}
+		}
+	})
+	t.Run("verify-required", func(t *testing.T) {
+		r := cert("verify", "-O", "verify-required").ssh(t, nil, "-J", "bastion", w.me+"@web-1", "echo in")
+		if r.Code == 0 || !strings.Contains(r.Stderr, "Permission denied") {
+			t.Errorf("got exit %d %q %q, want Permission denied", r.Code, r.Stdout, r.Stderr)
+		}
+		if !auditHas(t, w.b, "auth_failure", "verify-required cannot be checked") {
+			t.Error("audit log: no auth_failure saying why verify-required is refused")
+		}
+	})
+	t.Run("force-command", func(t *testing.T) {
+		c := cert("forced", "-O", "force-command=echo forced:$SSH_ORIGINAL_COMMAND")
+		for _, mode := range modes {
+			r := c.ssh(t, nil, append(dest(mode, w.me, "web-1"), "echo 'it'\\''s'; id")...)
+			if want := "forced:echo 'it'\\''s'; id\n"; r.Code != 0 || r.Stdout != want {
+				t.Errorf("%s: got exit %d stdout %q stderr %q; want %q", mode, r.Code, r.Stdout, r.Stderr, want)
+			}
+		}
+	})
 }
 
 // TestHostileKeyOptions gives people key lines with authorized_keys
