@@ -376,3 +376,18 @@ func TestHostileKeyOptions(t *testing.T) {
 		}
 	})
 }
+
+// TestCheckConfigExecWarning runs check-config on a policy that denies
+// shell and sftp but not exec: the file is valid (exit 0), and a warning
+// with its line says the denial does not hold.
+func TestCheckConfigExecWarning(t *testing.T) {
+	dir := t.TempDir()
+	key := newKey(t, dir, "k")
+	cfg := filepath.Join(dir, "config.yaml")
+	writeFile(t, cfg, fmt.Sprintf("host_key: hk\nhost_ca_key: hca\nusers:\n  - {name: al, keys: [%q], groups: [dev]}\npolicies:\n  - {groups: [dev], targets: [\"*\"], os_users: [\"*\"], deny: [shell, sftp]}\n", key.AuthorizedKey()), 0o600)
+	out, err := exec.Command(bastionBin, "check-config", "--config", cfg).CombinedOutput()
+	want := "warning: " + cfg + ":6: policies[0].deny: denies shell and sftp but not exec"
+	if err != nil || !strings.Contains(string(out), want) || !strings.Contains(string(out), ": ok") {
+		t.Errorf("check-config: got %v\n%s\nwant exit 0 with %q", err, out, want)
+	}
+}
