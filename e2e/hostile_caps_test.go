@@ -320,13 +320,16 @@ func TestHostileCertRestrictions(t *testing.T) {
 // options and checks each is honoured as sshd honours it: restrict takes
 // forwarding, the pty and the agent away in both modes, from= refuses a
 // login from elsewhere, command= forces (with SSH_ORIGINAL_COMMAND),
-// expiry-time= in the past refuses, and an option the bastion cannot
+// expiry-time= in the past refuses, permitopen= limits -L to its
+// destination, and an option the bastion cannot
 // honour fails check-config with the line and the option's name.
 func TestHostileKeyOptions(t *testing.T) {
-	people := []string{"dave", "erin", "frank", "gina"}
+	people := []string{"dave", "erin", "frank", "gina", "hank"}
 	keys := map[string]keypair{}
+	open, closed := httpServer(t, "open"), httpServer(t, "closed")
 	w := newCapsWorld(t, func(w *capsWorld) string {
 		opts := map[string]string{
+			"hank":  fmt.Sprintf(`permitopen="%s"`, open),
 			"dave":  "restrict",
 			"erin":  `from="10.0.0.0/8"`,
 			"frank": `restrict,command="echo forced:$SSH_ORIGINAL_COMMAND"`,
@@ -360,6 +363,23 @@ func TestHostileKeyOptions(t *testing.T) {
 			if r.Code != 0 || r.Stdout != "forced:echo asked; id\n" {
 				t.Errorf("%s: got exit %d stdout %q stderr %q; want the forced command, told what was asked", mode, r.Code, r.Stdout, r.Stderr)
 			}
+		}
+	})
+	t.Run("permitopen", func(t *testing.T) {
+		for _, tc := range []struct {
+			dest string
+			ok   bool
+		}{{open, true}, {closed, false}} {
+			lport := freePort(t)
+			startProcess(t, exec.Command("ssh", "-F", client("hank").ConfigPath, "-N", "-L", fmt.Sprintf("127.0.0.1:%d:%s", lport, tc.dest), "-J", "bastion", w.me+"@web-1"))
+			waitListening(t, fmt.Sprintf("127.0.0.1:%d", lport), 30*time.Second)
+			got, err := httpGet(plainHTTP, fmt.Sprintf("http://127.0.0.1:%d/", lport))
+			if (err == nil) != tc.ok {
+				t.Errorf("-L to %s: got %q, %v; want allowed=%v", tc.dest, got, err, tc.ok)
+			}
+		}
+		if !auditHas(t, w.b, "policy_denied", "your key entry does not permit port forwarding to "+closed) {
+			t.Error("audit log: no policy_denied for the destination permitopen leaves out")
 		}
 	})
 	t.Run("check-config", func(t *testing.T) {
