@@ -46,6 +46,9 @@ type conn struct {
 	// authed is set once identity is.
 	authed bool
 	links  map[*link]struct{}
+
+	// idle is what the connection's own limits watch (watchLimits).
+	idle idleState
 }
 
 // authenticated returns the person's identity once they have logged in.
@@ -265,6 +268,11 @@ func parseDirectUser(login string) (osUser, typed string, ok bool, err error) {
 // serveJump serves a ProxyJump connection: each direct-tcpip channel to a
 // target's port 22 gets its own inner SSH server and upstream connection.
 func (c *conn) serveJump(chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request) {
+	start := time.Now()
+	c.idle.mu.Lock()
+	c.idle.last, c.idle.own, c.idle.wake = start, map[ssh.Channel]struct{}{}, make(chan struct{}, 1)
+	c.idle.mu.Unlock()
+	c.wg.Go(func() { c.watchLimits(start) })
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
@@ -453,6 +461,7 @@ func (c *conn) connectUpstream(t target, osUser, mode string) (*upstreamConn, *l
 //     policy in force at that moment, allows the login (connectUpstream);
 //     the check in step 1 is a precondition, not the grant.
 func (c *conn) jump(nc ssh.NewChannel) {
+	defer c.jumpStarted()()
 	var p tcpipChannel
 	if err := ssh.Unmarshal(nc.ExtraData(), &p); err != nil {
 		nc.Reject(ssh.ConnectionFailed, "bastion: malformed direct-tcpip request")
@@ -566,8 +575,10 @@ func (c *conn) trackLink(l *link) {
 
 func (c *conn) untrackLink(l *link) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	delete(c.links, l)
+	c.mu.Unlock()
+	c.touch()
+	c.wakeWatcher()
 }
 
 // serveDirect serves a connection whose login names the target: the outer
