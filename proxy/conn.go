@@ -272,7 +272,11 @@ func (c *conn) serveJump(chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request) 
 	c.idle.mu.Lock()
 	c.idle.last, c.idle.own, c.idle.wake = start, map[ssh.Channel]struct{}{}, make(chan struct{}, 1)
 	c.idle.mu.Unlock()
-	c.wg.Go(func() { c.watchLimits(start) })
+	// The watcher ends with the connection's channels (c.ctx ends only
+	// after c.wg is done).
+	watching, stopWatching := context.WithCancel(c.ctx)
+	defer stopWatching()
+	c.wg.Go(func() { c.watchLimits(watching, start) })
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()

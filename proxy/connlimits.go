@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -117,14 +118,14 @@ func (c *conn) untrackOwn(ch ssh.Channel) {
 // once the last one ends, the connection's idle time counts from then, and
 // a connection older than max_session is closed at once. Global requests
 // (keepalive@openssh.com) are not activity. The limits are read at each
-// deadline, so a reload reaches a live connection. It returns when the
-// connection ends.
-func (c *conn) watchLimits(start time.Time) {
+// deadline, so a reload reaches a live connection. It returns when ctx
+// ends.
+func (c *conn) watchLimits(ctx context.Context, start time.Time) {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
 		select {
-		case <-c.ctx.Done():
+		case <-ctx.Done():
 			return
 		case <-timer.C:
 		case <-c.idle.wake:
