@@ -525,3 +525,54 @@ func TestHostileNamesManyDistinct(t *testing.T) {
 	}
 	mem0.check(t, mem1, maxMem)
 }
+
+// TestHostileNamesLongLogin: direct-mode logins of 200 KB, by a stranger's
+// key and by a person with no policy. The stranger is refused as any
+// unknown key is; the person's session is refused with the length reason;
+// the audit log holds neither login whole.
+func TestHostileNamesLongLogin(t *testing.T) {
+	const (
+		logins   = 20
+		nameLen  = 200 << 10
+		maxAudit = 64 << 10
+	)
+	nb := startNamesBastion(t)
+	stranger := newKey(t, nb.env.dir, "stranger")
+	audit0, log0 := nb.audit.size(), nb.log.size()
+	long := func(i int) string { return fmt.Sprintf("ec2-user+%08d", i) + strings.Repeat("a", nameLen) }
+	for i := range logins {
+		// A stranger: refused at authentication.
+		c, err := ssh.Dial("tcp", nb.addr, &ssh.ClientConfig{User: long(i), Auth: []ssh.AuthMethod{ssh.PublicKeys(stranger.Signer)},
+			HostKeyCallback: ssh.FixedHostKey(nb.hostKey), Timeout: endTimeout})
+		if err == nil {
+			c.Close()
+			t.Fatalf("a stranger's key logged in")
+		}
+		// A known person with no policy: refused with the reason.
+		c, err = ssh.Dial("tcp", nb.addr, &ssh.ClientConfig{User: long(i), Auth: []ssh.AuthMethod{ssh.PublicKeys(nb.mallory.Signer)},
+			HostKeyCallback: ssh.FixedHostKey(nb.hostKey), Timeout: endTimeout})
+		if err != nil {
+			t.Fatalf("mallory with a 200 KB login: %v", err)
+		}
+		_, _, err = c.OpenChannel("session", nil)
+		c.Close()
+		var oce *ssh.OpenChannelError
+		if want := "bastion: login name is longer than 253 bytes"; !errors.As(err, &oce) || oce.Message != want {
+			t.Fatalf("session on a 200 KB direct login: got %.200v; want the refusal %q", err, want)
+		}
+	}
+	waitFor(t, "the connections to end", settleTimeout, func() bool { return nb.srv.ActiveConns() == 0 })
+	grew, logGrew := nb.audit.size()-audit0, nb.log.size()-log0
+	t.Logf("%d stranger and %d no-policy logins of %d KB: audit +%d bytes, log +%d bytes; %d certificates signed",
+		logins, logins, nameLen>>10, grew, logGrew, nb.ca.signed.Load())
+	if grew >= maxAudit || logGrew >= maxAudit {
+		t.Errorf("audit grew by %d bytes and log by %d; want each less than %d", grew, logGrew, maxAudit)
+	}
+	ev := lastEvent(t, nb.audit.lines(), audit.TypeTargetError)
+	if ev == nil {
+		t.Fatal("no target_error event for the long login")
+	}
+	if login, _ := ev["login"].(string); len(login) > audit.MaxFieldLen+len("…[truncated]") || !strings.HasPrefix(login, "ec2-user+") {
+		t.Errorf("target_error login: %d bytes; want the login clipped to %d", len(login), audit.MaxFieldLen)
+	}
+}
