@@ -289,7 +289,7 @@ func (m memory) check(t *testing.T, n memory, limit int64) {
 	if grew := n.heap - m.heap; grew >= limit {
 		t.Errorf("live heap grew by %.1f MiB; want less than %d MiB", float64(grew)/mib, limit/mib)
 	}
-	if grew := n.rss - m.rss; !raceEnabled && grew >= limit {
+	if grew := n.rss - m.rss; !raceBuild && grew >= limit {
 		t.Errorf("RSS grew by %.1f MiB; want less than %d MiB", float64(grew)/mib, limit/mib)
 	}
 }
