@@ -321,7 +321,7 @@ func (c *conn) serveJump(chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request) 
 				c.ownSession(nc)
 			}()
 		default:
-			nc.Reject(ssh.UnknownChannelType, "bastion: unsupported channel type "+nc.ChannelType())
+			nc.Reject(ssh.UnknownChannelType, "bastion: unsupported channel type "+audit.Clip(nc.ChannelType()))
 		}
 	}
 }
