@@ -2,6 +2,7 @@ package faults
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -574,5 +575,46 @@ func TestHostileNamesLongLogin(t *testing.T) {
 	}
 	if login, _ := ev["login"].(string); len(login) > audit.MaxFieldLen+len("…[truncated]") || !strings.HasPrefix(login, "ec2-user+") {
 		t.Errorf("target_error login: %d bytes; want the login clipped to %d", len(login), audit.MaxFieldLen)
+	}
+}
+
+// TestHostileNamesLongOSUser: the inner login name of a jump (the OS user)
+// is typed too. A 200 KB one is refused with the length reason in the
+// inner authentication's banner, and the audit log holds it clipped.
+func TestHostileNamesLongOSUser(t *testing.T) {
+	const tries, maxAudit = 20, 64 << 10
+	nb := startNamesBastion(t)
+	alice := nb.dial(t, "alice", nb.env.person.Signer)
+	audit0, log0 := nb.audit.size(), nb.log.size()
+	for i := range tries {
+		nc, err := alice.Dial("tcp", "web-1:22")
+		if err != nil {
+			t.Fatalf("jump to web-1: %v", err)
+		}
+		var banner syncBuffer
+		timer := time.AfterFunc(endTimeout, func() { nc.Close() })
+		_, _, _, err = ssh.NewClientConn(nc, "web-1:22", &ssh.ClientConfig{
+			User: fmt.Sprintf("u%08d", i) + strings.Repeat("a", 200<<10),
+			HostKeyCallback: (&ssh.CertChecker{IsHostAuthority: func(k ssh.PublicKey, _ string) bool {
+				return bytes.Equal(k.Marshal(), nb.ca.PublicKey().Marshal())
+			}}).CheckHostKey,
+			BannerCallback: func(msg string) error {
+				banner.Write([]byte(msg))
+				return nil
+			},
+		})
+		timer.Stop()
+		nc.Close()
+		if err == nil {
+			t.Fatal("a 200 KB OS user logged in")
+		}
+		if want := "bastion: web-1: OS user name is longer than 253 bytes\r\n"; banner.String() != want {
+			t.Fatalf("banner: got %.200q, want %q", banner.String(), want)
+		}
+	}
+	grew, logGrew := nb.audit.size()-audit0, nb.log.size()-log0
+	t.Logf("%d jumps with 200 KB OS users: audit +%d bytes, log +%d bytes", tries, grew, logGrew)
+	if grew >= maxAudit || logGrew >= maxAudit {
+		t.Errorf("audit grew by %d bytes and log by %d; want each less than %d", grew, logGrew, maxAudit)
 	}
 }
