@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 )
 
@@ -62,6 +63,8 @@ func Parse(data []byte, path string) (*Config, error) {
 	if err := p.err(); err != nil {
 		return nil, err
 	}
+	slices.SortStableFunc(p.warns, func(a, b *Error) int { return a.Line - b.Line })
+	cfg.Warnings = p.warns
 	return &cfg, nil
 }
 

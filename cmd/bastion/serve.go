@@ -42,6 +42,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	log := newLogger(*devLog, stderr)
 	defer log.Sync()
+	logWarnings(log, cfg)
 
 	b, err := newBastion(ctx, cfg, log, nil)
 	if err != nil {
@@ -375,6 +376,7 @@ func (b *bastion) reload(path string) {
 		return
 	}
 	b.srv.SetRules(rulesFrom(cfg))
+	logWarnings(b.log, cfg)
 	b.log.Info("reloaded", zap.Int("users", len(cfg.Users)), zap.Int("policies", len(cfg.Policies)))
 	b.emit(audit.Event{Type: audit.TypeConfigReloaded})
 }
@@ -397,6 +399,13 @@ func (b *bastion) emit(e audit.Event) {
 	if err := b.audit.Emit(e); err != nil {
 		b.metrics.AuditWriteFailure("audit_log")
 		b.log.Error("audit_write_failed", zap.String("what", "audit_log"), zap.Error(err))
+	}
+}
+
+// logWarnings logs the config's warnings, one line each.
+func logWarnings(log *zap.Logger, cfg *config.Config) {
+	for _, w := range cfg.Warnings {
+		log.Warn("config_warning", zap.String("warning", w.Error()))
 	}
 }
 
