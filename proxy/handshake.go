@@ -126,7 +126,7 @@ func (h *handshakeLog) allow(reason string, now time.Time) (ok bool, suppressed 
 // (policy, upstream) and are reported there.
 func (s *Server) handshakeFailed(log *zap.Logger, leg string, f *handshakeError) {
 	if leg == "inner" && !f.negotiation() {
-		log.Debug("inner_handshake_failed", zap.Error(f.err))
+		log.Debug("inner_handshake_failed", zap.String("error", f.detail()))
 		return
 	}
 	s.Metrics.HandshakeFailure(f.reason)
