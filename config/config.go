@@ -57,10 +57,6 @@ const (
 type Config struct {
 	// Path is the file the config was loaded from ("" when parsed from bytes).
 	Path string `yaml:"-"`
-	// Warnings are problems that do not stop the start (a policy group no
-	// user has), one line each as Error formats them; check-config prints
-	// them and serve logs them.
-	Warnings []*Error `yaml:"-"`
 
 	Listen            string    `yaml:"listen"`
 	HostKey           string    `yaml:"host_key"`
@@ -95,6 +91,10 @@ type Config struct {
 	// RevokedFingerprints holds the SHA256 fingerprints of RevokedKeys
 	// and RevokedKeysFile.
 	RevokedFingerprints []string `yaml:"-"`
+	// Warnings are what Parse found doubtful but valid (such as a policy
+	// whose denials exec can get around), sorted by line; check-config
+	// prints them and serve logs them.
+	Warnings []*Error `yaml:"-"`
 }
 
 // ProxyProtocol configures PROXY protocol (v1 and v2) on the listener.
@@ -117,6 +117,9 @@ type User struct {
 
 	// PublicKeys holds Keys and the keys of KeysFile, parsed.
 	PublicKeys []ssh.PublicKey `yaml:"-"`
+	// KeyOptions holds the authorized_keys options of each key line:
+	// KeyOptions[i] are those of PublicKeys[i].
+	KeyOptions []KeyOptions `yaml:"-"`
 }
 
 // Providers configures where targets come from.

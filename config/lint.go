@@ -175,9 +175,3 @@ func editDistance(a, b string) int {
 	}
 	return prev[len(b)]
 }
-
-// warnf records a warning for key: a problem that does not stop the start
-// but that check-config prints and serve logs.
-func (p *problems) warnf(key, format string, args ...any) {
-	p.warns = append(p.warns, &Error{File: p.file, Line: p.lineOf(key), Key: key, Msg: fmt.Sprintf(format, args...)})
-}

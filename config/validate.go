@@ -15,6 +15,8 @@ import (
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
+
+	"bastion/internal/secfile"
 )
 
 var (
@@ -64,6 +66,7 @@ func (c *checker) check(cfg *Config) {
 			c.errorf(k.key, "%q names no parameter or secret, as in ssm:/bastion/host_ed25519", k.value)
 		}
 	}
+	c.checkHostKeyFiles(cfg)
 	c.checkTrustedCAs(cfg)
 	c.checkUsers(cfg)
 	if ls := cfg.Providers.Lightsail; ls != nil {
@@ -105,6 +108,39 @@ func (c *checker) check(cfg *Config) {
 	}
 }
 
+// checkHostKeyFiles checks the host_key and host_ca_key files that exist
+// (a missing one is created at start): each must be a private key only the
+// bastion's user can read, a symlink must lead to a file, and the CA must
+// be another key than the host key, whatever paths name them (a symlink, a
+// hard link or a copy). The keys are parsed and dropped; only their
+// fingerprints are compared.
+func (c *checker) checkHostKeyFiles(cfg *Config) {
+	var fps [2]string
+	for i, k := range []struct{ key, file string }{{"host_key", cfg.HostKey}, {"host_ca_key", cfg.HostCAKey}} {
+		if k.file == "" || IsAWSKeyRef(k.file) {
+			continue
+		}
+		data, err := secfile.ReadPrivateKey(k.file)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			c.errorf(k.key, "%s", fileMessage(k.file, err))
+			continue
+		}
+		signer, err := ssh.ParsePrivateKey(data)
+		clear(data)
+		if err != nil {
+			c.errorf(k.key, "%s is not an unencrypted SSH private key (%v)", k.file, err)
+			continue
+		}
+		fps[i] = ssh.FingerprintSHA256(signer.PublicKey())
+	}
+	if fps[0] != "" && fps[0] == fps[1] && cfg.HostCAKey != cfg.HostKey {
+		c.errorf("host_ca_key", "%s holds the same key as host_key (%s, %s): the host CA must be a key of its own", cfg.HostCAKey, cfg.HostKey, fps[1])
+	}
+}
+
 // checkRevoked parses the revoked keys into fingerprints.
 func (c *checker) checkRevoked(cfg *Config) {
 	add := func(key, line string) {
@@ -126,7 +162,7 @@ func (c *checker) checkRevoked(cfg *Config) {
 	if cfg.RevokedKeysFile == "" || c.skipFiles {
 		return
 	}
-	data, err := os.ReadFile(cfg.RevokedKeysFile)
+	data, err := secfile.ReadAccessFile(cfg.RevokedKeysFile)
 	if err != nil {
 		c.errorf("revoked_keys_file", "%s", fileMessage(cfg.RevokedKeysFile, err))
 		return
@@ -196,13 +232,13 @@ func (c *checker) checkUsers(cfg *Config) {
 		}
 		bad := false
 		for j, line := range u.Keys {
-			pk, err := parsePublicKey(line)
+			pk, ko, err := parseUserKey(line)
 			if err != nil {
 				c.errorf(indexKey(key+".keys", j), "%s", keyMessage(err, userCertHint))
 				bad = true
 				continue
 			}
-			if !c.addUserKey(u, pk, indexKey(key+".keys", j)) {
+			if !c.addUserKey(u, pk, ko, indexKey(key+".keys", j)) {
 				bad = true
 			}
 		}
@@ -228,7 +264,7 @@ func (c *checker) readKeysFile(u *User, key string) bool {
 	if c.skipFiles {
 		return true
 	}
-	data, err := os.ReadFile(u.KeysFile)
+	data, err := secfile.ReadAccessFile(u.KeysFile)
 	if err != nil {
 		c.errorf(key, "%s", fileMessage(u.KeysFile, err))
 		return false
@@ -239,23 +275,23 @@ func (c *checker) readKeysFile(u *User, key string) bool {
 		if line == "" || line[0] == '#' {
 			continue
 		}
-		pk, err := parsePublicKey(line)
+		pk, ko, err := parseUserKey(line)
 		if err != nil {
 			c.errorf(key, "%s line %d: %s", u.KeysFile, n+1, keyMessage(err, userCertHint))
 			ok = false
 			continue
 		}
-		if !c.addUserKey(u, pk, key) {
+		if !c.addUserKey(u, pk, ko, key) {
 			ok = false
 		}
 	}
 	return ok
 }
 
-// addUserKey appends pk to u's keys and reports whether it did. It refuses a
-// key already listed for another user: identity comes from the key, so a key
-// must name one person.
-func (c *checker) addUserKey(u *User, pk ssh.PublicKey, key string) bool {
+// addUserKey appends pk, with its options, to u's keys and reports whether
+// it did. It refuses a key already listed for another user: identity comes
+// from the key, so a key must name one person.
+func (c *checker) addUserKey(u *User, pk ssh.PublicKey, ko KeyOptions, key string) bool {
 	wire := string(pk.Marshal())
 	if owner, ok := c.keyOwners[wire]; ok && owner != u.Name {
 		c.errorf(key, "key %s is also listed for user %q; a key must belong to one user", ssh.FingerprintSHA256(pk), owner)
@@ -263,6 +299,7 @@ func (c *checker) addUserKey(u *User, pk ssh.PublicKey, key string) bool {
 	}
 	c.keyOwners[wire] = u.Name
 	u.PublicKeys = append(u.PublicKeys, pk)
+	u.KeyOptions = append(u.KeyOptions, ko)
 	return true
 }
 
@@ -372,22 +409,33 @@ func hasTargetSuffix(name string) bool {
 
 // checkPrivateKey checks that file holds an unencrypted SSH private key. The
 // key is parsed and dropped: Config never holds private keys.
+//
+// A file others could read is refused as sshd refuses it, unless it holds
+// no private key at all (a .pub file named by mistake): then that is the
+// problem to report.
 func (c *checker) checkPrivateKey(key, file string) {
 	if c.skipFiles {
 		return
 	}
-	data, err := os.ReadFile(file)
+	data, err := secfile.ReadPrivateKey(file)
+	var loose *secfile.ModeError
+	if errors.As(err, &loose) {
+		data, err = os.ReadFile(file)
+	}
 	if err != nil {
 		c.errorf(key, "%s", fileMessage(file, err))
 		return
 	}
 	_, err = ssh.ParsePrivateKey(data)
+	clear(data)
 	var missing *ssh.PassphraseMissingError
 	switch {
 	case errors.As(err, &missing):
 		c.errorf(key, "%s is encrypted with a passphrase; the bastion needs a key without one", file)
 	case err != nil:
 		c.errorf(key, "%s is not an SSH private key (%v)", file, err)
+	case loose != nil:
+		c.errorf(key, "%s", loose)
 	}
 }
 
@@ -427,12 +475,33 @@ func (c *checker) checkPolicies(cfg *Config) {
 		c.checkPatterns(key+".os_users", p.OSUsers, `["*"] for any`)
 		c.checkCapabilities(key+".allow", p.Allow)
 		c.checkCapabilities(key+".deny", p.Deny)
+		c.checkExecLoophole(key, p)
 		for j, f := range p.ForwardTo {
 			if !validForwardPattern(f) {
 				c.errorf(indexKey(key+".forward_to", j), "%q is not a host:port pattern, such as \"127.0.0.1:*\" or \"*.internal:443\"", f)
 			}
 		}
 	}
+}
+
+// checkExecLoophole warns about a policy that denies shell or sftp but not
+// exec: a command can start a shell (`ssh host sh -i`) or an SFTP server
+// (`sftp -s /usr/lib/openssh/sftp-server`), so such a denial stops only the
+// plain request, not a person who wants around it.
+func (c *checker) checkExecLoophole(key string, p Policy) {
+	if slices.Contains(p.Deny, CapExec) {
+		return
+	}
+	var denied []string
+	for _, cp := range []string{CapShell, CapSFTP} {
+		if slices.Contains(p.Deny, cp) {
+			denied = append(denied, cp)
+		}
+	}
+	if len(denied) == 0 {
+		return
+	}
+	c.warnf(key+".deny", "denies %s but not exec, and an exec can start a shell or an SFTP server; add exec to deny for the denial to hold", strings.Join(denied, " and "))
 }
 
 // checkPatterns checks a required list of glob patterns.
@@ -517,22 +586,46 @@ var (
 // are refused (the bastion would not honour them), as are certificates and
 // more than one key.
 func parsePublicKey(line string, allowed ...string) (ssh.PublicKey, error) {
-	pk, _, opts, rest, err := ssh.ParseAuthorizedKey([]byte(line))
+	pk, opts, err := parseKeyLine(line)
 	if err != nil {
-		return nil, errNotKey
+		return nil, err
 	}
 	for _, o := range opts {
 		if !slices.Contains(allowed, o) {
-			return nil, fmt.Errorf("key option %s is not supported", o)
+			return nil, fmt.Errorf("key option %s is not supported", clipOption(o))
 		}
 	}
+	return pk, nil
+}
+
+// parseUserKey parses a user's key line in authorized_keys format with its
+// options (ParseKeyOptions), refusing those the bastion cannot honour.
+func parseUserKey(line string) (ssh.PublicKey, KeyOptions, error) {
+	pk, opts, err := parseKeyLine(line)
+	if err != nil {
+		return nil, KeyOptions{}, err
+	}
+	ko, err := ParseKeyOptions(opts)
+	if err != nil {
+		return nil, KeyOptions{}, err
+	}
+	return pk, ko, nil
+}
+
+// parseKeyLine parses one key in authorized_keys format and returns its
+// options, refusing certificates and more than one key.
+func parseKeyLine(line string) (ssh.PublicKey, []string, error) {
+	pk, _, opts, rest, err := ssh.ParseAuthorizedKey([]byte(line))
+	if err != nil {
+		return nil, nil, errNotKey
+	}
 	if len(bytes.TrimSpace(rest)) > 0 {
-		return nil, errors.New("more than one key; give one key per entry")
+		return nil, nil, errors.New("more than one key; give one key per entry")
 	}
 	if _, ok := pk.(*ssh.Certificate); ok {
-		return nil, errCertificate
+		return nil, nil, errCertificate
 	}
-	return pk, nil
+	return pk, opts, nil
 }
 
 // keyMessage returns the message for a parsePublicKey error, adding hint to
@@ -546,6 +639,11 @@ func keyMessage(err error, hint string) string {
 
 // fileMessage returns the message for failing to read file.
 func fileMessage(file string, err error) string {
+	var me *secfile.ModeError
+	var de *secfile.DanglingSymlinkError
+	if errors.As(err, &me) || errors.As(err, &de) {
+		return err.Error()
+	}
 	if errors.Is(err, fs.ErrNotExist) {
 		return file + " does not exist"
 	}

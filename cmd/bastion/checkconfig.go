@@ -18,8 +18,8 @@ import (
 )
 
 // cmdCheckConfig validates a config file the way serve does, for CI
-// pipelines and a unit's pre-start: exit 0 and "ok", or exit 1 with one line
-// per problem. Warnings are printed and do not fail it.
+// pipelines and a unit's pre-start: exit 0 and "ok" (after a "warning:"
+// line per doubtful but valid setting), or exit 1 with one line per problem.
 func cmdCheckConfig(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := newFlags("check-config", stdout)
 	cf := addConfigFlag(fs)
@@ -62,9 +62,9 @@ func preflight(ctx context.Context, cfg *config.Config, files bool) error {
 		if ref.IsAWS() || !files {
 			continue
 		}
-		// An existing file must be a key serve can use; a missing one is
-		// created at start.
-		if _, err := os.Stat(k.value); errors.Is(err, fs.ErrNotExist) {
+		// An existing file (a dangling symlink too) must be a key serve
+		// can use; a missing one is created at start.
+		if _, err := os.Lstat(k.value); errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
 		if _, _, err := proxy.LoadOrCreateKey(k.value); err != nil {
@@ -89,11 +89,4 @@ func preflight(ctx context.Context, cfg *config.Config, files bool) error {
 		add("%w", err)
 	}
 	return errors.Join(errs...)
-}
-
-// logWarnings logs the config's warnings, one event each.
-func logWarnings(log *zap.Logger, cfg *config.Config) {
-	for _, w := range cfg.Warnings {
-		log.Warn("config_warning", zap.String("file", w.File), zap.Int("line", w.Line), zap.String("key", w.Key), zap.String("warning", w.Msg))
-	}
 }

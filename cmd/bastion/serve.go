@@ -114,6 +114,11 @@ func newBastion(ctx context.Context, cfg *config.Config, log *zap.Logger, awsCfg
 	if err != nil {
 		return nil, err
 	}
+	// Compared by key, not by name: a symlink, a hard link, a copy or two
+	// AWS references to one secret must not make the host key a CA.
+	if fp := ssh.FingerprintSHA256(hostKey.PublicKey()); fp == ssh.FingerprintSHA256(hostCA.PublicKey()) {
+		return nil, fmt.Errorf("host_ca_key: %s holds the same key as host_key (%s, %s): the host CA must be a key of its own", cfg.HostCAKey, cfg.HostKey, fp)
+	}
 	al, err := audit.Open(cfg.Audit.Log)
 	if err != nil {
 		return nil, err
@@ -380,8 +385,8 @@ func (b *bastion) reload(path string) {
 		b.emit(audit.Event{Type: audit.TypeConfigRejected, Error: err.Error()})
 		return
 	}
-	logWarnings(b.log, cfg)
 	b.srv.SetRules(rulesFrom(cfg))
+	logWarnings(b.log, cfg)
 	b.log.Info("reloaded", zap.Int("users", len(cfg.Users)), zap.Int("policies", len(cfg.Policies)))
 	b.emit(audit.Event{Type: audit.TypeConfigReloaded})
 }
@@ -404,6 +409,13 @@ func (b *bastion) emit(e audit.Event) {
 	if err := b.audit.Emit(e); err != nil {
 		b.metrics.AuditWriteFailure("audit_log")
 		b.log.Error("audit_write_failed", zap.String("what", "audit_log"), zap.Error(err))
+	}
+}
+
+// logWarnings logs the config's warnings, one line each.
+func logWarnings(log *zap.Logger, cfg *config.Config) {
+	for _, w := range cfg.Warnings {
+		log.Warn("config_warning", zap.String("warning", w.Error()))
 	}
 }
 
