@@ -25,6 +25,9 @@ const (
 	// DefaultFailedAuthPerMinute is how many failed authentications one
 	// address may have in a minute before its next attempts are slowed.
 	DefaultFailedAuthPerMinute = 10
+	// DefaultMaxLinksPerConnection bounds the links one connection
+	// carries at once, as OpenSSH's MaxSessions (10) bounds its sessions.
+	DefaultMaxLinksPerConnection = 10
 )
 
 // Capability names used in policies' allow and deny lists.
@@ -42,6 +45,10 @@ const (
 type Config struct {
 	// Path is the file the config was loaded from ("" when parsed from bytes).
 	Path string `yaml:"-"`
+	// Warnings are problems that do not stop the file from loading, such
+	// as a deprecated key name; each names its key and line as an error
+	// does.
+	Warnings []*Error `yaml:"-"`
 
 	Listen            string    `yaml:"listen"`
 	HostKey           string    `yaml:"host_key"`
@@ -203,7 +210,10 @@ type S3 struct {
 	KeepLocal bool `yaml:"keep_local"`
 }
 
-// Limits bounds connections and sessions.
+// Limits bounds connections, links and sessions. A connection is a person's
+// outer SSH connection to the bastion; a link is one upstream connection
+// spliced to a person (one per ProxyJump channel, one per direct-mode
+// connection); a session is an SSH session channel.
 type Limits struct {
 	IdleTimeout      Duration `yaml:"idle_timeout"`
 	MaxSession       Duration `yaml:"max_session"`
@@ -213,15 +223,29 @@ type Limits struct {
 	MaxAuthTries     int      `yaml:"max_auth_tries"`
 	// DrainTimeout is how long SIGTERM lets live sessions go on.
 	DrainTimeout Duration `yaml:"drain_timeout"`
-	// MaxSessions bounds concurrent authenticated connections in total;
-	// 0 means no bound.
+	// MaxLinks bounds the links open in total, counting inner logins
+	// still in progress and, for a connection that carries no link yet,
+	// the connection itself; 0 means no bound.
+	MaxLinks int `yaml:"max_links"`
+	// MaxLinksPerUser bounds one person's links, counted as MaxLinks
+	// counts them; 0 means no bound.
+	MaxLinksPerUser int `yaml:"max_links_per_user"`
+	// MaxLinksPerConnection bounds the channels one connection has the
+	// bastion serve at once (ProxyJump links, their inner logins in
+	// progress, and the bastion's own sessions); 0 means no bound.
+	MaxLinksPerConnection int `yaml:"max_links_per_connection"`
+	// MaxSessions is the deprecated name of MaxLinks; Parse moves its
+	// value there, with a warning.
 	MaxSessions int `yaml:"max_sessions"`
-	// MaxSessionsPerUser bounds one person's concurrent authenticated
-	// connections; 0 means no bound.
+	// MaxSessionsPerUser is the deprecated name of MaxLinksPerUser.
 	MaxSessionsPerUser int `yaml:"max_sessions_per_user"`
-	// MaxUnauthenticated bounds connections not yet authenticated; more
-	// are closed at once. One source address may hold a quarter of them
-	// (at least 8).
+	// MaxUnauthenticated bounds connections not yet authenticated, and
+	// ProxyJump channels whose inner login is not complete. One source
+	// address may hold a quarter of them (plus 8), less while its
+	// connections keep timing out in the handshake. When all are taken,
+	// a newcomer from an address holding fewer than the address holding
+	// the most is admitted in place of that address's oldest; otherwise
+	// it is closed at once.
 	MaxUnauthenticated int `yaml:"max_unauthenticated"`
 	// FailedAuthPerMinute is how many failed authentications one source
 	// address may have per minute before its further attempts are delayed,

@@ -56,6 +56,7 @@ func Parse(data []byte, path string) (*Config, error) {
 	}
 	// Keys missing at the top level are reported at line 1.
 	p.lines[""] = 1
+	cfg.Warnings = renameDeprecated(&cfg, d.set, p)
 	applyDefaults(&cfg, d.set)
 	resolvePaths(&cfg, filepath.Dir(path))
 	(&checker{problems: p}).check(&cfg)
@@ -95,6 +96,9 @@ func applyDefaults(c *Config, set map[string]bool) {
 	if !set["limits.failed_auth_per_minute"] {
 		l.FailedAuthPerMinute = DefaultFailedAuthPerMinute
 	}
+	if !set["limits.max_links_per_connection"] {
+		l.MaxLinksPerConnection = DefaultMaxLinksPerConnection
+	}
 	if ls := c.Providers.Lightsail; ls != nil {
 		if ls.Address == "" {
 			ls.Address = AddressPublic
@@ -120,6 +124,38 @@ func applyDefaults(c *Config, set map[string]bool) {
 			e.ResolveCache = Duration(DefaultResolveCache)
 		}
 	}
+}
+
+// renameDeprecated moves the values of deprecated keys to the keys that
+// replaced them, and returns a warning for each one used. A file that sets
+// both names of one key is an error.
+func renameDeprecated(c *Config, set map[string]bool, p *problems) []*Error {
+	l := &c.Limits
+	var warnings []*Error
+	for _, r := range []struct {
+		old, new string
+		from, to *int
+	}{
+		{"limits.max_sessions", "limits.max_links", &l.MaxSessions, &l.MaxLinks},
+		{"limits.max_sessions_per_user", "limits.max_links_per_user", &l.MaxSessionsPerUser, &l.MaxLinksPerUser},
+	} {
+		if !set[r.old] {
+			continue
+		}
+		switch {
+		case set[r.new]:
+			p.errorf(r.old, "set only %s; %s is its deprecated name", r.new, r.old)
+			continue
+		case *r.from < 0:
+			p.errorf(r.old, "must not be negative (0 means no limit)")
+			continue
+		}
+		*r.to, *r.from = *r.from, 0
+		set[r.new] = true
+		warnings = append(warnings, &Error{File: p.file, Line: p.lineOf(r.old), Key: r.old,
+			Msg: fmt.Sprintf("deprecated; use %s (it counts links and inner logins in progress, not connections)", r.new)})
+	}
+	return warnings
 }
 
 // resolvePaths joins the relative file paths in c to dir, the folder of the

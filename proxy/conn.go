@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -41,6 +42,11 @@ type conn struct {
 	// rejected counts the keys refused during the handshake (only the
 	// handshake goroutine touches it).
 	rejected int
+	// host is the source address, the unit of the per-source limits.
+	host string
+	// units counts the channels the bastion serves for this connection
+	// now (see Server.holdChannel); srv.mu protects it.
+	units int
 
 	mu sync.Mutex // protects authed and links
 	// authed is set once identity is.
@@ -106,24 +112,30 @@ func (c *conn) serve() {
 	if !c.throttle() {
 		return
 	}
-	lim := c.srv.currentRules().Limits
-	host := hostOf(c.nc.RemoteAddr())
-	if !c.srv.holdUnauth(host, lim.MaxUnauthenticated) {
-		c.limitHit("max_unauthenticated", "too many connections in their handshake")
+	host := c.host
+	slot, why := c.srv.holdUnauth(host, func(reason string) {
+		c.limitHit("max_unauthenticated", reason)
+		c.srv.Metrics.UnauthenticatedShed()
+		c.cancel(errors.New(reason))
+	})
+	if slot == nil {
+		c.limitHit("max_unauthenticated", why)
 		return
 	}
-	authDone := sync.OnceFunc(func() { c.srv.releaseUnauth(host) })
-	defer authDone()
+	defer slot.release()
 
 	c.nc.SetDeadline(time.Now().Add(c.srv.handshakeTimeout()))
 	sc, chans, reqs, err := ssh.NewServerConn(c.nc, c.serverConfig())
-	authDone()
+	slot.release()
 	// A connection, not each key an agent offers, is one failed
 	// authentication for throttling; a login clears the address.
 	perMinute := c.srv.currentRules().Limits.FailedAuthPerMinute
 	if err != nil {
 		if c.rejected > 0 {
 			c.srv.failures.fail(host, perMinute)
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) && !slot.wasShed() {
+			c.srv.penalties.timedOut(host)
 		}
 		c.log.Debug("handshake_failed", zap.Error(err))
 		return
@@ -143,8 +155,9 @@ func (c *conn) serve() {
 	}
 	c.audit(audit.Event{Type: audit.TypeAuthSuccess, Method: method, Login: sc.User(), CertKeyID: c.identity.CertKeyID})
 
-	if msg := c.srv.admit(c); msg != "" {
-		c.refuse(chans, reqs, "bastion: "+msg)
+	if r := c.srv.admit(c); r != nil {
+		c.limitHit(r.limit, r.msg)
+		c.refuse(chans, reqs, "bastion: "+r.msg)
 		return
 	}
 	defer c.srv.release(c)
@@ -265,15 +278,24 @@ func (c *conn) serveJump(chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request) 
 	for nc := range chans {
 		switch nc.ChannelType() {
 		case chanDirectTCPIP:
+			hold, ok := c.holdJump(nc)
+			if !ok {
+				continue
+			}
 			c.wg.Add(1)
 			go func() {
 				defer c.wg.Done()
-				c.jump(nc)
+				defer hold.release()
+				c.jump(nc, hold)
 			}()
 		case chanSession:
+			if !c.holdOwn(nc) {
+				continue
+			}
 			c.wg.Add(1)
 			go func() {
 				defer c.wg.Done()
+				defer c.srv.releaseChannel(c)
 				c.ownSession(nc)
 			}()
 		default:
@@ -402,7 +424,10 @@ func (c *conn) connectUpstream(t target, osUser, mode string) (*upstreamConn, *l
 // connection already proved who they are). The inner login name is the OS
 // user; the upstream connection is made during the inner authentication so
 // that any failure reaches the person as a banner line.
-func (c *conn) jump(nc ssh.NewChannel) {
+//
+// hold is the channel's place under the limits; its unauthenticated slot
+// is given back once the inner login completes.
+func (c *conn) jump(nc ssh.NewChannel, hold *pendingJump) {
 	var p tcpipChannel
 	if err := ssh.Unmarshal(nc.ExtraData(), &p); err != nil {
 		nc.Reject(ssh.ConnectionFailed, "bastion: malformed direct-tcpip request")
@@ -450,7 +475,7 @@ func (c *conn) jump(nc ssh.NewChannel) {
 		}
 	}()
 
-	ch, chReqs, err := nc.Accept()
+	ch, chReqs, err := hold.accept(nc)
 	if err != nil {
 		return
 	}
@@ -491,6 +516,7 @@ func (c *conn) jump(nc ssh.NewChannel) {
 	timer := time.AfterFunc(deadline, func() { ch.Close() })
 	isc, ichans, ireqs, err := ssh.NewServerConn(&chanConn{Channel: ch, local: c.nc.LocalAddr(), remote: c.nc.RemoteAddr()}, cfg)
 	timer.Stop()
+	hold.loggedIn()
 	if err != nil {
 		if up != nil {
 			up.conn.Close()
@@ -509,7 +535,7 @@ func (c *conn) jump(nc ssh.NewChannel) {
 func (c *conn) runLink(l *link, relay func()) {
 	c.trackLink(l)
 	defer c.untrackLink(l)
-	defer c.srv.Metrics.SessionOpened()()
+	defer c.srv.Metrics.LinkOpened()()
 	stopLimits := l.runLimits()
 	relay()
 	stopLimits()

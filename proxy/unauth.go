@@ -1,0 +1,219 @@
+package proxy
+
+import (
+	"fmt"
+	"sync"
+	"time"
+)
+
+// Unauthenticated slots. A connection holds one from its accept until its
+// outer authentication ends, and a ProxyJump channel holds one of its
+// connection's address from its open until its inner login completes: both
+// are work a person has not yet proved they may have, and both cost the
+// bastion memory and a deadline.
+//
+// The slots are bounded in total (limits.max_unauthenticated) and per
+// source address (perSourceUnauth). When every slot is taken, a newcomer
+// from an address that holds fewer slots than the address holding the most
+// is admitted in place of that address's oldest slot, which is shed: its
+// connection or channel is closed, audited and counted. Only a newcomer
+// whose own address holds the most is refused. An attacker with many
+// addresses therefore cannot keep a person on another address out: the
+// person's address always holds fewer. This is OpenSSH's MaxStartups and
+// PerSourceMaxStartups with shedding by address in place of random early
+// drop, which would refuse the person too, with a probability.
+//
+// Penalties, after OpenSSH's PerSourcePenalties: an address whose
+// connections keep running into the handshake deadline gets a quarter of
+// the per-source share until those timeouts decay (penaltyDecay per
+// minute; the count is capped so that the penalty lasts minutes at most).
+
+const (
+	// penaltyThreshold is how many recent handshake timeouts put an
+	// address in the penalty box.
+	penaltyThreshold = 10
+	// penaltyDecay is how many recorded timeouts are forgiven per minute;
+	// penaltyCap bounds the count so that a penalty ends within
+	// (penaltyCap-penaltyThreshold)/penaltyDecay minutes of the last
+	// timeout.
+	penaltyDecay = 10
+	penaltyCap   = 2 * penaltyThreshold
+)
+
+// perSourceUnauth is the share of max unauthenticated slots one source
+// address may hold: a quarter of max, plus 8 so that small limits still
+// leave an address a few.
+func perSourceUnauth(max int) int { return min(max, 8+max/4) }
+
+// penalizedShare is the share of an address in the penalty box.
+func penalizedShare(share int) int { return max(1, share/4) }
+
+// unauthTable is the set of unauthenticated slots, by source address. The
+// zero value is ready to use.
+type unauthTable struct {
+	mu    sync.Mutex // protects total, by and every slot's held and shed
+	total int
+	// by holds each address's slots, oldest first; an address with no
+	// slot has no entry, so by has at most total entries.
+	by map[string][]*unauthSlot
+}
+
+// unauthSlot is one held slot.
+type unauthSlot struct {
+	t    *unauthTable
+	host string
+	// onShed closes what holds the slot when it is shed, giving the
+	// reason; it is called without t.mu held.
+	onShed func(reason string)
+	held   bool
+	shed   bool
+}
+
+// hold takes a slot for host, or returns nil and the reason it is refused.
+// max 0 means no limit; share is host's per-source share. onShed is called,
+// once, if a newcomer from another address later takes the slot's place.
+// A slot must be given back with release.
+func (t *unauthTable) hold(host string, max, share int, onShed func(reason string)) (*unauthSlot, string) {
+	var victim *unauthSlot
+	t.mu.Lock()
+	mine := len(t.by[host])
+	switch {
+	case max > 0 && mine >= share:
+		t.mu.Unlock()
+		return nil, fmt.Sprintf("this address already has %d connections in their handshake, its share", mine)
+	case max > 0 && t.total >= max:
+		top, most := t.topLocked()
+		if mine >= most {
+			t.mu.Unlock()
+			return nil, fmt.Sprintf("the bastion is at its limit of %d connections in their handshake, and this address holds the most", max)
+		}
+		victim = t.by[top][0]
+		t.removeLocked(victim)
+		victim.shed = true
+	}
+	s := &unauthSlot{t: t, host: host, onShed: onShed, held: true}
+	if t.by == nil {
+		t.by = map[string][]*unauthSlot{}
+	}
+	t.by[host] = append(t.by[host], s)
+	t.total++
+	t.mu.Unlock()
+	if victim != nil {
+		victim.onShed(fmt.Sprintf("shed to make room for another address: the bastion is at its limit of %d connections in their handshake, and this address holds the most", max))
+	}
+	return s, ""
+}
+
+// topLocked returns the address holding the most slots, and how many.
+func (t *unauthTable) topLocked() (string, int) {
+	var top string
+	most := 0
+	for h, slots := range t.by {
+		if len(slots) > most {
+			top, most = h, len(slots)
+		}
+	}
+	return top, most
+}
+
+func (t *unauthTable) removeLocked(s *unauthSlot) {
+	slots := t.by[s.host]
+	for i, o := range slots {
+		if o == s {
+			slots = append(slots[:i:i], slots[i+1:]...)
+			break
+		}
+	}
+	if len(slots) == 0 {
+		delete(t.by, s.host)
+	} else {
+		t.by[s.host] = slots
+	}
+	t.total--
+	s.held = false
+}
+
+// release gives the slot back; releasing a shed or released slot, or nil,
+// does nothing.
+func (s *unauthSlot) release() {
+	if s == nil {
+		return
+	}
+	s.t.mu.Lock()
+	defer s.t.mu.Unlock()
+	if s.held {
+		s.t.removeLocked(s)
+	}
+}
+
+// wasShed reports whether the slot was shed for a newcomer.
+func (s *unauthSlot) wasShed() bool {
+	s.t.mu.Lock()
+	defer s.t.mu.Unlock()
+	return s.shed
+}
+
+// count returns the number of slots held.
+func (t *unauthTable) count() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.total
+}
+
+// penaltyBox counts recent handshake timeouts per source address.
+type penaltyBox struct {
+	now func() time.Time
+
+	mu    sync.Mutex // protects addrs
+	addrs map[string]*failures
+}
+
+func newPenaltyBox(now func() time.Time) *penaltyBox {
+	return &penaltyBox{now: now, addrs: map[string]*failures{}}
+}
+
+// timedOut records a handshake that ran into its deadline.
+func (b *penaltyBox) timedOut(host string) {
+	now := b.now()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	f := b.addrs[host]
+	if f == nil {
+		if len(b.addrs) >= maxTrackedAddrs {
+			b.pruneLocked(now)
+		}
+		f = &failures{}
+		b.addrs[host] = f
+	}
+	f.count = min(f.decayed(now, penaltyDecay)+1, penaltyCap)
+	f.updated = now
+}
+
+// pruneLocked drops the addresses whose timeouts have decayed away, and
+// if that is not enough, every address.
+func (b *penaltyBox) pruneLocked(now time.Time) {
+	for h, f := range b.addrs {
+		if f.decayed(now, penaltyDecay) < 1 {
+			delete(b.addrs, h)
+		}
+	}
+	if len(b.addrs) >= maxTrackedAddrs {
+		clear(b.addrs)
+	}
+}
+
+// penalized reports whether host is in the penalty box.
+func (b *penaltyBox) penalized(host string) bool {
+	now := b.now()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	f := b.addrs[host]
+	if f == nil {
+		return false
+	}
+	if f.decayed(now, penaltyDecay) < 1 {
+		delete(b.addrs, host)
+		return false
+	}
+	return f.decayed(now, penaltyDecay) >= penaltyThreshold
+}
