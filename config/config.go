@@ -235,10 +235,11 @@ type Limits struct {
 	// progress, and the bastion's own sessions); 0 means no bound.
 	MaxLinksPerConnection int `yaml:"max_links_per_connection"`
 	// MaxSessions is the deprecated name of MaxLinks; Parse moves its
-	// value there, with a warning.
-	MaxSessions int `yaml:"max_sessions"`
+	// value there, with a warning. A deprecated tag names the key that
+	// replaces a key.
+	MaxSessions int `yaml:"max_sessions" deprecated:"max_links"`
 	// MaxSessionsPerUser is the deprecated name of MaxLinksPerUser.
-	MaxSessionsPerUser int `yaml:"max_sessions_per_user"`
+	MaxSessionsPerUser int `yaml:"max_sessions_per_user" deprecated:"max_links_per_user"`
 	// MaxUnauthenticated bounds connections not yet authenticated, and
 	// ProxyJump channels whose inner login is not complete. One source
 	// address may hold a quarter of them (plus 8), less while its

@@ -113,8 +113,16 @@ func (c *conn) serve() {
 		return
 	}
 	host := c.host
+	// Shedding runs on the newcomer's goroutine: it uses the logger as it
+	// is now (serve replaces c.log once authenticated), and spares a
+	// connection that has authenticated meanwhile (its slot is gone
+	// either way).
+	log := c.log
 	slot, why := c.srv.holdUnauth(host, func(reason string) {
-		c.limitHit("max_unauthenticated", reason)
+		if _, ok := c.authenticated(); ok {
+			return
+		}
+		c.limitHitLog(log, "max_unauthenticated", reason)
 		c.srv.Metrics.UnauthenticatedShed()
 		c.cancel(errors.New(reason))
 	})
@@ -195,11 +203,14 @@ func (c *conn) throttle() bool {
 	}
 }
 
-// limitHit audits and counts a limit that stops the connection.
-func (c *conn) limitHit(limit, reason string) {
+// limitHit audits and counts a limit that refuses or stops the connection
+// or one of its channels.
+func (c *conn) limitHit(limit, reason string) { c.limitHitLog(c.log, limit, reason) }
+
+func (c *conn) limitHitLog(log *zap.Logger, limit, reason string) {
 	c.srv.Metrics.LimitHit(limit)
 	c.audit(audit.Event{Type: audit.TypeLimitExceeded, Limit: limit, Reason: reason})
-	c.log.Info("limit_exceeded", zap.String("limit", limit))
+	log.Info("limit_exceeded", zap.String("limit", limit))
 }
 
 // serverConfig is the outer server's configuration: public keys and user

@@ -42,6 +42,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	log := newLogger(*devLog, stderr)
 	defer log.Sync()
+	logWarnings(log, cfg)
 
 	b, err := newBastion(ctx, cfg, log, nil)
 	if err != nil {
@@ -185,6 +186,13 @@ func loadHostKey(ctx context.Context, key, value string, aws *awsLoader, timeout
 	}
 	log.Info("key_loaded", zap.String("key", key), zap.Stringer("from", ref), zap.String("fingerprint", ssh.FingerprintSHA256(signer.PublicKey())))
 	return signer, nil
+}
+
+// logWarnings logs the config's warnings (deprecated keys and the like).
+func logWarnings(log *zap.Logger, cfg *config.Config) {
+	for _, w := range cfg.Warnings {
+		log.Warn("config_warning", zap.String("key", w.Key), zap.Int("line", w.Line), zap.String("warning", w.Msg))
+	}
 }
 
 func rulesFrom(cfg *config.Config) *proxy.Rules {
@@ -357,6 +365,7 @@ func (b *bastion) reload(path string) {
 		b.audit.Emit(audit.Event{Type: audit.TypeConfigRejected, Error: err.Error()})
 		return
 	}
+	logWarnings(b.log, cfg)
 	b.srv.SetRules(rulesFrom(cfg))
 	b.log.Info("reloaded", zap.Int("users", len(cfg.Users)), zap.Int("policies", len(cfg.Policies)))
 	b.audit.Emit(audit.Event{Type: audit.TypeConfigReloaded})
