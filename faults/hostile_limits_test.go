@@ -2,6 +2,7 @@ package faults
 
 import (
 	"bufio"
+	"cmp"
 	"errors"
 	"flag"
 	"fmt"
@@ -216,8 +217,9 @@ func TestHostileLimitsPendingChannelFlood(t *testing.T) {
 
 	var (
 		tried, accepted, open, peak atomic.Int64
-		mu                          sync.Mutex
+		mu                          sync.Mutex // protects held and refusal
 		held                        []net.Conn
+		refusal                     string // the first refusal's reason
 		readers                     sync.WaitGroup
 	)
 	start := time.Now()
@@ -231,6 +233,9 @@ func TestHostileLimitsPendingChannelFlood(t *testing.T) {
 					if !errors.As(err, &oce) {
 						return // the connection is gone
 					}
+					mu.Lock()
+					refusal = cmp.Or(refusal, oce.Message)
+					mu.Unlock()
 					continue
 				}
 				accepted.Add(1)
@@ -264,6 +269,9 @@ func TestHostileLimitsPendingChannelFlood(t *testing.T) {
 	l.close()
 	readers.Wait()
 
+	if want := "this connection already has 10 links open"; !strings.Contains(refusal, want) {
+		t.Errorf("refusal: got %q, want it to say %q", refusal, want)
+	}
 	if p := peak.Load(); p > perConn {
 		t.Errorf("pending channels on one connection: got %d open at once, want at most %d", p, perConn)
 	}
@@ -496,4 +504,67 @@ func TestHostileLimitsUnauthLockout(t *testing.T) {
 	}
 	t.Logf("attack of %s (%d connections opened by %d addresses): %d of %d logins succeeded in under %s; times %s",
 		attackTime.Round(time.Millisecond), opened.Load(), attackers, ok, logins, loginMax, strings.Join(times, " "))
+}
+
+// TestHostileLimitsPendingShed: pending inner logins are shed like
+// handshakes. With the slots full and alice's address holding the most
+// (10 pending ProxyJump channels), a newcomer from another address closes
+// alice's oldest pending channel, with an audit event, and gets in.
+func TestHostileLimitsPendingShed(t *testing.T) {
+	const (
+		maxUnauth = 12
+		pending   = 10
+	)
+	e := newEnv(t)
+	s := e.startSim()
+	b := e.startBastion(bastionOptions{
+		statics:          []staticTarget{{"sim", s.inst.Addr(), s.inst.HostKey()}},
+		limits:           fmt.Sprintf("max_unauthenticated: %d", maxUnauth),
+		handshakeTimeout: 5 * time.Second,
+	})
+	l, err := b.dial("alice")
+	if err != nil {
+		t.Fatalf("login: %v", err)
+	}
+	defer l.close()
+	closed := make(chan int, pending)
+	for i := range pending {
+		ch, err := l.outer.Dial("tcp", "sim:22")
+		if err != nil {
+			t.Fatalf("pending channel %d: %v (told %q)", i, err, told(err, l))
+		}
+		defer ch.Close()
+		go func() {
+			io.Copy(io.Discard, ch)
+			closed <- i
+		}()
+	}
+	// Two more slots from 127.0.0.2 fill the table; they are held while
+	// the newcomer arrives.
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}, Timeout: 5 * time.Second}
+	for range maxUnauth - pending {
+		c, err := d.Dial("tcp", b.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetReadDeadline(time.Now().Add(endTimeout))
+		if line, err := bufio.NewReader(c).ReadString('\n'); err != nil || !strings.HasPrefix(line, "SSH-2.0-") {
+			t.Fatalf("filling connection from 127.0.0.2: got %q, %v; want the version line", line, err)
+		}
+	}
+	if got := b.admitted(t, "127.0.0.3", 1); got != 1 {
+		t.Fatalf("newcomer from 127.0.0.3 with the slots full: got %d admitted, want 1", got)
+	}
+	select {
+	case i := <-closed:
+		if i != 0 {
+			t.Errorf("shed channel: got alice's channel %d, want her oldest (0)", i)
+		}
+	case <-time.After(endTimeout):
+		t.Fatalf("no pending channel closed within %s of the newcomer", endTimeout)
+	}
+	if n := b.auditCount(`"type":"limit_exceeded"`, `"limit":"max_unauthenticated"`, `"reason":"shed`, `"user":"alice"`); n != 1 {
+		t.Errorf("audit: got %d limit_exceeded events shedding alice's channel, want 1", n)
+	}
 }
