@@ -99,6 +99,15 @@ func applyDefaults(c *Config, set map[string]bool) {
 	if !set["limits.max_links_per_connection"] {
 		l.MaxLinksPerConnection = DefaultMaxLinksPerConnection
 	}
+	if c.Audit.OnFailure == "" {
+		c.Audit.OnFailure = OnFailureRefuse
+	}
+	if !set["audit.max_recording_size"] {
+		c.Audit.MaxRecordingSize = DefaultMaxRecordingSize
+	}
+	if !set["audit.min_free_space"] {
+		c.Audit.MinFreeSpace = DefaultMinFreeSpace
+	}
 	if ls := c.Providers.Lightsail; ls != nil {
 		if ls.Address == "" {
 			ls.Address = AddressPublic

@@ -94,6 +94,12 @@ func (c *checker) check(cfg *Config) {
 	if (cfg.Audit.RecordInput || cfg.Audit.RecordExec) && cfg.Audit.Recordings == "" {
 		c.errorf("audit.recordings", "required when record_input or record_exec is set")
 	}
+	if o := cfg.Audit.OnFailure; o != OnFailureRefuse && o != OnFailureContinue {
+		c.errorf("audit.on_failure", "%q is neither %q nor %q", o, OnFailureRefuse, OnFailureContinue)
+	}
+	if m := cfg.Audit.MaxRecordingSize; m > 0 && m < 4<<10 {
+		c.errorf("audit.max_recording_size", "%s is too small for a recording's header; use at least 4KiB (or 0 for no cap)", m)
+	}
 }
 
 // checkRevoked parses the revoked keys into fingerprints.

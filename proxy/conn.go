@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -47,6 +48,12 @@ type conn struct {
 	// units counts the channels the bastion serves for this connection
 	// now (see Server.holdChannel); srv.mu protects it.
 	units int
+	// chans numbers the connection's channels for the audit log, across
+	// all its links.
+	chans atomic.Int32
+	// auditFailed is set when one of the connection's audit events could
+	// not be written.
+	auditFailed atomic.Bool
 
 	mu sync.Mutex // protects authed and links
 	// authed is set once identity is.
@@ -162,6 +169,12 @@ func (c *conn) serve() {
 		method = "user_certificate"
 	}
 	c.audit(audit.Event{Type: audit.TypeAuthSuccess, Method: method, Login: sc.User(), CertKeyID: c.identity.CertKeyID})
+	if c.auditFailed.Load() && !c.srv.AuditFailOpen {
+		// The connection could not be audited from its start; only now
+		// can the person be told why it goes no further.
+		c.refuse(chans, reqs, "bastion: "+msgAuditRefused)
+		return
+	}
 
 	if r := c.srv.admit(c); r != nil {
 		c.limitHit(r.limit, r.msg)
@@ -241,8 +254,10 @@ func (c *conn) serverConfig() *ssh.ServerConfig {
 	return cfg
 }
 
-// audit writes an event with the connection's fields filled in.
-func (c *conn) audit(e audit.Event) {
+// audit writes an event with the connection's fields filled in. A write
+// error is handed to the server (which counts it, logs it and, failing
+// closed, ends live links) and returned.
+func (c *conn) audit(e audit.Event) error {
 	e.SessionID = c.id
 	e.RemoteAddr = c.nc.RemoteAddr().String()
 	if pa, ok := c.nc.(interface{ ProxyAddr() net.Addr }); ok && pa.ProxyAddr() != nil {
@@ -257,8 +272,11 @@ func (c *conn) audit(e audit.Event) {
 		}
 	}
 	if err := c.srv.Audit.Emit(e); err != nil {
-		c.srv.log().Error("audit_write_failed", zap.Error(err))
+		c.auditFailed.Store(true)
+		c.srv.auditFailed(err)
+		return err
 	}
+	return nil
 }
 
 // parseDirectUser splits a direct-mode login "osuser+target" (or
@@ -358,13 +376,29 @@ func (c *conn) connectUpstream(t target, osUser, mode string) (*upstreamConn, *l
 	rules := c.srv.currentRules()
 	base := auth.Request{Identity: c.identity, Target: t.forPolicy(), OSUser: osUser}
 	ev := audit.Event{Mode: mode, Typed: t.typed, Target: t.String(), Provider: t.Provider, InstanceID: t.ID, OSUser: osUser}
-	emit := func(e audit.Event) { c.audit(withLinkFields(e, ev)) }
+	// unaudited is set when one of the link's events could not be
+	// written: failing closed, the link is refused.
+	unaudited := false
+	emit := func(e audit.Event) {
+		if c.audit(withLinkFields(e, ev)) != nil && !c.srv.AuditFailOpen {
+			unaudited = true
+		}
+	}
 	if d := rules.Policy.Authorize(base); !d.Allow {
 		c.srv.Metrics.PolicyDenial("login")
 		emit(audit.Event{Type: audit.TypePolicyDenied, Reason: d.Reason})
 		return nil, nil, &publicError{msg: d.Reason}
 	}
 	emit(audit.Event{Type: audit.TypePolicyAllowed})
+	if unaudited {
+		return nil, nil, &publicError{msg: msgAuditRefused}
+	}
+	if why := c.srv.diskLow(); why != "" {
+		c.srv.Metrics.LimitHit(limitMinFreeSpace)
+		emit(audit.Event{Type: audit.TypeLimitExceeded, Limit: limitMinFreeSpace, Reason: msgDiskLow, Error: why})
+		c.log.Warn("limit_exceeded", zap.String("limit", limitMinFreeSpace), zap.String("why", why))
+		return nil, nil, &publicError{msg: msgDiskLow}
+	}
 	p := c.srv.Resolver.Provider(t.Provider)
 	if p == nil {
 		return nil, nil, fmt.Errorf("provider %q is not configured", t.Provider)
@@ -419,6 +453,10 @@ func (c *conn) connectUpstream(t target, osUser, mode string) (*upstreamConn, *l
 			HostKeyFingerprint: ssh.FingerprintSHA256(hostKey), HostKeySource: creds.HostKeySource})
 	}
 	emit(audit.Event{Type: audit.TypeUpstreamOpen, UpstreamAddr: creds.Addr})
+	if unaudited {
+		up.conn.Close()
+		return nil, nil, &publicError{msg: msgAuditRefused}
+	}
 	c.log.Info("upstream_connected", zap.String("target", t.String()), zap.String("addr", creds.Addr), zap.String("os_user", osUser))
 	l := newLink(c, nil, ev)
 	l.policyGuard = &policyGuard{policy: rules.Policy, base: base, typed: t.typed, force: c.identity.ForceCommand,

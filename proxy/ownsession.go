@@ -350,7 +350,12 @@ func (c *conn) menuLink(ch ssh.Channel, reqs <-chan *ssh.Request, pty *ptyReques
 			l.cancel(nil)
 			return false
 		}
-		obs.request(fromPerson, r)
+		if msg := obs.request(fromPerson, r); msg != "" {
+			fmt.Fprintf(ch, "%s\r\n", msg)
+			uch.Close()
+			l.cancel(nil)
+			return false
+		}
 		if ok, err := uch.SendRequest(r.Type, r.WantReply, r.Payload); err != nil || !ok {
 			fmt.Fprintf(ch, "bastion: %s: the instance refused %s\r\n", typed, r.Type)
 			uch.Close()

@@ -79,8 +79,10 @@ type guard interface {
 // copy goroutines, concurrently; closed runs once, after all the others
 // have returned.
 type channelObserver interface {
-	// request sees a request that the guard allowed, before it is sent on.
-	request(dir direction, req *ssh.Request)
+	// request sees a request that the guard allowed, before it is sent
+	// on. A non-empty result refuses a shell, exec or subsystem request
+	// after all, with that message (a recording that cannot be made).
+	request(dir direction, req *ssh.Request) (refuse string)
 	// data sees payload copied in direction dir; ext marks extended data
 	// (stderr).
 	data(dir direction, ext bool, p []byte)
@@ -300,7 +302,10 @@ func forwardRequests(dir direction, chanType string, reqs <-chan *ssh.Request, t
 		if obs != nil {
 			// Before sending: a shell's first output may follow its
 			// reply at once, and the recorder must exist by then.
-			obs.request(dir, req)
+			if msg := obs.request(dir, req); msg != "" {
+				refuseSession(req, from, to, msg)
+				continue
+			}
 		}
 		if !req.WantReply {
 			to.SendRequest(req.Type, false, req.Payload)
