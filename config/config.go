@@ -241,6 +241,9 @@ type S3 struct {
 // spliced to a person (one per ProxyJump channel, one per direct-mode
 // connection); a session is an SSH session channel.
 type Limits struct {
+	// IdleTimeout closes a link with no traffic for this long, and
+	// MaxSession (a name older than the word "link") any link this long
+	// after it started.
 	IdleTimeout      Duration `yaml:"idle_timeout"`
 	MaxSession       Duration `yaml:"max_session"`
 	HandshakeTimeout Duration `yaml:"handshake_timeout"`

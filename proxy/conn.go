@@ -48,6 +48,8 @@ type conn struct {
 	// units counts the channels the bastion serves for this connection
 	// now (see Server.holdChannel); srv.mu protects it.
 	units int
+	// chanRefusals counts the channel opens refused by a limit.
+	chanRefusals atomic.Int64
 	// chans numbers the connection's channels for the audit log, across
 	// all its links.
 	chans atomic.Int32
@@ -331,6 +333,7 @@ func (c *conn) serveJump(chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request) 
 			nc.Reject(ssh.UnknownChannelType, "bastion: unsupported channel type "+nc.ChannelType())
 		}
 	}
+	c.auditRefusals()
 }
 
 // target is a resolved target with the name the person typed.

@@ -2,9 +2,12 @@ package proxy
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 
 	"golang.org/x/crypto/ssh"
+
+	"bastion/audit"
 )
 
 // errShed is what pendingJump.accept returns for a channel shed before it
@@ -53,12 +56,31 @@ func (c *conn) holdOwn(nc ssh.NewChannel) bool {
 	return true
 }
 
+// channelRefusalsAudited is how many channel opens refused by a limit are
+// audited one by one per connection; the rest are counted, and their number
+// is audited when the connection's channels end (auditRefusals), so that a
+// client opening channels in a loop cannot fill the audit log.
+const channelRefusalsAudited = 10
+
 // refuseChannel refuses a channel open for a limit: the person reads msg
 // as the open failure's reason (ssh prints "open failed: …"), and the
-// refusal is audited and counted.
+// refusal is counted and, up to channelRefusalsAudited, audited.
 func (c *conn) refuseChannel(nc ssh.NewChannel, limit, msg string) {
-	c.limitHit(limit, msg)
+	if c.chanRefusals.Add(1) <= channelRefusalsAudited {
+		c.limitHit(limit, msg)
+	} else {
+		c.srv.Metrics.LimitHit(limit)
+	}
 	nc.Reject(ssh.ResourceShortage, "bastion: "+msg)
+}
+
+// auditRefusals audits, once the connection opens no more channels, how
+// many channel refusals were not audited one by one.
+func (c *conn) auditRefusals() {
+	if n := c.chanRefusals.Load() - channelRefusalsAudited; n > 0 {
+		c.audit(audit.Event{Type: audit.TypeLimitExceeded, Limit: "channel_refusals",
+			Reason: fmt.Sprintf("%d more channel opens were refused by limits without an event each", n)})
+	}
 }
 
 // accept accepts the channel unless it was shed meanwhile.
