@@ -19,13 +19,15 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"bastion/config"
 )
 
 // Hostile cases for the connection limits (issue 10, items 5 and 6): links
 // counted per person and per connection, pending inner handshakes counted
 // as unauthenticated, and handshake slots shared fairly between addresses.
 
-var lockoutAttack = flag.Duration("faults.lockout_attack", 10*time.Second,
+var lockoutAttackTime = flag.Duration("faults.lockout_attack", 10*time.Second,
 	"how long TestHostileLimitsUnauthLockout's attackers keep re-opening connections (the issue's figure: 30s)")
 
 // dialFrom opens alice's outer SSH connection from the local address from.
@@ -390,20 +392,49 @@ func TestHostileLimitsPendingUseUnauthSlots(t *testing.T) {
 // person on a ninth address logs in 20 times, one after another: every
 // login must succeed within 8s.
 func TestHostileLimitsUnauthLockout(t *testing.T) {
+	lockout(t, lockoutAttack{attackers: 8, perAddr: 72, logins: 20, from: "127.0.0.10", attack: *lockoutAttackTime})
+}
+
+// TestHostileLimitsUnauthLockoutManyAddresses: more attacking addresses
+// (40) than handshake slots (max_unauthenticated 32), so that every
+// address holds one slot or none and shedding by count alone cannot tell
+// the person from an attacker.
+func TestHostileLimitsUnauthLockoutManyAddresses(t *testing.T) {
+	lockout(t, lockoutAttack{attackers: 40, perAddr: 4, maxUnauth: 32, logins: 10, from: "127.0.1.10", attack: 10 * time.Second})
+}
+
+// lockoutAttack is an attack on the handshake slots: attackers addresses
+// (127.0.0.2 on) each keep perAddr idle connections open for attack, while
+// a person on from logs in logins times.
+type lockoutAttack struct {
+	attackers, perAddr int
+	// maxUnauth, if set, is the bastion's max_unauthenticated.
+	maxUnauth int
+	logins    int
+	from      string
+	attack    time.Duration
+}
+
+func lockout(t *testing.T, la lockoutAttack) {
 	const (
-		attackers = 8
-		perAddr   = 72
-		logins    = 20
-		loginMax  = 8 * time.Second
+		loginMax = 8 * time.Second
 		// reopenPause is how long an attacking connection waits to
 		// re-open once the bastion closed it: the table stays full,
 		// and the attack leaves some of a shared test machine to the
 		// rest.
 		reopenPause = 20 * time.Millisecond
 	)
+	attackers, perAddr, logins := la.attackers, la.perAddr, la.logins
+	opt := bastionOptions{}
+	full := config.DefaultMaxUnauthenticated
+	if la.maxUnauth > 0 {
+		opt.limits = fmt.Sprintf("max_unauthenticated: %d", la.maxUnauth)
+		full = la.maxUnauth
+	}
 	e := newEnv(t)
 	s := e.startSim()
-	b := e.startBastion(bastionOptions{statics: []staticTarget{{"sim", s.inst.Addr(), s.inst.HostKey()}}})
+	opt.statics = []staticTarget{{"sim", s.inst.Addr(), s.inst.HostKey()}}
+	b := e.startBastion(opt)
 
 	stop := make(chan struct{})
 	var attacks sync.WaitGroup
@@ -448,7 +479,7 @@ func TestHostileLimitsUnauthLockout(t *testing.T) {
 		attacks.Wait()
 	})
 	defer stopAttack()
-	waitFor(t, "the attack to fill the handshake slots", settleTimeout, func() bool { return b.srv.ActiveConns() >= 256 })
+	waitFor(t, "the attack to fill the handshake slots", settleTimeout, func() bool { return b.srv.ActiveConns() >= full })
 
 	attackStart := time.Now()
 	type result struct {
@@ -458,12 +489,12 @@ func TestHostileLimitsUnauthLockout(t *testing.T) {
 	var results []result
 	for i := range logins {
 		// Spread the logins over the attack.
-		if wait := time.Until(attackStart.Add(time.Duration(i) * *lockoutAttack / logins)); wait > 0 {
+		if wait := time.Until(attackStart.Add(time.Duration(i) * la.attack / time.Duration(logins))); wait > 0 {
 			<-time.After(wait)
 		}
 		start := time.Now()
 		err := func() error {
-			l, err := b.dialFrom("127.0.0.10", loginMax)
+			l, err := b.dialFrom(la.from, loginMax)
 			defer l.close()
 			if err != nil {
 				return fmt.Errorf("outer login: %w", err)
@@ -491,7 +522,7 @@ func TestHostileLimitsUnauthLockout(t *testing.T) {
 		}()
 		results = append(results, result{time.Since(start), err})
 	}
-	if rest := time.Until(attackStart.Add(*lockoutAttack)); rest > 0 {
+	if rest := time.Until(attackStart.Add(la.attack)); rest > 0 {
 		<-time.After(rest)
 	}
 	attackTime := time.Since(attackStart)
@@ -503,9 +534,9 @@ func TestHostileLimitsUnauthLockout(t *testing.T) {
 		times = append(times, r.took.Round(time.Millisecond).String())
 		switch {
 		case r.err != nil:
-			t.Errorf("login %d from 127.0.0.10 during the attack: %v (after %s)", i+1, r.err, r.took.Round(time.Millisecond))
+			t.Errorf("login %d from %s during the attack: %v (after %s)", i+1, la.from, r.err, r.took.Round(time.Millisecond))
 		case r.took >= loginMax:
-			t.Errorf("login %d from 127.0.0.10 during the attack: took %s, want under %s", i+1, r.took.Round(time.Millisecond), loginMax)
+			t.Errorf("login %d from %s during the attack: took %s, want under %s", i+1, la.from, r.took.Round(time.Millisecond), loginMax)
 		default:
 			ok++
 		}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -151,13 +150,12 @@ func (c *conn) serve() {
 		if c.rejected > 0 {
 			c.srv.failures.fail(host, perMinute)
 		}
-		if errors.Is(err, os.ErrDeadlineExceeded) && !slot.wasShed() {
-			c.srv.penalties.timedOut(host)
-		}
+		c.srv.penalties.noLogin(host)
 		c.log.Debug("handshake_failed", zap.Error(err))
 		return
 	}
 	c.srv.failures.succeeded(host)
+	c.srv.penalties.succeeded(host)
 	c.nc.SetDeadline(time.Time{})
 	c.mu.Lock()
 	c.sc = sc

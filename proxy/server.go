@@ -132,7 +132,7 @@ type Server struct {
 	// jump channels in their inner login.
 	unauth unauthTable
 	// penalties lowers the unauthenticated share of addresses whose
-	// handshakes keep timing out.
+	// handshakes keep ending without a login.
 	penalties *penaltyBox
 	// failures throttles addresses with many failed authentications.
 	failures *failureTracker
@@ -228,6 +228,7 @@ func (s *Server) init() {
 		s.conns = map[*conn]struct{}{}
 		s.users = map[string]int{}
 		s.penalties = newPenaltyBox(time.Now)
+		s.unauth.score = s.penalties.score
 		s.failures = newFailureTracker(time.Now)
 	})
 }

@@ -16,26 +16,31 @@ import (
 // source address (perSourceUnauth). When every slot is taken, a newcomer
 // from an address that holds fewer slots than the address holding the most
 // is admitted in place of that address's oldest slot, which is shed: its
-// connection or channel is closed, audited and counted. Only a newcomer
+// connection or channel is closed, audited and counted. Among addresses
+// holding the most, the one with the most recent handshakes that ended
+// without a login is shed first, so that even with as many attacking
+// addresses as slots, the attackers' go before a person's. Only a newcomer
 // whose own address holds the most is refused. An attacker with many
 // addresses therefore cannot keep a person on another address out: the
 // person's address always holds fewer. This is OpenSSH's MaxStartups and
 // PerSourceMaxStartups with shedding by address in place of random early
 // drop, which would refuse the person too, with a probability.
 //
-// Penalties, after OpenSSH's PerSourcePenalties: an address whose
-// connections keep running into the handshake deadline gets a quarter of
-// the per-source share until those timeouts decay (penaltyDecay per
-// minute; the count is capped so that the penalty lasts minutes at most).
+// Penalties, after OpenSSH's PerSourcePenalties ("noauth"): an address
+// whose connections keep ending in the handshake without a login (they
+// time out, are shed, or are closed by the client) gets a quarter of the
+// per-source share until those decay (penaltyDecay per minute; the count
+// is capped so that a penalty ends within a minute or so). A login from
+// the address clears it.
 
 const (
-	// penaltyThreshold is how many recent handshake timeouts put an
-	// address in the penalty box.
+	// penaltyThreshold is how many recent handshakes without a login
+	// put an address in the penalty box.
 	penaltyThreshold = 10
-	// penaltyDecay is how many recorded timeouts are forgiven per minute;
+	// penaltyDecay is how many of them are forgiven per minute;
 	// penaltyCap bounds the count so that a penalty ends within
 	// (penaltyCap-penaltyThreshold)/penaltyDecay minutes of the last
-	// timeout.
+	// one.
 	penaltyDecay = 10
 	penaltyCap   = 2 * penaltyThreshold
 )
@@ -51,7 +56,12 @@ func penalizedShare(share int) int { return max(1, share/4) }
 // unauthTable is the set of unauthenticated slots, by source address. The
 // zero value is ready to use.
 type unauthTable struct {
-	mu    sync.Mutex // protects total, by and every slot's held and shed
+	// score, if set, breaks ties between the addresses holding the most:
+	// the higher score is shed first. It is called with mu held, and must
+	// not call back into the table.
+	score func(host string) float64
+
+	mu    sync.Mutex // protects total, by and every slot's held
 	total int
 	// by holds each address's slots, oldest first; an address with no
 	// slot has no entry, so by has at most total entries.
@@ -66,7 +76,6 @@ type unauthSlot struct {
 	// reason; it is called without t.mu held.
 	onShed func(reason string)
 	held   bool
-	shed   bool
 }
 
 // hold takes a slot for host, or returns nil and the reason it is refused.
@@ -89,7 +98,6 @@ func (t *unauthTable) hold(host string, max, share int, onShed func(reason strin
 		}
 		victim = t.by[top][0]
 		t.removeLocked(victim)
-		victim.shed = true
 	}
 	s := &unauthSlot{t: t, host: host, onShed: onShed, held: true}
 	if t.by == nil {
@@ -104,13 +112,27 @@ func (t *unauthTable) hold(host string, max, share int, onShed func(reason strin
 	return s, ""
 }
 
-// topLocked returns the address holding the most slots, and how many.
+// topLocked returns the address holding the most slots (of those, the
+// one with the highest score), and how many.
 func (t *unauthTable) topLocked() (string, int) {
 	var top string
-	most := 0
+	most, topScore := 0, 0.0
 	for h, slots := range t.by {
-		if len(slots) > most {
-			top, most = h, len(slots)
+		switch n := len(slots); {
+		case n < most:
+			continue
+		case n > most:
+			top, most = h, n
+			topScore = -1 // scored below when needed
+		}
+		if h == top || t.score == nil {
+			continue
+		}
+		if topScore < 0 {
+			topScore = t.score(top)
+		}
+		if sc := t.score(h); sc > topScore {
+			top, topScore = h, sc
 		}
 	}
 	return top, most
@@ -146,13 +168,6 @@ func (s *unauthSlot) release() {
 	}
 }
 
-// wasShed reports whether the slot was shed for a newcomer.
-func (s *unauthSlot) wasShed() bool {
-	s.t.mu.Lock()
-	defer s.t.mu.Unlock()
-	return s.shed
-}
-
 // count returns the number of slots held.
 func (t *unauthTable) count() int {
 	t.mu.Lock()
@@ -160,7 +175,8 @@ func (t *unauthTable) count() int {
 	return t.total
 }
 
-// penaltyBox counts recent handshake timeouts per source address.
+// penaltyBox counts, per source address, recent handshakes that ended
+// without a login.
 type penaltyBox struct {
 	now func() time.Time
 
@@ -172,8 +188,8 @@ func newPenaltyBox(now func() time.Time) *penaltyBox {
 	return &penaltyBox{now: now, addrs: map[string]*failures{}}
 }
 
-// timedOut records a handshake that ran into its deadline.
-func (b *penaltyBox) timedOut(host string) {
+// noLogin records a handshake that ended without a login.
+func (b *penaltyBox) noLogin(host string) {
 	now := b.now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -189,7 +205,7 @@ func (b *penaltyBox) timedOut(host string) {
 	f.updated = now
 }
 
-// pruneLocked drops the addresses whose timeouts have decayed away, and
+// pruneLocked drops the addresses whose count has decayed away, and
 // if that is not enough, every address.
 func (b *penaltyBox) pruneLocked(now time.Time) {
 	for h, f := range b.addrs {
@@ -200,6 +216,24 @@ func (b *penaltyBox) pruneLocked(now time.Time) {
 	if len(b.addrs) >= maxTrackedAddrs {
 		clear(b.addrs)
 	}
+}
+
+// succeeded clears host after a login.
+func (b *penaltyBox) succeeded(host string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.addrs, host)
+}
+
+// score returns host's recent handshakes without a login, decayed.
+func (b *penaltyBox) score(host string) float64 {
+	now := b.now()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if f := b.addrs[host]; f != nil {
+		return f.decayed(now, penaltyDecay)
+	}
+	return 0
 }
 
 // penalized reports whether host is in the penalty box.

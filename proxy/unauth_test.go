@@ -29,8 +29,12 @@ func TestUnauthTableShed(t *testing.T) {
 	var tb unauthTable
 	const max, share = 6, 6
 	shed := map[string]int{}
+	var shedSlots []int // the order in which slots were taken
+	taken := 0
 	hold := func(host string) *unauthSlot {
-		s, _ := tb.hold(host, max, share, func(string) { shed[host]++ })
+		n := taken
+		taken++
+		s, _ := tb.hold(host, max, share, func(string) { shed[host]++; shedSlots = append(shedSlots, n) })
 		return s
 	}
 	var a []*unauthSlot
@@ -51,8 +55,8 @@ func TestUnauthTableShed(t *testing.T) {
 	if c == nil {
 		t.Fatalf("newcomer from another address: refused, want a slot")
 	}
-	if shed["a"] != 1 || !a[0].wasShed() || a[1].wasShed() {
-		t.Errorf("shed: got %v (oldest of a shed: %v), want a's oldest shed once", shed, a[0].wasShed())
+	if shed["a"] != 1 || len(shedSlots) != 1 || shedSlots[0] != 0 {
+		t.Errorf("shed: got %v (slots %v), want a's oldest (slot 0) shed once", shed, shedSlots)
 	}
 	if got := tb.count(); got != max {
 		t.Errorf("count after shedding: got %d, want %d", got, max)
@@ -83,13 +87,13 @@ func TestPenaltyBox(t *testing.T) {
 	now := time.Unix(0, 0)
 	b := newPenaltyBox(func() time.Time { return now })
 	for range penaltyThreshold - 1 {
-		b.timedOut("a")
+		b.noLogin("a")
 	}
 	if b.penalized("a") {
 		t.Errorf("below the threshold: penalized, want not")
 	}
 	for range 100 {
-		b.timedOut("a")
+		b.noLogin("a")
 	}
 	if !b.penalized("a") || b.penalized("b") {
 		t.Errorf("at the threshold: got a %v, b %v; want a penalized, b not", b.penalized("a"), b.penalized("b"))
@@ -101,5 +105,35 @@ func TestPenaltyBox(t *testing.T) {
 	}
 	if got := penalizedShare(perSourceUnauth(256)); got != 18 {
 		t.Errorf("penalized share of 256: got %d, want 18", got)
+	}
+}
+
+// TestUnauthTableShedScore: among the addresses holding the most, the one
+// with the highest score (recent handshake timeouts) is shed first.
+func TestUnauthTableShedScore(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		scores map[string]float64
+		want   string
+	}{
+		{"b timed out", map[string]float64{"b": 3}, "b"},
+		{"a timed out more", map[string]float64{"a": 5, "b": 3, "c": 4}, "a"},
+		{"c timed out more", map[string]float64{"a": 1, "c": 2}, "c"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tb := unauthTable{score: func(h string) float64 { return tc.scores[h] }}
+			shed := ""
+			for _, h := range []string{"a", "a", "b", "b", "c", "c"} {
+				if s, why := tb.hold(h, 6, 6, func(string) { shed = h }); s == nil {
+					t.Fatalf("filling: %s refused (%s)", h, why)
+				}
+			}
+			if s, _ := tb.hold("d", 6, 6, nil); s == nil {
+				t.Fatalf("newcomer d: refused, want a slot")
+			}
+			if shed != tc.want {
+				t.Errorf("shed: got %q, want %q", shed, tc.want)
+			}
+		})
 	}
 }
