@@ -272,8 +272,7 @@ type Limits struct {
 	// MaxUnauthenticated bounds connections not yet authenticated, and
 	// ProxyJump channels whose inner login is not complete. One source
 	// address may hold a quarter of them (plus 8), less while its
-	// connections keep ending in the handshake without a login. When all
-	// are taken,
+	// connections keep timing out in the handshake. When all are taken,
 	// a newcomer from an address holding fewer than the address holding
 	// the most is admitted in place of that address's oldest; otherwise
 	// it is closed at once.

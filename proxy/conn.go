@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -150,7 +151,7 @@ func (c *conn) serve() {
 		if c.rejected > 0 {
 			c.srv.failures.fail(host, perMinute)
 		}
-		c.srv.penalties.noLogin(host)
+		c.srv.penalties.noLogin(host, errors.Is(err, os.ErrDeadlineExceeded))
 		c.log.Debug("handshake_failed", zap.Error(err))
 		return
 	}

@@ -132,7 +132,7 @@ type Server struct {
 	// jump channels in their inner login.
 	unauth unauthTable
 	// penalties lowers the unauthenticated share of addresses whose
-	// handshakes keep ending without a login.
+	// handshakes keep timing out, and ranks addresses for shedding.
 	penalties *penaltyBox
 	// failures throttles addresses with many failed authentications.
 	failures *failureTracker
@@ -461,6 +461,7 @@ func (s *Server) closeConns(cause error) {
 
 // ActiveConns returns the number of live connections.
 func (s *Server) ActiveConns() int {
+	s.init()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.conns)

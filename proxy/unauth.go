@@ -26,18 +26,18 @@ import (
 // PerSourceMaxStartups with shedding by address in place of random early
 // drop, which would refuse the person too, with a probability.
 //
-// Penalties, after OpenSSH's PerSourcePenalties ("noauth"): an address
-// whose connections keep ending in the handshake without a login (they
-// time out, are shed, or are closed by the client) gets a quarter of the
-// per-source share until those decay (penaltyDecay per minute; the count
-// is capped so that a penalty ends within a minute or so). A login from
-// the address clears it.
+// Penalties, after OpenSSH's PerSourcePenalties: an address whose
+// connections keep running into the handshake deadline gets a quarter of
+// the per-source share until those timeouts decay (penaltyDecay per minute;
+// the count is capped so that a penalty ends within a minute or so). A
+// login from the address clears it, and its score.
 
 const (
-	// penaltyThreshold is how many recent handshakes without a login
-	// put an address in the penalty box.
+	// penaltyThreshold is how many recent handshake timeouts put an
+	// address in the penalty box.
 	penaltyThreshold = 10
-	// penaltyDecay is how many of them are forgiven per minute;
+	// penaltyDecay is how many of them (and of the handshakes without a
+	// login that make the score) are forgiven per minute;
 	// penaltyCap bounds the count so that a penalty ends within
 	// (penaltyCap-penaltyThreshold)/penaltyDecay minutes of the last
 	// one.
@@ -176,40 +176,54 @@ func (t *unauthTable) count() int {
 }
 
 // penaltyBox counts, per source address, recent handshakes that ended
-// without a login.
+// without a login: all of them (score, which breaks ties when shedding) and
+// those that ran into the handshake deadline (which penalize).
 type penaltyBox struct {
 	now func() time.Time
 
 	mu    sync.Mutex // protects addrs
-	addrs map[string]*failures
+	addrs map[string]*penalty
+}
+
+// penalty is one address's recent handshakes without a login, and those of
+// them that timed out; both decay by penaltyDecay per minute.
+type penalty struct {
+	noLogin, timeouts failures
 }
 
 func newPenaltyBox(now func() time.Time) *penaltyBox {
-	return &penaltyBox{now: now, addrs: map[string]*failures{}}
+	return &penaltyBox{now: now, addrs: map[string]*penalty{}}
 }
 
-// noLogin records a handshake that ended without a login.
-func (b *penaltyBox) noLogin(host string) {
+// noLogin records a handshake that ended without a login, and whether it
+// ran into its deadline.
+func (b *penaltyBox) noLogin(host string, timedOut bool) {
 	now := b.now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	f := b.addrs[host]
-	if f == nil {
+	p := b.addrs[host]
+	if p == nil {
 		if len(b.addrs) >= maxTrackedAddrs {
 			b.pruneLocked(now)
 		}
-		f = &failures{}
-		b.addrs[host] = f
+		p = &penalty{}
+		b.addrs[host] = p
 	}
-	f.count = min(f.decayed(now, penaltyDecay)+1, penaltyCap)
-	f.updated = now
+	add := func(f *failures) {
+		f.count = min(f.decayed(now, penaltyDecay)+1, penaltyCap)
+		f.updated = now
+	}
+	add(&p.noLogin)
+	if timedOut {
+		add(&p.timeouts)
+	}
 }
 
-// pruneLocked drops the addresses whose count has decayed away, and
-// if that is not enough, every address.
+// pruneLocked drops the addresses whose counts have decayed away, and if
+// that is not enough, every address.
 func (b *penaltyBox) pruneLocked(now time.Time) {
-	for h, f := range b.addrs {
-		if f.decayed(now, penaltyDecay) < 1 {
+	for h, p := range b.addrs {
+		if p.noLogin.decayed(now, penaltyDecay) < 1 && p.timeouts.decayed(now, penaltyDecay) < 1 {
 			delete(b.addrs, h)
 		}
 	}
@@ -230,24 +244,18 @@ func (b *penaltyBox) score(host string) float64 {
 	now := b.now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if f := b.addrs[host]; f != nil {
-		return f.decayed(now, penaltyDecay)
+	if p := b.addrs[host]; p != nil {
+		return p.noLogin.decayed(now, penaltyDecay)
 	}
 	return 0
 }
 
-// penalized reports whether host is in the penalty box.
+// penalized reports whether host is in the penalty box: its handshakes
+// have run into the deadline penaltyThreshold times, recently.
 func (b *penaltyBox) penalized(host string) bool {
 	now := b.now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	f := b.addrs[host]
-	if f == nil {
-		return false
-	}
-	if f.decayed(now, penaltyDecay) < 1 {
-		delete(b.addrs, host)
-		return false
-	}
-	return f.decayed(now, penaltyDecay) >= penaltyThreshold
+	p := b.addrs[host]
+	return p != nil && p.timeouts.decayed(now, penaltyDecay) >= penaltyThreshold
 }

@@ -86,14 +86,17 @@ func TestUnauthTableShed(t *testing.T) {
 func TestPenaltyBox(t *testing.T) {
 	now := time.Unix(0, 0)
 	b := newPenaltyBox(func() time.Time { return now })
+	for range 100 {
+		b.noLogin("a", false)
+	}
 	for range penaltyThreshold - 1 {
-		b.noLogin("a")
+		b.noLogin("a", true)
 	}
 	if b.penalized("a") {
 		t.Errorf("below the threshold: penalized, want not")
 	}
 	for range 100 {
-		b.noLogin("a")
+		b.noLogin("a", true)
 	}
 	if !b.penalized("a") || b.penalized("b") {
 		t.Errorf("at the threshold: got a %v, b %v; want a penalized, b not", b.penalized("a"), b.penalized("b"))
