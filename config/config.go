@@ -60,10 +60,6 @@ const (
 type Config struct {
 	// Path is the file the config was loaded from ("" when parsed from bytes).
 	Path string `yaml:"-"`
-	// Warnings are problems that do not stop the file from loading, such
-	// as a deprecated key name; each names its key and line as an error
-	// does.
-	Warnings []*Error `yaml:"-"`
 
 	Listen            string    `yaml:"listen"`
 	HostKey           string    `yaml:"host_key"`
@@ -98,6 +94,10 @@ type Config struct {
 	// RevokedFingerprints holds the SHA256 fingerprints of RevokedKeys
 	// and RevokedKeysFile.
 	RevokedFingerprints []string `yaml:"-"`
+	// Warnings are what Parse found doubtful but valid (such as a policy
+	// whose denials exec can get around), sorted by line; check-config
+	// prints them and serve logs them.
+	Warnings []*Error `yaml:"-"`
 }
 
 // ProxyProtocol configures PROXY protocol (v1 and v2) on the listener.
@@ -120,6 +120,9 @@ type User struct {
 
 	// PublicKeys holds Keys and the keys of KeysFile, parsed.
 	PublicKeys []ssh.PublicKey `yaml:"-"`
+	// KeyOptions holds the authorized_keys options of each key line:
+	// KeyOptions[i] are those of PublicKeys[i].
+	KeyOptions []KeyOptions `yaml:"-"`
 }
 
 // Providers configures where targets come from.

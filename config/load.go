@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 )
 
@@ -56,13 +57,15 @@ func Parse(data []byte, path string) (*Config, error) {
 	}
 	// Keys missing at the top level are reported at line 1.
 	p.lines[""] = 1
-	cfg.Warnings = renameDeprecated(&cfg, d.set, p)
+	renameDeprecated(&cfg, d.set, p)
 	applyDefaults(&cfg, d.set)
 	resolvePaths(&cfg, filepath.Dir(path))
 	(&checker{problems: p}).check(&cfg)
 	if err := p.err(); err != nil {
 		return nil, err
 	}
+	slices.SortStableFunc(p.warns, func(a, b *Error) int { return a.Line - b.Line })
+	cfg.Warnings = p.warns
 	return &cfg, nil
 }
 
@@ -136,11 +139,10 @@ func applyDefaults(c *Config, set map[string]bool) {
 }
 
 // renameDeprecated moves the values of deprecated keys to the keys that
-// replaced them, and returns a warning for each one used. A file that sets
-// both names of one key is an error.
-func renameDeprecated(c *Config, set map[string]bool, p *problems) []*Error {
+// replaced them, with a warning for each one used. A file that sets both
+// names of one key is an error.
+func renameDeprecated(c *Config, set map[string]bool, p *problems) {
 	l := &c.Limits
-	var warnings []*Error
 	for _, r := range []struct {
 		old, new string
 		from, to *int
@@ -161,10 +163,8 @@ func renameDeprecated(c *Config, set map[string]bool, p *problems) []*Error {
 		}
 		*r.to, *r.from = *r.from, 0
 		set[r.new] = true
-		warnings = append(warnings, &Error{File: p.file, Line: p.lineOf(r.old), Key: r.old,
-			Msg: fmt.Sprintf("deprecated; use %s (it counts links and inner logins in progress, not connections)", r.new)})
+		p.warnf(r.old, "deprecated; use %s (it counts links and inner logins in progress, not connections)", r.new)
 	}
-	return warnings
 }
 
 // resolvePaths joins the relative file paths in c to dir, the folder of the

@@ -245,7 +245,13 @@ func (c *conn) serverConfig() *ssh.ServerConfig {
 					KeyFingerprint: ssh.FingerprintSHA256(key), Reason: reason, Error: err.Error()})
 				return nil, err
 			}
-			return &ssh.Permissions{ExtraData: map[any]any{identityKey{}: id}}, nil
+			perms := &ssh.Permissions{ExtraData: map[any]any{identityKey{}: id}}
+			if id.NoTouchRequired {
+				// x/crypto then accepts a security key's signature
+				// without the user-presence flag, as sshd does.
+				perms.Extensions = map[string]string{"no-touch-required": ""}
+			}
+			return perms, nil
 		},
 	}
 	if cfg.MaxAuthTries == 0 {
@@ -363,7 +369,8 @@ func (c *conn) resolve(typed string) (target, error) {
 	}
 	tg := target{typed: typed, Target: t}
 	c.audit(audit.Event{Type: audit.TypeTargetResolved, Typed: typed, Target: t.String(), Provider: t.Provider, InstanceID: t.ID})
-	if d := c.srv.currentRules().Policy.Reachable(c.identity, tg.forPolicy()); !d.Allow {
+	rules := c.srv.currentRules()
+	if d := rules.Policy.Reachable(rules.Auth.Current(c.identity), tg.forPolicy()); !d.Allow {
 		c.srv.Metrics.PolicyDenial("target")
 		c.audit(audit.Event{Type: audit.TypePolicyDenied, Typed: typed, Target: t.String(), Reason: d.Reason})
 		return target{}, &publicError{msg: d.Reason}
@@ -372,11 +379,11 @@ func (c *conn) resolve(typed string) (target, error) {
 }
 
 // connectUpstream authorizes a login as osUser, fetches credentials and
-// connects to the target. The returned link enforces the policy on the
-// spliced connection and audits it.
+// connects to the target. The returned link enforces, on the spliced
+// connection, the policy in force at each decision, and audits it.
 func (c *conn) connectUpstream(t target, osUser, mode string) (*upstreamConn, *link, error) {
 	rules := c.srv.currentRules()
-	base := auth.Request{Identity: c.identity, Target: t.forPolicy(), OSUser: osUser}
+	base := auth.Request{Identity: rules.Auth.Current(c.identity), Target: t.forPolicy(), OSUser: osUser}
 	ev := audit.Event{Mode: mode, Typed: t.typed, Target: t.String(), Provider: t.Provider, InstanceID: t.ID, OSUser: osUser}
 	// unaudited is set when one of the link's events could not be
 	// written: failing closed, the link is refused.
@@ -461,7 +468,7 @@ func (c *conn) connectUpstream(t target, osUser, mode string) (*upstreamConn, *l
 	}
 	c.log.Info("upstream_connected", zap.String("target", t.String()), zap.String("addr", creds.Addr), zap.String("os_user", osUser))
 	l := newLink(c, nil, ev)
-	l.policyGuard = &policyGuard{policy: rules.Policy, base: base, typed: t.typed, force: c.identity.ForceCommand,
+	l.policyGuard = &policyGuard{rules: c.srv.currentRules, base: base, typed: t.typed,
 		denied: func(capability, reason string) {
 			c.srv.Metrics.PolicyDenial(capability)
 			l.audit(audit.Event{Type: audit.TypePolicyDenied, Capability: capability, Reason: reason})

@@ -27,6 +27,7 @@ const (
 	reqExec                 = "exec"
 	reqSubsystem            = "subsystem"
 	reqAgent                = "auth-agent-req@openssh.com"
+	reqPTY                  = "pty-req"
 	reqX11                  = "x11-req"
 	reqTCPIPForward         = "tcpip-forward"
 	reqCancelTCPIPForward   = "cancel-tcpip-forward"
@@ -290,6 +291,12 @@ func forwardRequests(dir direction, chanType string, reqs <-chan *ssh.Request, t
 			}
 			if msg != "" && dir == fromPerson {
 				io.WriteString(from.Stderr(), msg+"\r\n")
+				if req.Type == reqPTY && req.WantReply {
+					// ssh -tt closes the session on a failed pty-req,
+					// dropping stderr it has read but not yet written;
+					// a round trip first lets it write the reason.
+					from.SendRequest(reqKeepalive, true, nil)
+				}
 			}
 			if req.WantReply {
 				req.Reply(false, nil)

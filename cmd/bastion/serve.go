@@ -196,13 +196,6 @@ func loadHostKey(ctx context.Context, key, value string, aws *awsLoader, timeout
 	return signer, nil
 }
 
-// logWarnings logs the config's warnings (deprecated keys and the like).
-func logWarnings(log *zap.Logger, cfg *config.Config) {
-	for _, w := range cfg.Warnings {
-		log.Warn("config_warning", zap.String("key", w.Key), zap.Int("line", w.Line), zap.String("warning", w.Msg))
-	}
-}
-
 func rulesFrom(cfg *config.Config) *proxy.Rules {
 	l := cfg.Limits
 	return &proxy.Rules{
@@ -383,8 +376,8 @@ func (b *bastion) reload(path string) {
 		b.emit(audit.Event{Type: audit.TypeConfigRejected, Error: err.Error()})
 		return
 	}
-	logWarnings(b.log, cfg)
 	b.srv.SetRules(rulesFrom(cfg))
+	logWarnings(b.log, cfg)
 	b.log.Info("reloaded", zap.Int("users", len(cfg.Users)), zap.Int("policies", len(cfg.Policies)))
 	b.emit(audit.Event{Type: audit.TypeConfigReloaded})
 }
@@ -407,6 +400,13 @@ func (b *bastion) emit(e audit.Event) {
 	if err := b.audit.Emit(e); err != nil {
 		b.metrics.AuditWriteFailure("audit_log")
 		b.log.Error("audit_write_failed", zap.String("what", "audit_log"), zap.Error(err))
+	}
+}
+
+// logWarnings logs the config's warnings, one line each.
+func logWarnings(log *zap.Logger, cfg *config.Config) {
+	for _, w := range cfg.Warnings {
+		log.Warn("config_warning", zap.String("warning", w.Error()))
 	}
 }
 
