@@ -1,9 +1,9 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"fmt"
-	"sync"
 
 	"golang.org/x/crypto/ssh"
 
@@ -17,15 +17,19 @@ var errShed = errors.New("shed for a newcomer")
 // pendingJump is a ProxyJump channel's place under the limits, taken when
 // the channel is opened: one of its connection's channels
 // (Server.holdChannel), and, until its inner login completes, one of its
-// address's unauthenticated slots. Shedding that slot closes the channel.
+// address's unauthenticated slots. Shedding that slot cancels ctx, which
+// closes the channel (or has accept refuse it).
+//
+// Every method but onShed is called on the channel's own goroutine.
 type pendingJump struct {
 	c    *conn
 	slot *unauthSlot
-
-	mu sync.Mutex // protects ch and shed
-	// ch is the accepted channel; nil before.
-	ch   ssh.Channel
-	shed bool
+	// ctx is cancelled, with the reason, when the slot is shed, and when
+	// the channel's place is given back.
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	// stopClose unregisters the close of the accepted channel on ctx.
+	stopClose func() bool
 }
 
 // holdJump takes a place for a new direct-tcpip channel, or refuses the
@@ -35,9 +39,12 @@ func (c *conn) holdJump(nc ssh.NewChannel) (*pendingJump, bool) {
 		c.refuseChannel(nc, r.limit, r.msg)
 		return nil, false
 	}
+	// ctx exists before the slot, which may be shed at once.
 	p := &pendingJump{c: c}
+	p.ctx, p.cancel = context.WithCancelCause(c.ctx)
 	slot, why := c.srv.holdUnauth(c.host, p.onShed)
 	if slot == nil {
+		p.cancel(nil)
 		c.srv.releaseChannel(c)
 		c.refuseChannel(nc, "max_unauthenticated", why)
 		return nil, false
@@ -83,40 +90,46 @@ func (c *conn) auditRefusals() {
 	}
 }
 
-// accept accepts the channel unless it was shed meanwhile.
+// accept accepts the channel unless it was shed meanwhile; once accepted,
+// the channel is closed if it is shed later.
 func (p *pendingJump) accept(nc ssh.NewChannel) (ssh.Channel, <-chan *ssh.Request, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.shed {
+	if p.ctx.Err() != nil {
 		nc.Reject(ssh.ResourceShortage, "bastion: the bastion is busy with other logins; try again")
 		return nil, nil, errShed
 	}
 	ch, reqs, err := nc.Accept()
-	if err == nil {
-		p.ch = ch
+	if err != nil {
+		return nil, nil, err
 	}
-	return ch, reqs, err
+	// Closing writes to the connection and may block: it runs on its
+	// own goroutine, not on the newcomer's that sheds.
+	p.stopClose = context.AfterFunc(p.ctx, func() { ch.Close() })
+	return ch, reqs, nil
 }
 
-// onShed closes the channel (or has accept refuse it) when a newcomer
-// takes its unauthenticated slot.
+// onShed closes the channel when a newcomer takes its unauthenticated
+// slot. It runs on the newcomer's goroutine and does not block.
 func (p *pendingJump) onShed(reason string) {
 	p.c.limitHit("max_unauthenticated", reason)
 	p.c.srv.Metrics.UnauthenticatedShed()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.shed = true
-	if p.ch != nil {
-		p.ch.Close()
-	}
+	p.cancel(errors.New(reason))
 }
 
 // loggedIn gives the unauthenticated slot back: the inner login is over,
-// one way or the other.
-func (p *pendingJump) loggedIn() { p.slot.release() }
+// one way or the other, and can no longer be shed.
+func (p *pendingJump) loggedIn() {
+	p.slot.release()
+	if p.stopClose != nil {
+		p.stopClose()
+	}
+}
 
 // release gives back everything the channel held.
 func (p *pendingJump) release() {
 	p.slot.release()
+	if p.stopClose != nil {
+		p.stopClose()
+	}
+	p.cancel(nil)
 	p.c.srv.releaseChannel(p.c)
 }
