@@ -22,7 +22,8 @@ import (
 // addresses as slots, the attackers' go before a person's. Only a newcomer
 // whose own address holds the most is refused. An attacker with many
 // addresses therefore cannot keep a person on another address out: the
-// person's address always holds fewer. This is OpenSSH's MaxStartups and
+// person's address holds fewer slots, or as many with fewer handshakes
+// that came to nothing. This is OpenSSH's MaxStartups and
 // PerSourceMaxStartups with shedding by address in place of random early
 // drop, which would refuse the person too, with a probability.
 //
@@ -61,7 +62,9 @@ type unauthTable struct {
 	// not call back into the table.
 	score func(host string) float64
 
-	mu    sync.Mutex // protects total, by and every slot's held
+	// mu protects total, by and every slot's held. Lock order: mu, then
+	// the lock of whatever score takes.
+	mu    sync.Mutex
 	total int
 	// by holds each address's slots, oldest first; an address with no
 	// slot has no entry, so by has at most total entries.
