@@ -1,18 +1,27 @@
 package config
 
 import (
+	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
+
+	"bastion/internal/secfile"
 )
 
 // Load reads and parses the configuration file at path, as Parse does, and
 // sets Config.Path to path.
+//
+// The file is refused if its group or others may write it: whoever can
+// change it decides who gets in.
 func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	data, err := secfile.ReadAccessFile(path)
+	var me *secfile.ModeError
+	if errors.As(err, &me) {
+		return nil, &Error{File: path, Msg: me.Error()}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("reading config: %w", err)
 	}
@@ -34,7 +43,10 @@ func Load(path string) (*Config, error) {
 // Decoding is strict: unknown keys and values of the wrong type are errors.
 // Keys left out get the Default* values. Files named by keys_file,
 // private_key and known_hosts are read and checked, so Parse does I/O;
-// host_key and host_ca_key need not exist (the server creates them).
+// host_key and host_ca_key need not exist (the server creates them); if
+// they do, they are read and checked too. Private key files that group or
+// others could use are refused, as are keys_file and revoked_keys_file
+// files they could write (see package secfile).
 //
 // On failure the error holds every problem found, each an *Error on its own
 // line ("config.yaml:12: users[1].keys[0]: not a public key in

@@ -42,8 +42,12 @@ func (c *conn) ownSession(nc ssh.NewChannel) {
 		return
 	}
 	defer ch.Close()
+	// Own sessions obey the connection's limits (watchLimits).
+	ch = c.trackOwn(ch)
+	defer c.untrackOwn(ch)
 	var pty *ptyRequest
 	for req := range reqs {
+		c.touch()
 		switch req.Type {
 		case reqPTY:
 			id := c.srv.currentRules().Auth.Current(c.identity)
@@ -164,7 +168,10 @@ func writeListing(w io.Writer, entries []entry, numbered bool) {
 		if region == "" {
 			region = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s%s", e.t.Name, e.t.Provider, region, strings.Join(e.osUsers, ","), nl)
+		// Names come from AWS tags and the like: escaped, so that one
+		// cannot add a row or drive the terminal.
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s%s", printable(e.t.Name), printable(e.t.Provider), printable(region),
+			printable(strings.Join(e.osUsers, ",")), nl)
 	}
 	tw.Flush()
 }
@@ -225,7 +232,7 @@ func (c *conn) menu(ch ssh.Channel, reqs <-chan *ssh.Request, pty *ptyRequest) {
 			fmt.Fprintf(ch, "bastion: %s\r\n", msg)
 			continue
 		}
-		fmt.Fprintf(ch, "bastion: connecting to %s as %s\r\n", e.t.Name, osUser)
+		fmt.Fprintf(ch, "bastion: connecting to %s as %s\r\n", printable(e.t.Name), osUser)
 		stopAnswering()
 		if c.menuLink(ch, reqs, pty, e.t.String(), osUser) {
 			return
@@ -304,7 +311,7 @@ func pick(entries []entry, line string) (entry, string, string) {
 			}
 		}
 		if len(plain) != 1 {
-			return entry{}, "", fmt.Sprintf("name the OS user for %s, as in: %s ec2-user", e.t.Name, which)
+			return entry{}, "", fmt.Sprintf("name the OS user for %s, as in: %s ec2-user", printable(e.t.Name), which)
 		}
 		osUser = plain[0]
 	}
@@ -330,12 +337,12 @@ func validOSUser(s string) bool {
 func (c *conn) menuLink(ch ssh.Channel, reqs <-chan *ssh.Request, pty *ptyRequest, typed, osUser string) bool {
 	t, err := c.resolve(typed)
 	if err != nil {
-		fmt.Fprintf(ch, "bastion: %s: %s\r\n", typed, publicMessage(err))
+		fmt.Fprintf(ch, "bastion: %s: %s\r\n", printable(typed), publicMessage(err))
 		return false
 	}
 	up, l, err := c.connectUpstream(t, osUser, "menu")
 	if err != nil {
-		fmt.Fprintf(ch, "bastion: %s: %s\r\n", typed, publicMessage(err))
+		fmt.Fprintf(ch, "bastion: %s: %s\r\n", printable(typed), publicMessage(err))
 		return false
 	}
 	// The instance opens nothing towards a menu session but may send
@@ -350,7 +357,7 @@ func (c *conn) menuLink(ch ssh.Channel, reqs <-chan *ssh.Request, pty *ptyReques
 
 	uch, ureqs, err := up.conn.OpenChannel(chanSession, nil)
 	if err != nil {
-		fmt.Fprintf(ch, "bastion: %s: the instance refused a session\r\n", typed)
+		fmt.Fprintf(ch, "bastion: %s: the instance refused a session\r\n", printable(typed))
 		l.cancel(nil)
 		return false
 	}
@@ -372,7 +379,7 @@ func (c *conn) menuLink(ch ssh.Channel, reqs <-chan *ssh.Request, pty *ptyReques
 			return false
 		}
 		if ok, err := uch.SendRequest(r.Type, r.WantReply, r.Payload); err != nil || !ok {
-			fmt.Fprintf(ch, "bastion: %s: the instance refused %s\r\n", typed, r.Type)
+			fmt.Fprintf(ch, "bastion: %s: the instance refused %s\r\n", printable(typed), r.Type)
 			uch.Close()
 			l.cancel(nil)
 			return false

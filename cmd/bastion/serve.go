@@ -112,6 +112,11 @@ func newBastion(ctx context.Context, cfg *config.Config, log *zap.Logger, awsCfg
 	if err != nil {
 		return nil, err
 	}
+	// Compared by key, not by name: a symlink, a hard link, a copy or two
+	// AWS references to one secret must not make the host key a CA.
+	if fp := ssh.FingerprintSHA256(hostKey.PublicKey()); fp == ssh.FingerprintSHA256(hostCA.PublicKey()) {
+		return nil, fmt.Errorf("host_ca_key: %s holds the same key as host_key (%s, %s): the host CA must be a key of its own", cfg.HostCAKey, cfg.HostKey, fp)
+	}
 	al, err := audit.Open(cfg.Audit.Log)
 	if err != nil {
 		return nil, err
