@@ -17,6 +17,21 @@ import (
 // The file is refused if its group or others may write it: whoever can
 // change it decides who gets in.
 func Load(path string) (*Config, error) {
+	return LoadWith(path, Options{})
+}
+
+// Options adjust LoadWith and ParseWith.
+type Options struct {
+	// SkipFiles leaves the files the config names (keys_file, private_key,
+	// known_hosts, revoked_keys_file) unread and unchecked, for checking a
+	// config away from the machine it is for (`bastion check-config
+	// --no-file-checks`). A Config loaded so lacks the keys of keys_file
+	// and revoked_keys_file: serve never uses it.
+	SkipFiles bool
+}
+
+// LoadWith is Load with options.
+func LoadWith(path string, o Options) (*Config, error) {
 	data, err := secfile.ReadAccessFile(path)
 	var me *secfile.ModeError
 	if errors.As(err, &me) {
@@ -25,7 +40,7 @@ func Load(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading config: %w", err)
 	}
-	cfg, err := Parse(data, path)
+	cfg, err := ParseWith(data, path, o)
 	if err != nil {
 		return nil, err
 	}
@@ -53,6 +68,11 @@ func Load(path string) (*Config, error) {
 // authorized_keys format"), joined with errors.Join and sorted by line; the
 // Config is then nil.
 func Parse(data []byte, path string) (*Config, error) {
+	return ParseWith(data, path, Options{})
+}
+
+// ParseWith is Parse with options.
+func ParseWith(data []byte, path string, o Options) (*Config, error) {
 	file := path
 	if file == "" {
 		file = "config"
@@ -72,7 +92,7 @@ func Parse(data []byte, path string) (*Config, error) {
 	renameDeprecated(&cfg, d.set, p)
 	applyDefaults(&cfg, d.set)
 	resolvePaths(&cfg, filepath.Dir(path))
-	(&checker{problems: p}).check(&cfg)
+	(&checker{problems: p, skipFiles: o.SkipFiles}).check(&cfg)
 	if err := p.err(); err != nil {
 		return nil, err
 	}
