@@ -42,10 +42,11 @@ const (
 	opList        = "sftp_ls"      // an SFTP directory listing names what is there
 	opForward     = "forward_L"    // a local forward carries bytes to an echo listener and back
 	opCheck       = "check"        // rclone: hashes compared through the remote md5sum (exec)
+	opWrongKey    = "wrong_host_key" // a pin of another key is refused (the last hop's, in ProxyJump)
 )
 
 // matrixOrder is the order cases run and print in.
-var matrixOrder = []string{opExec, opStdio, opPTY, opUpload, opDownload, opSCPUpload, opSCPDownload, opList, opForward, opCheck}
+var matrixOrder = []string{opExec, opStdio, opPTY, opUpload, opDownload, opSCPUpload, opSCPDownload, opList, opForward, opCheck, opWrongKey}
 
 const (
 	matrixFileSize = 1 << 20
@@ -84,20 +85,20 @@ func clientMatrix() []matrixRow {
 			opExec: plinkExec, opStdio: plinkStdio, opPTY: plinkPTY,
 			opUpload: pscpUpload, opDownload: pscpDownload,
 			opSCPUpload: pscpSCPUpload, opSCPDownload: pscpSCPDownload,
-			opList: psftpList, opForward: plinkForward,
+			opList: psftpList, opForward: plinkForward, opWrongKey: plinkWrongKey,
 		}},
 		// paramiko has no SCP of its own (that is the separate scp
 		// package), so the SCP operations are absent.
 		{client: "paramiko", modes: modes, ops: map[string]matrixOp{
 			opExec: pyExec("paramiko"), opStdio: pyStdio("paramiko"), opPTY: pyPTY("paramiko"),
 			opUpload: pyUpload("paramiko", opUpload), opDownload: pyDownload("paramiko", opDownload),
-			opList: pyList("paramiko"), opForward: pyForward("paramiko"),
+			opList: pyList("paramiko"), opForward: pyForward("paramiko"), opWrongKey: pyWrongKey("paramiko", "BadHostKeyException"),
 		}},
 		{client: "asyncssh", modes: modes, ops: map[string]matrixOp{
 			opExec: pyExec("asyncssh"), opStdio: pyStdio("asyncssh"), opPTY: pyPTY("asyncssh"),
 			opUpload: pyUpload("asyncssh", opUpload), opDownload: pyDownload("asyncssh", opDownload),
 			opSCPUpload: pyUpload("asyncssh", opSCPUpload), opSCPDownload: pyDownload("asyncssh", opSCPDownload),
-			opList: pyList("asyncssh"), opForward: pyForward("asyncssh"),
+			opList: pyList("asyncssh"), opForward: pyForward("asyncssh"), opWrongKey: pyWrongKey("asyncssh", "HostKeyNotVerifiable"),
 		}},
 		// curl (libssh2) transfers files only: no command, pty or
 		// forward. libssh2 has no ProxyJump or proxy command, and curl's
@@ -105,8 +106,11 @@ func clientMatrix() []matrixRow {
 		{client: "curl", modes: directOnly, ops: map[string]matrixOp{
 			opUpload: curlUpload("sftp"), opDownload: curlDownload("sftp"),
 			opSCPUpload: curlUpload("scp"), opSCPDownload: curlDownload("scp"),
-			opList: curlList,
+			opList: curlList, opWrongKey: curlWrongKey,
 		}},
+		// lftp and git verify host keys with OpenSSH, which the openssh
+		// row and the core tests hold; they have no wrong_host_key case.
+		//
 		// lftp speaks SFTP itself over the pipe of its connect-program,
 		// which is OpenSSH here: the rows exercise lftp's SFTP client
 		// (its pipelined reads and writes, its listing) over OpenSSH's
@@ -120,6 +124,7 @@ func clientMatrix() []matrixRow {
 		// --sftp-ssh, and Debian 12 ships 1.60, so direct mode alone.
 		{client: "rclone", modes: directOnly, ops: map[string]matrixOp{
 			opUpload: rcloneUpload, opDownload: rcloneDownload, opList: rcloneList, opCheck: rcloneCheck,
+			opWrongKey: rcloneWrongKey,
 		}},
 		// git runs git-upload-pack (clone, the download) and
 		// git-receive-pack (push, the upload) over ssh, with
@@ -167,14 +172,52 @@ type matrix struct {
 	key    keypair
 	ppk    string  // key, in PuTTY's format
 	ssh    *client // OpenSSH client set-up for carol
-	// knownHosts pins the bastion's plain host key, as a person who
-	// accepted it on first use would: under [host]:port for direct mode
-	// and under the target's name for ProxyJump.
-	knownHosts  string
-	fingerprint string // SHA256:… of the bastion's host key, for PuTTY
-	hostSHA256  string // base64 SHA-256 of the host key blob, for curl
-	echo        string // address of the echo listener
-	scripts     string // folder of the Python clients
+	// good is the trust of a person who accepted the bastion's plain host
+	// key on first use, for the bastion and for the target behind it.
+	good    trust
+	other   ssh.PublicKey // a key nobody serves, for the wrong pins
+	echo    string        // address of the echo listener
+	scripts string        // folder of the Python clients
+}
+
+// trust is the host keys a case's client pins: the bastion's (the whole
+// connection in direct mode, the outer one in ProxyJump) and the target's
+// (what the inner ProxyJump server must present).
+type trust struct {
+	bastion, target ssh.PublicKey
+}
+
+// wrong returns a trust that pins another key for the last hop of mode.
+func (m *matrix) wrong(mode string) trust {
+	if mode == "direct" {
+		return trust{bastion: m.other, target: m.other}
+	}
+	return trust{bastion: m.good.bastion, target: m.other}
+}
+
+// last is the key pinned for the hop that reaches the target in mode.
+func (tr trust) last(mode string) ssh.PublicKey {
+	if mode == "direct" {
+		return tr.bastion
+	}
+	return tr.target
+}
+
+// knownHosts writes tr as a known_hosts file: the bastion under
+// [host]:port, the target under its name.
+func (tr trust) knownHosts(t *testing.T, m *matrix) string {
+	t.Helper()
+	line := func(k ssh.PublicKey) string { return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k))) }
+	path := filepath.Join(t.TempDir(), "known_hosts")
+	writeFile(t, path, fmt.Sprintf("[%s]:%s %s\n%s %s\n", m.host, m.port, line(tr.bastion), matrixTarget, line(tr.target)), 0o644)
+	return path
+}
+
+// sha256 is the base64 SHA-256 of a key's blob, as curl's --hostpubsha256
+// takes it.
+func keySHA256(k ssh.PublicKey) string {
+	sum := sha256.Sum256(k.Marshal())
+	return base64.StdEncoding.EncodeToString(sum[:])
 }
 
 func newMatrix(t *testing.T) *matrix {
@@ -207,12 +250,8 @@ policies:
 	m.host, m.port, _ = net.SplitHostPort(m.b.Addr)
 	m.ssh = newClient(t, m.b, m.person, m.key)
 
-	hostKey := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(m.b.HostKey)))
-	m.knownHosts = filepath.Join(dir, "known_hosts")
-	writeFile(t, m.knownHosts, fmt.Sprintf("[%s]:%s %s\n%s %s\n", m.host, m.port, hostKey, matrixTarget, hostKey), 0o644)
-	m.fingerprint = ssh.FingerprintSHA256(m.b.HostKey)
-	sum := sha256.Sum256(m.b.HostKey.Marshal())
-	m.hostSHA256 = base64.StdEncoding.EncodeToString(sum[:])
+	m.good = trust{bastion: m.b.HostKey, target: m.b.HostKey}
+	m.other = newKey(t, dir, "other").Signer.PublicKey()
 
 	m.ppk = filepath.Join(dir, "carol.ppk")
 	if out, err := exec.Command("puttygen", m.key.Private, "-O", "private", "-o", m.ppk).CombinedOutput(); err != nil {
@@ -333,6 +372,15 @@ func waitForward(t *testing.T, p *process, lport int) string {
 // dotfiles of the person running the tests or shares a cache across cases.
 func home(t *testing.T) []string {
 	return []string{"HOME=" + t.TempDir()}
+}
+
+// checkRefused asserts that a client pinning another host key did not get
+// in: a non-zero exit, and its host key complaint on stderr.
+func checkRefused(t *testing.T, r result, complaint string) {
+	t.Helper()
+	if r.Code == 0 || r.Code == 3 || !strings.Contains(r.Stderr, complaint) {
+		t.Errorf("pinning another host key: got exit %d stderr %q, want a refusal naming %q", r.Code, r.Stderr, complaint)
+	}
 }
 
 // The commands and checks the command operations share.
@@ -538,17 +586,19 @@ func opensshForward(t *testing.T, m *matrix, mode string) {
 // the inner ProxyJump server presents too); verification is never off.
 // Direct mode logs in as user+target; ProxyJump runs `plink -nc` to the
 // bastion as the proxy command and logs in to the target inside it.
-func (m *matrix) putty(mode string) (args []string, host string) {
-	common := []string{"-batch", "-noagent", "-i", m.ppk, "-hostkey", m.fingerprint}
-	if mode == "direct" {
-		return append(common, "-P", m.port, "-l", m.me+"+"+matrixTarget), m.host
+func (m *matrix) putty(mode string, tr trust) (args []string, host string) {
+	pinned := func(k ssh.PublicKey, more ...string) []string {
+		return append([]string{"-batch", "-noagent", "-i", m.ppk, "-hostkey", ssh.FingerprintSHA256(k)}, more...)
 	}
-	proxy := strings.Join(append(common, "-P", m.port, "-l", m.person, "-nc", matrixTarget+":22", m.host), " ")
-	return append(common, "-proxycmd", "plink "+proxy, "-l", m.me), matrixTarget
+	if mode == "direct" {
+		return pinned(tr.bastion, "-P", m.port, "-l", m.me+"+"+matrixTarget), m.host
+	}
+	proxy := strings.Join(pinned(tr.bastion, "-P", m.port, "-l", m.person, "-nc", matrixTarget+":22", m.host), " ")
+	return pinned(tr.target, "-proxycmd", "plink "+proxy, "-l", m.me), matrixTarget
 }
 
 func (m *matrix) plink(t *testing.T, mode string, opts []string, command string) result {
-	args, host := m.putty(mode)
+	args, host := m.putty(mode, m.good)
 	return runClient(t, home(t), nil, "plink", append(append(args, opts...), host, command)...)
 }
 
@@ -570,7 +620,7 @@ func plinkPTY(t *testing.T, m *matrix, mode string) {
 }
 
 func pscp(t *testing.T, m *matrix, mode string, scp, up bool) {
-	args, host := m.putty(mode)
+	args, host := m.putty(mode, m.good)
 	args = append(args, "-q")
 	if scp {
 		args = append(args, "-scp")
@@ -597,16 +647,21 @@ func psftpList(t *testing.T, m *matrix, mode string) {
 	dir := newListing(t)
 	batch := filepath.Join(t.TempDir(), "batch")
 	writeFile(t, batch, "ls "+dir+"\n", 0o644)
-	args, host := m.putty(mode)
+	args, host := m.putty(mode, m.good)
 	r := mustRun(t, home(t), "psftp", append(args, "-b", batch, "-bc", host)...)
 	checkListing(t, r.Stdout)
 }
 
 func plinkForward(t *testing.T, m *matrix, mode string) {
 	lport := freePort(t)
-	args, host := m.putty(mode)
+	args, host := m.putty(mode, m.good)
 	args = append(args, "-N", "-L", fmt.Sprintf("127.0.0.1:%d:%s", lport, m.echo), host)
 	checkEcho(t, waitForward(t, startClient(t, home(t), "plink", args...), lport))
+}
+
+func plinkWrongKey(t *testing.T, m *matrix, mode string) {
+	args, host := m.putty(mode, m.wrong(mode))
+	checkRefused(t, runClient(t, home(t), nil, "plink", append(args, host, exitCommand)...), "Host key not in manually configured list")
 }
 
 // Python clients: paramiko and asyncssh, from Debian's packages, run by
@@ -622,8 +677,9 @@ type pyArgs struct {
 	OSUser     string `json:"os_user"`
 	Target     string `json:"target"`
 	Key        string `json:"key"`
-	HostKey    string `json:"host_key"`    // base64 blob, for paramiko's pin
-	KnownHosts string `json:"known_hosts"` // for asyncssh's pin
+	HostKey    string `json:"host_key"`        // the bastion's, base64 blob, for paramiko's pin
+	TargetKey  string `json:"target_host_key"` // the target's, likewise
+	KnownHosts string `json:"known_hosts"`     // for asyncssh's pin
 	Command    string `json:"command,omitempty"`
 	Local      string `json:"local,omitempty"`
 	Remote     string `json:"remote,omitempty"`
@@ -635,20 +691,27 @@ type pyArgs struct {
 // non-zero with a traceback on any error.
 func (m *matrix) python(t *testing.T, lib, mode string, a pyArgs) result {
 	t.Helper()
-	var port int
-	fmt.Sscan(m.port, &port)
-	a.Mode, a.Host, a.Port, a.Person, a.OSUser, a.Target = mode, m.host, port, m.person, m.me, matrixTarget
-	a.Key, a.KnownHosts = m.key.Private, m.knownHosts
-	a.HostKey = base64.StdEncoding.EncodeToString(m.b.HostKey.Marshal())
-	js, err := json.Marshal(a)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := runClient(t, home(t), nil, "/usr/bin/python3", "-I", "-W", "ignore", filepath.Join(m.scripts, lib+"_client.py"), string(js))
+	r := m.pythonTrusting(t, lib, mode, m.good, a)
 	if r.Code != 0 {
 		t.Fatalf("%s %s %s: exit %d\nstdout: %s\nstderr: %s", lib, mode, a.Op, r.Code, r.Stdout, r.Stderr)
 	}
 	return r
+}
+
+// pythonTrusting runs lib's client pinning tr and returns how it ended.
+func (m *matrix) pythonTrusting(t *testing.T, lib, mode string, tr trust, a pyArgs) result {
+	t.Helper()
+	var port int
+	fmt.Sscan(m.port, &port)
+	a.Mode, a.Host, a.Port, a.Person, a.OSUser, a.Target = mode, m.host, port, m.person, m.me, matrixTarget
+	a.Key, a.KnownHosts = m.key.Private, tr.knownHosts(t, m)
+	a.HostKey = base64.StdEncoding.EncodeToString(tr.bastion.Marshal())
+	a.TargetKey = base64.StdEncoding.EncodeToString(tr.target.Marshal())
+	js, err := json.Marshal(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return runClient(t, home(t), nil, "/usr/bin/python3", "-I", "-W", "ignore", filepath.Join(m.scripts, lib+"_client.py"), string(js))
 }
 
 // pyCommand runs command through lib and returns the remote result the
@@ -726,6 +789,12 @@ func pyForward(lib string) matrixOp {
 	}
 }
 
+func pyWrongKey(lib, complaint string) matrixOp {
+	return func(t *testing.T, m *matrix, mode string) {
+		checkRefused(t, m.pythonTrusting(t, lib, mode, m.wrong(mode), pyArgs{Op: opWrongKey}), complaint)
+	}
+}
+
 // paramikoScript is paramiko's SSHClient as scripts use it: a pinned host
 // key (RejectPolicy for anything else), the person's key, and for ProxyJump
 // the inner SSHClient over sock= an outer direct-tcpip channel.
@@ -734,9 +803,9 @@ import paramiko
 
 a = json.loads(sys.argv[1])
 key = paramiko.Ed25519Key.from_private_key_file(a["key"])
-host_key = paramiko.Ed25519Key(data=base64.b64decode(a["host_key"]))
+pins = {name: paramiko.Ed25519Key(data=base64.b64decode(a[name])) for name in ("host_key", "target_host_key")}
 
-def client(host, port, user, sock=None):
+def client(host, port, user, host_key, sock=None):
     c = paramiko.SSHClient()
     c.set_missing_host_key_policy(paramiko.RejectPolicy())
     c.get_host_keys().add(host if port == 22 else "[%s]:%d" % (host, port), "ssh-ed25519", host_key)
@@ -746,14 +815,16 @@ def client(host, port, user, sock=None):
 
 outer = None
 if a["mode"] == "direct":
-    c = client(a["host"], a["port"], a["os_user"] + "+" + a["target"])
+    c = client(a["host"], a["port"], a["os_user"] + "+" + a["target"], pins["host_key"])
 else:
-    outer = client(a["host"], a["port"], a["person"])
+    outer = client(a["host"], a["port"], a["person"], pins["host_key"])
     ch = outer.get_transport().open_channel("direct-tcpip", (a["target"], 22), ("127.0.0.1", 0), timeout=30)
-    c = client(a["target"], 22, a["os_user"], sock=ch)
+    c = client(a["target"], 22, a["os_user"], pins["target_host_key"], sock=ch)
 
 op = a["op"]
-if op in ("exec", "stdio", "pty"):
+if op == "wrong_host_key":
+    sys.exit("connected despite the wrong pin")
+elif op in ("exec", "stdio", "pty"):
     stdin, stdout, stderr = c.exec_command(a["command"], get_pty=(op == "pty"), timeout=30)
     stdin.close()
     out, err = stdout.read(), stderr.read()
@@ -806,7 +877,9 @@ async def main():
         outer = await asyncssh.connect(a["host"], a["port"], username=a["person"], **opts)
         c = await asyncssh.connect(a["target"], 22, tunnel=outer, username=a["os_user"], **opts)
     op = a["op"]
-    if op in ("exec", "stdio", "pty"):
+    if op == "wrong_host_key":
+        sys.exit("connected despite the wrong pin")
+    elif op in ("exec", "stdio", "pty"):
         kw = {"term_type": "xterm"} if op == "pty" else {}
         r = await c.run(a["command"], **kw)
         print(json.dumps({"code": r.exit_status, "stdout": r.stdout, "stderr": r.stderr}))
@@ -852,8 +925,12 @@ asyncio.run(main())
 // given explicitly and the bastion's host key pinned by its SHA-256.
 
 func (m *matrix) curlArgs(scheme, path string) []string {
+	return m.curlTrusting(m.good, scheme, path)
+}
+
+func (m *matrix) curlTrusting(tr trust, scheme, path string) []string {
 	return []string{"-sS", "--connect-timeout", "20", "-u", m.me + "+" + matrixTarget + ":",
-		"--key", m.key.Private, "--pubkey", m.key.Public, "--hostpubsha256", m.hostSHA256,
+		"--key", m.key.Private, "--pubkey", m.key.Public, "--hostpubsha256", keySHA256(tr.bastion),
 		fmt.Sprintf("%s://%s:%s%s", scheme, m.host, m.port, path)}
 }
 
@@ -877,6 +954,12 @@ func curlList(t *testing.T, m *matrix, mode string) {
 	dir := newListing(t)
 	r := mustRun(t, home(t), "curl", append([]string{"-l"}, m.curlArgs("sftp", dir+"/")...)...)
 	checkListing(t, r.Stdout)
+}
+
+func curlWrongKey(t *testing.T, m *matrix, mode string) {
+	x := newDownload(t)
+	args := append([]string{"-o", x.local}, m.curlTrusting(m.wrong(mode), "sftp", x.remote)...)
+	checkRefused(t, runClient(t, home(t), nil, "curl", args...), "mismatch sha256 fingerprint")
 }
 
 // lftp: its own SFTP client over `ssh -s sftp` (OpenSSH, with the matrix's
@@ -920,11 +1003,16 @@ func lftpList(t *testing.T, m *matrix, mode string) {
 
 func (m *matrix) rclone(t *testing.T, args ...string) result {
 	t.Helper()
+	return m.rcloneTrusting(t, m.good, args...)
+}
+
+func (m *matrix) rcloneTrusting(t *testing.T, tr trust, args ...string) result {
+	t.Helper()
 	conf := filepath.Join(t.TempDir(), "rclone.conf")
 	writeFile(t, conf, "", 0o600)
 	base := []string{"--config", conf, "--sftp-host", m.host, "--sftp-port", m.port,
 		"--sftp-user", m.me + "+" + matrixTarget, "--sftp-key-file", m.key.Private,
-		"--sftp-known-hosts-file", m.knownHosts, "--sftp-shell-type", "unix",
+		"--sftp-known-hosts-file", tr.knownHosts(t, m), "--sftp-shell-type", "unix",
 		"--sftp-md5sum-command", "md5sum", "--sftp-sha1sum-command", "sha1sum",
 		"--contimeout", "20s", "--timeout", "30s", "--retries", "1", "--low-level-retries", "1"}
 	return runClient(t, home(t), nil, "rclone", append(base, args...)...)
@@ -954,6 +1042,11 @@ func rcloneDownload(t *testing.T, m *matrix, mode string) {
 func rcloneList(t *testing.T, m *matrix, mode string) {
 	dir := newListing(t)
 	checkListing(t, m.mustRclone(t, "lsf", ":sftp:"+dir).Stdout)
+}
+
+func rcloneWrongKey(t *testing.T, m *matrix, mode string) {
+	dir := newListing(t)
+	checkRefused(t, m.rcloneTrusting(t, m.wrong(mode), "lsf", ":sftp:"+dir), "knownhosts: key mismatch")
 }
 
 // rcloneCheck has rclone compare a local folder with its copy on the
