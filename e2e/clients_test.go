@@ -32,16 +32,16 @@ import (
 
 // The operations of the matrix.
 const (
-	opExec        = "exec"         // `exit 3` comes back as exit status 3
-	opStdio       = "stdio"        // stdout and stderr arrive apart
-	opPTY         = "pty"          // a pty is allocated: tty prints /dev/pts/N
-	opUpload      = "upload"       // 1 MiB of random bytes over SFTP, SHA-256 checked on the instance
-	opDownload    = "download"     // the same, instance to client
-	opSCPUpload   = "scp_upload"   // upload over the SCP protocol (scp -t)
-	opSCPDownload = "scp_download" // download over the SCP protocol (scp -f)
-	opList        = "sftp_ls"      // an SFTP directory listing names what is there
-	opForward     = "forward_L"    // a local forward carries bytes to an echo listener and back
-	opCheck       = "check"        // rclone: hashes compared through the remote md5sum (exec)
+	opExec        = "exec"           // `exit 3` comes back as exit status 3
+	opStdio       = "stdio"          // stdout and stderr arrive apart
+	opPTY         = "pty"            // a pty is allocated: tty prints /dev/pts/N
+	opUpload      = "upload"         // 1 MiB of random bytes over SFTP, SHA-256 checked on the instance
+	opDownload    = "download"       // the same, instance to client
+	opSCPUpload   = "scp_upload"     // upload over the SCP protocol (scp -t)
+	opSCPDownload = "scp_download"   // download over the SCP protocol (scp -f)
+	opList        = "sftp_ls"        // an SFTP directory listing names what is there
+	opForward     = "forward_L"      // a local forward carries bytes to an echo listener and back
+	opCheck       = "check"          // rclone: hashes compared through the remote md5sum (exec)
 	opWrongKey    = "wrong_host_key" // a pin of another key is refused (the last hop's, in ProxyJump)
 )
 
