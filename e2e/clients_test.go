@@ -161,8 +161,7 @@ func TestClients(t *testing.T) {
 
 // matrix is the fixture shared by every case: an sshd standing in for the
 // instance web-1, a bastion with carol (who may forward ports), a TCP echo
-// listener on loopback for the forwards, and carol's key in each format and
-// trust file the clients read.
+// listener on loopback for the forwards, and carol's key in each format.
 type matrix struct {
 	me     string // the OS user on the instance
 	person string // the bastion user
@@ -172,31 +171,31 @@ type matrix struct {
 	key    keypair
 	ppk    string  // key, in PuTTY's format
 	ssh    *client // OpenSSH client set-up for carol
-	// good is the trust of a person who accepted the bastion's plain host
+	// good is what a person pins who accepted the bastion's plain host
 	// key on first use, for the bastion and for the target behind it.
-	good    trust
+	good    pinSet
 	other   ssh.PublicKey // a key nobody serves, for the wrong pins
 	echo    string        // address of the echo listener
 	scripts string        // folder of the Python clients
 }
 
-// trust is the host keys a case's client pins: the bastion's (the whole
+// pinSet is the host keys a case's client pins: the bastion's (the whole
 // connection in direct mode, the outer one in ProxyJump) and the target's
 // (what the inner ProxyJump server must present).
-type trust struct {
+type pinSet struct {
 	bastion, target ssh.PublicKey
 }
 
-// wrong returns a trust that pins another key for the last hop of mode.
-func (m *matrix) wrong(mode string) trust {
+// wrong returns a pinSet that pins another key for the last hop of mode.
+func (m *matrix) wrong(mode string) pinSet {
 	if mode == "direct" {
-		return trust{bastion: m.other, target: m.other}
+		return pinSet{bastion: m.other, target: m.other}
 	}
-	return trust{bastion: m.good.bastion, target: m.other}
+	return pinSet{bastion: m.good.bastion, target: m.other}
 }
 
 // last is the key pinned for the hop that reaches the target in mode.
-func (tr trust) last(mode string) ssh.PublicKey {
+func (tr pinSet) last(mode string) ssh.PublicKey {
 	if mode == "direct" {
 		return tr.bastion
 	}
@@ -205,7 +204,7 @@ func (tr trust) last(mode string) ssh.PublicKey {
 
 // knownHosts writes tr as a known_hosts file: the bastion under
 // [host]:port, the target under its name.
-func (tr trust) knownHosts(t *testing.T, m *matrix) string {
+func (tr pinSet) knownHosts(t *testing.T, m *matrix) string {
 	t.Helper()
 	line := func(k ssh.PublicKey) string { return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k))) }
 	path := filepath.Join(t.TempDir(), "known_hosts")
@@ -250,15 +249,15 @@ policies:
 	m.host, m.port, _ = net.SplitHostPort(m.b.Addr)
 	m.ssh = newClient(t, m.b, m.person, m.key)
 
-	m.good = trust{bastion: m.b.HostKey, target: m.b.HostKey}
+	m.good = pinSet{bastion: m.b.HostKey, target: m.b.HostKey}
 	m.other = newKey(t, dir, "other").Signer.PublicKey()
 
 	m.ppk = filepath.Join(dir, "carol.ppk")
 	if out, err := exec.Command("puttygen", m.key.Private, "-O", "private", "-o", m.ppk).CombinedOutput(); err != nil {
 		t.Fatalf("puttygen: %v\n%s", err, out)
 	}
-	writeFile(t, filepath.Join(dir, "paramiko_client.py"), paramikoScript, 0o644)
-	writeFile(t, filepath.Join(dir, "asyncssh_client.py"), asyncsshScript, 0o644)
+	writeFile(t, filepath.Join(dir, "paramiko_client.py"), matrixParamikoScript, 0o644)
+	writeFile(t, filepath.Join(dir, "asyncssh_client.py"), matrixAsyncsshScript, 0o644)
 	m.echo = startEcho(t)
 	return m
 }
@@ -294,10 +293,10 @@ func startEcho(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// runClient runs a client binary in its own process group, bounded by
+// runBounded runs a client binary in its own process group, bounded by
 // matrixTimeout: at the deadline the whole group (a PuTTY -proxycmd child,
 // an ssh under lftp or git) is killed by the leader's pid.
-func runClient(t *testing.T, env []string, stdin []byte, name string, args ...string) result {
+func runBounded(t *testing.T, env []string, stdin []byte, name string, args ...string) result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), matrixTimeout)
 	defer cancel()
@@ -324,19 +323,19 @@ func runClient(t *testing.T, env []string, stdin []byte, name string, args ...st
 	return result{Stdout: out.String(), Stderr: errb.String(), Code: code}
 }
 
-// mustRun is runClient that fails the case on a non-zero exit.
-func mustRun(t *testing.T, env []string, name string, args ...string) result {
+// mustRunBounded is runBounded that fails the case on a non-zero exit.
+func mustRunBounded(t *testing.T, env []string, name string, args ...string) result {
 	t.Helper()
-	r := runClient(t, env, nil, name, args...)
+	r := runBounded(t, env, nil, name, args...)
 	if r.Code != 0 {
 		t.Fatalf("%s %q: exit %d\nstdout: %s\nstderr: %s", name, args, r.Code, r.Stdout, r.Stderr)
 	}
 	return r
 }
 
-// startClient starts a long-running client (a forward) in its own process
+// startGroup starts a long-running client (a forward) in its own process
 // group, killed as a group at cleanup.
-func startClient(t *testing.T, env []string, name string, args ...string) *process {
+func startGroup(t *testing.T, env []string, name string, args ...string) *process {
 	t.Helper()
 	cmd := exec.Command(name, args...)
 	cmd.Env = append(os.Environ(), env...)
@@ -368,9 +367,9 @@ func waitForward(t *testing.T, p *process, lport int) string {
 	return addr
 }
 
-// home returns an empty HOME for one case, so that no client reads the
+// caseHome returns an empty HOME for one case, so that no client reads the
 // dotfiles of the person running the tests or shares a cache across cases.
-func home(t *testing.T) []string {
+func caseHome(t *testing.T) []string {
 	return []string{"HOME=" + t.TempDir()}
 }
 
@@ -435,35 +434,35 @@ func fileSHA256(t *testing.T, path string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// transfer is one file's way through a client. The instance is this
+// fileCase is one file's way through a client. The instance is this
 // machine, so its side is a folder of this test too.
-type transfer struct {
+type fileCase struct {
 	local, remote string // paths: the client's file and the instance's
 	sum           string // SHA-256 of the bytes sent
 }
 
 // newUpload prepares a random local file and an instance-side path for it.
-func newUpload(t *testing.T) transfer {
+func newUpload(t *testing.T) fileCase {
 	local, sum := randomFile(t, t.TempDir(), "up.bin")
-	return transfer{local: local, remote: filepath.Join(t.TempDir(), "up.bin"), sum: sum}
+	return fileCase{local: local, remote: filepath.Join(t.TempDir(), "up.bin"), sum: sum}
 }
 
 // newDownload prepares a random instance-side file and a local path for it.
-func newDownload(t *testing.T) transfer {
+func newDownload(t *testing.T) fileCase {
 	remote, sum := randomFile(t, t.TempDir(), "down.bin")
-	return transfer{local: filepath.Join(t.TempDir(), "down.bin"), remote: remote, sum: sum}
+	return fileCase{local: filepath.Join(t.TempDir(), "down.bin"), remote: remote, sum: sum}
 }
 
 // check asserts that the file arrived whole at dst.
-func (x transfer) check(t *testing.T, dst string) {
+func (x fileCase) check(t *testing.T, dst string) {
 	t.Helper()
 	if got := fileSHA256(t, dst); got != x.sum {
 		t.Errorf("SHA-256 of %s: got %s, want %s", dst, got, x.sum)
 	}
 }
 
-func (x transfer) checkUploaded(t *testing.T)   { t.Helper(); x.check(t, x.remote) }
-func (x transfer) checkDownloaded(t *testing.T) { t.Helper(); x.check(t, x.local) }
+func (x fileCase) checkUploaded(t *testing.T)   { t.Helper(); x.check(t, x.remote) }
+func (x fileCase) checkDownloaded(t *testing.T) { t.Helper(); x.check(t, x.local) }
 
 // listingNames are the entries of the folder each listing case reads.
 var listingNames = []string{"matrix-alpha.txt", "matrix-beta.bin", "matrix-gamma"}
@@ -547,12 +546,12 @@ func opensshSCP(t *testing.T, m *matrix, mode string, legacy, up bool) {
 	}
 	if up {
 		x := newUpload(t)
-		mustRun(t, nil, "scp", append(args, x.local, userHost+":"+x.remote)...)
+		mustRunBounded(t, nil, "scp", append(args, x.local, userHost+":"+x.remote)...)
 		x.checkUploaded(t)
 		return
 	}
 	x := newDownload(t)
-	mustRun(t, nil, "scp", append(args, userHost+":"+x.remote, x.local)...)
+	mustRunBounded(t, nil, "scp", append(args, userHost+":"+x.remote, x.local)...)
 	x.checkDownloaded(t)
 }
 
@@ -565,7 +564,7 @@ func opensshList(t *testing.T, m *matrix, mode string) {
 	dir := newListing(t)
 	userHost, opts := remote(mode, m.me, matrixTarget)
 	args := append(append([]string{"-F", m.ssh.ConfigPath, "-b", "-"}, opts...), userHost)
-	r := runClient(t, nil, []byte("ls -1 "+dir+"\n"), "sftp", args...)
+	r := runBounded(t, nil, []byte("ls -1 "+dir+"\n"), "sftp", args...)
 	if r.Code != 0 {
 		t.Fatalf("sftp: exit %d: %s", r.Code, r.Stderr)
 	}
@@ -576,7 +575,7 @@ func opensshForward(t *testing.T, m *matrix, mode string) {
 	lport := freePort(t)
 	args := append([]string{"-F", m.ssh.ConfigPath, "-N", "-o", "ExitOnForwardFailure=yes",
 		"-L", fmt.Sprintf("127.0.0.1:%d:%s", lport, m.echo)}, dest(mode, m.me, matrixTarget)...)
-	checkEcho(t, waitForward(t, startClient(t, nil, "ssh", args...), lport))
+	checkEcho(t, waitForward(t, startGroup(t, nil, "ssh", args...), lport))
 }
 
 // PuTTY: plink, pscp, psftp.
@@ -586,7 +585,7 @@ func opensshForward(t *testing.T, m *matrix, mode string) {
 // the inner ProxyJump server presents too); verification is never off.
 // Direct mode logs in as user+target; ProxyJump runs `plink -nc` to the
 // bastion as the proxy command and logs in to the target inside it.
-func (m *matrix) putty(mode string, tr trust) (args []string, host string) {
+func (m *matrix) putty(mode string, tr pinSet) (args []string, host string) {
 	pinned := func(k ssh.PublicKey, more ...string) []string {
 		return append([]string{"-batch", "-noagent", "-i", m.ppk, "-hostkey", ssh.FingerprintSHA256(k)}, more...)
 	}
@@ -599,7 +598,7 @@ func (m *matrix) putty(mode string, tr trust) (args []string, host string) {
 
 func (m *matrix) plink(t *testing.T, mode string, opts []string, command string) result {
 	args, host := m.putty(mode, m.good)
-	return runClient(t, home(t), nil, "plink", append(append(args, opts...), host, command)...)
+	return runBounded(t, caseHome(t), nil, "plink", append(append(args, opts...), host, command)...)
 }
 
 // plinkExec runs the exit-status case five times: plink answers EOF with
@@ -629,12 +628,12 @@ func pscp(t *testing.T, m *matrix, mode string, scp, up bool) {
 	}
 	if up {
 		x := newUpload(t)
-		mustRun(t, home(t), "pscp", append(args, x.local, host+":"+x.remote)...)
+		mustRunBounded(t, caseHome(t), "pscp", append(args, x.local, host+":"+x.remote)...)
 		x.checkUploaded(t)
 		return
 	}
 	x := newDownload(t)
-	mustRun(t, home(t), "pscp", append(args, host+":"+x.remote, x.local)...)
+	mustRunBounded(t, caseHome(t), "pscp", append(args, host+":"+x.remote, x.local)...)
 	x.checkDownloaded(t)
 }
 
@@ -648,7 +647,7 @@ func psftpList(t *testing.T, m *matrix, mode string) {
 	batch := filepath.Join(t.TempDir(), "batch")
 	writeFile(t, batch, "ls "+dir+"\n", 0o644)
 	args, host := m.putty(mode, m.good)
-	r := mustRun(t, home(t), "psftp", append(args, "-b", batch, "-bc", host)...)
+	r := mustRunBounded(t, caseHome(t), "psftp", append(args, "-b", batch, "-bc", host)...)
 	checkListing(t, r.Stdout)
 }
 
@@ -656,12 +655,12 @@ func plinkForward(t *testing.T, m *matrix, mode string) {
 	lport := freePort(t)
 	args, host := m.putty(mode, m.good)
 	args = append(args, "-N", "-L", fmt.Sprintf("127.0.0.1:%d:%s", lport, m.echo), host)
-	checkEcho(t, waitForward(t, startClient(t, home(t), "plink", args...), lport))
+	checkEcho(t, waitForward(t, startGroup(t, caseHome(t), "plink", args...), lport))
 }
 
 func plinkWrongKey(t *testing.T, m *matrix, mode string) {
 	args, host := m.putty(mode, m.wrong(mode))
-	checkRefused(t, runClient(t, home(t), nil, "plink", append(args, host, exitCommand)...), "Host key not in manually configured list")
+	checkRefused(t, runBounded(t, caseHome(t), nil, "plink", append(args, host, exitCommand)...), "Host key not in manually configured list")
 }
 
 // Python clients: paramiko and asyncssh, from Debian's packages, run by
@@ -699,7 +698,7 @@ func (m *matrix) python(t *testing.T, lib, mode string, a pyArgs) result {
 }
 
 // pythonTrusting runs lib's client pinning tr and returns how it ended.
-func (m *matrix) pythonTrusting(t *testing.T, lib, mode string, tr trust, a pyArgs) result {
+func (m *matrix) pythonTrusting(t *testing.T, lib, mode string, tr pinSet, a pyArgs) result {
 	t.Helper()
 	var port int
 	fmt.Sscan(m.port, &port)
@@ -711,7 +710,7 @@ func (m *matrix) pythonTrusting(t *testing.T, lib, mode string, tr trust, a pyAr
 	if err != nil {
 		t.Fatal(err)
 	}
-	return runClient(t, home(t), nil, "/usr/bin/python3", "-I", "-W", "ignore", filepath.Join(m.scripts, lib+"_client.py"), string(js))
+	return runBounded(t, caseHome(t), nil, "/usr/bin/python3", "-I", "-W", "ignore", filepath.Join(m.scripts, lib+"_client.py"), string(js))
 }
 
 // pyCommand runs command through lib and returns the remote result the
@@ -795,10 +794,10 @@ func pyWrongKey(lib, complaint string) matrixOp {
 	}
 }
 
-// paramikoScript is paramiko's SSHClient as scripts use it: a pinned host
+// matrixParamikoScript is paramiko's SSHClient as scripts use it: a pinned host
 // key (RejectPolicy for anything else), the person's key, and for ProxyJump
 // the inner SSHClient over sock= an outer direct-tcpip channel.
-const paramikoScript = `import base64, json, sys, threading
+const matrixParamikoScript = `import base64, json, sys, threading
 import paramiko
 
 a = json.loads(sys.argv[1])
@@ -860,10 +859,10 @@ if outer:
     outer.close()
 `
 
-// asyncsshScript is asyncssh as scripts use it: known_hosts pinning the
+// matrixAsyncsshScript is asyncssh as scripts use it: known_hosts pinning the
 // bastion's plain key, the person's key, and tunnel= an outer connection
 // for ProxyJump.
-const asyncsshScript = `import asyncio, json, sys
+const matrixAsyncsshScript = `import asyncio, json, sys
 import asyncssh
 
 a = json.loads(sys.argv[1])
@@ -928,7 +927,7 @@ func (m *matrix) curlArgs(scheme, path string) []string {
 	return m.curlTrusting(m.good, scheme, path)
 }
 
-func (m *matrix) curlTrusting(tr trust, scheme, path string) []string {
+func (m *matrix) curlTrusting(tr pinSet, scheme, path string) []string {
 	return []string{"-sS", "--connect-timeout", "20", "-u", m.me + "+" + matrixTarget + ":",
 		"--key", m.key.Private, "--pubkey", m.key.Public, "--hostpubsha256", keySHA256(tr.bastion),
 		fmt.Sprintf("%s://%s:%s%s", scheme, m.host, m.port, path)}
@@ -937,7 +936,7 @@ func (m *matrix) curlTrusting(tr trust, scheme, path string) []string {
 func curlUpload(scheme string) matrixOp {
 	return func(t *testing.T, m *matrix, mode string) {
 		x := newUpload(t)
-		mustRun(t, home(t), "curl", append([]string{"-T", x.local}, m.curlArgs(scheme, x.remote)...)...)
+		mustRunBounded(t, caseHome(t), "curl", append([]string{"-T", x.local}, m.curlArgs(scheme, x.remote)...)...)
 		x.checkUploaded(t)
 	}
 }
@@ -945,21 +944,21 @@ func curlUpload(scheme string) matrixOp {
 func curlDownload(scheme string) matrixOp {
 	return func(t *testing.T, m *matrix, mode string) {
 		x := newDownload(t)
-		mustRun(t, home(t), "curl", append([]string{"-o", x.local}, m.curlArgs(scheme, x.remote)...)...)
+		mustRunBounded(t, caseHome(t), "curl", append([]string{"-o", x.local}, m.curlArgs(scheme, x.remote)...)...)
 		x.checkDownloaded(t)
 	}
 }
 
 func curlList(t *testing.T, m *matrix, mode string) {
 	dir := newListing(t)
-	r := mustRun(t, home(t), "curl", append([]string{"-l"}, m.curlArgs("sftp", dir+"/")...)...)
+	r := mustRunBounded(t, caseHome(t), "curl", append([]string{"-l"}, m.curlArgs("sftp", dir+"/")...)...)
 	checkListing(t, r.Stdout)
 }
 
 func curlWrongKey(t *testing.T, m *matrix, mode string) {
 	x := newDownload(t)
 	args := append([]string{"-o", x.local}, m.curlTrusting(m.wrong(mode), "sftp", x.remote)...)
-	checkRefused(t, runClient(t, home(t), nil, "curl", args...), "mismatch sha256 fingerprint")
+	checkRefused(t, runBounded(t, caseHome(t), nil, "curl", args...), "mismatch sha256 fingerprint")
 }
 
 // lftp: its own SFTP client over `ssh -s sftp` (OpenSSH, with the matrix's
@@ -978,7 +977,7 @@ func (m *matrix) lftp(t *testing.T, mode, command string) result {
 		"set net:reconnect-interval-base 1", "set sftp:auto-confirm no",
 		fmt.Sprintf("set sftp:connect-program %q", connect), site, command,
 	}, "; ")
-	return mustRun(t, home(t), "lftp", "-c", script)
+	return mustRunBounded(t, caseHome(t), "lftp", "-c", script)
 }
 
 func lftpUpload(t *testing.T, m *matrix, mode string) {
@@ -1006,7 +1005,7 @@ func (m *matrix) rclone(t *testing.T, args ...string) result {
 	return m.rcloneTrusting(t, m.good, args...)
 }
 
-func (m *matrix) rcloneTrusting(t *testing.T, tr trust, args ...string) result {
+func (m *matrix) rcloneTrusting(t *testing.T, tr pinSet, args ...string) result {
 	t.Helper()
 	conf := filepath.Join(t.TempDir(), "rclone.conf")
 	writeFile(t, conf, "", 0o600)
@@ -1015,7 +1014,7 @@ func (m *matrix) rcloneTrusting(t *testing.T, tr trust, args ...string) result {
 		"--sftp-known-hosts-file", tr.knownHosts(t, m), "--sftp-shell-type", "unix",
 		"--sftp-md5sum-command", "md5sum", "--sftp-sha1sum-command", "sha1sum",
 		"--contimeout", "20s", "--timeout", "30s", "--retries", "1", "--low-level-retries", "1"}
-	return runClient(t, home(t), nil, "rclone", append(base, args...)...)
+	return runBounded(t, caseHome(t), nil, "rclone", append(base, args...)...)
 }
 
 func (m *matrix) mustRclone(t *testing.T, args ...string) result {
@@ -1078,7 +1077,7 @@ func (m *matrix) gitEnv(t *testing.T, mode string) []string {
 	if mode == "jump" {
 		sshCmd += " -J bastion"
 	}
-	return append(home(t), "GIT_SSH_COMMAND="+sshCmd, "GIT_CONFIG_NOSYSTEM=1", "GIT_TERMINAL_PROMPT=0",
+	return append(caseHome(t), "GIT_SSH_COMMAND="+sshCmd, "GIT_CONFIG_NOSYSTEM=1", "GIT_TERMINAL_PROMPT=0",
 		"GIT_AUTHOR_NAME=matrix", "GIT_AUTHOR_EMAIL=matrix@example.com",
 		"GIT_COMMITTER_NAME=matrix", "GIT_COMMITTER_EMAIL=matrix@example.com")
 }
@@ -1097,25 +1096,25 @@ func (m *matrix) gitURL(mode, path string) string {
 // file's SHA-256.
 func gitRepo(t *testing.T, env []string) (work, bare, sum string) {
 	work = t.TempDir()
-	mustRun(t, env, "git", "-C", work, "init", "-q", "-b", "main")
+	mustRunBounded(t, env, "git", "-C", work, "init", "-q", "-b", "main")
 	_, sum = randomFile(t, work, "blob.bin")
-	mustRun(t, env, "git", "-C", work, "add", "blob.bin")
-	mustRun(t, env, "git", "-C", work, "commit", "-q", "-m", "first")
+	mustRunBounded(t, env, "git", "-C", work, "add", "blob.bin")
+	mustRunBounded(t, env, "git", "-C", work, "commit", "-q", "-m", "first")
 	bare = filepath.Join(t.TempDir(), "repo.git")
-	mustRun(t, env, "git", "clone", "-q", "--bare", work, bare)
+	mustRunBounded(t, env, "git", "clone", "-q", "--bare", work, bare)
 	return work, bare, sum
 }
 
 func gitRev(t *testing.T, env []string, dir, rev string) string {
 	t.Helper()
-	return strings.TrimSpace(mustRun(t, env, "git", "-C", dir, "rev-parse", rev).Stdout)
+	return strings.TrimSpace(mustRunBounded(t, env, "git", "-C", dir, "rev-parse", rev).Stdout)
 }
 
 func gitClone(t *testing.T, m *matrix, mode string) {
 	env := m.gitEnv(t, mode)
 	work, bare, sum := gitRepo(t, env)
 	dst := filepath.Join(t.TempDir(), "clone")
-	mustRun(t, env, "git", "clone", "-q", m.gitURL(mode, bare), dst)
+	mustRunBounded(t, env, "git", "clone", "-q", m.gitURL(mode, bare), dst)
 	if got, want := gitRev(t, env, dst, "HEAD"), gitRev(t, env, work, "HEAD"); got != want {
 		t.Errorf("cloned HEAD: got %s, want %s", got, want)
 	}
@@ -1128,13 +1127,13 @@ func gitPush(t *testing.T, m *matrix, mode string) {
 	env := m.gitEnv(t, mode)
 	work, bare, _ := gitRepo(t, env)
 	_, sum := randomFile(t, work, "pushed.bin")
-	mustRun(t, env, "git", "-C", work, "add", "pushed.bin")
-	mustRun(t, env, "git", "-C", work, "commit", "-q", "-m", "second")
-	mustRun(t, env, "git", "-C", work, "push", "-q", m.gitURL(mode, bare), "main")
+	mustRunBounded(t, env, "git", "-C", work, "add", "pushed.bin")
+	mustRunBounded(t, env, "git", "-C", work, "commit", "-q", "-m", "second")
+	mustRunBounded(t, env, "git", "-C", work, "push", "-q", m.gitURL(mode, bare), "main")
 	if got, want := gitRev(t, env, bare, "main"), gitRev(t, env, work, "HEAD"); got != want {
 		t.Errorf("pushed main: got %s, want %s", got, want)
 	}
-	blob := mustRun(t, env, "git", "-C", bare, "cat-file", "blob", "main:pushed.bin").Stdout
+	blob := mustRunBounded(t, env, "git", "-C", bare, "cat-file", "blob", "main:pushed.bin").Stdout
 	if got := sha256.Sum256([]byte(blob)); hex.EncodeToString(got[:]) != sum {
 		t.Errorf("pushed.bin in the bare repository: SHA-256 %x, want %s", got, sum)
 	}
