@@ -116,7 +116,7 @@ func (c *conn) serve() {
 	defer authDone()
 
 	c.nc.SetDeadline(time.Now().Add(c.srv.handshakeTimeout()))
-	sc, chans, reqs, err := ssh.NewServerConn(c.nc, c.serverConfig())
+	sc, chans, reqs, err := c.srv.serverHandshake(c.nc, c.serverConfig())
 	authDone()
 	// A connection, not each key an agent offers, is one failed
 	// authentication for throttling; a login clears the address.
@@ -194,7 +194,7 @@ func (c *conn) limitHit(limit, reason string) {
 func (c *conn) serverConfig() *ssh.ServerConfig {
 	rules := c.srv.currentRules()
 	cfg := &ssh.ServerConfig{
-		Config:        sshConfig(c.srv.ciphers()),
+		Config:        sshConfig(c.srv.Ciphers),
 		MaxAuthTries:  c.srv.MaxAuthTries,
 		ServerVersion: "SSH-2.0-bastion",
 		PublicKeyCallback: func(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
@@ -461,7 +461,7 @@ func (c *conn) jump(nc ssh.NewChannel) {
 	var l *link
 	var res *resolved
 	cfg := &ssh.ServerConfig{
-		Config:        sshConfig(c.srv.ciphers()),
+		Config:        sshConfig(c.srv.Ciphers),
 		ServerVersion: "SSH-2.0-bastion",
 		NoClientAuth:  true,
 		NoClientAuthCallback: func(meta ssh.ConnMetadata) (*ssh.Permissions, error) {
@@ -489,7 +489,7 @@ func (c *conn) jump(nc ssh.NewChannel) {
 	// deadline covers the person's part plus each upstream step's own.
 	deadline := 2*c.srv.handshakeTimeout() + c.srv.awsBackstop() + c.srv.dialTimeout()
 	timer := time.AfterFunc(deadline, func() { ch.Close() })
-	isc, ichans, ireqs, err := ssh.NewServerConn(&chanConn{Channel: ch, local: c.nc.LocalAddr(), remote: c.nc.RemoteAddr()}, cfg)
+	isc, ichans, ireqs, err := c.srv.serverHandshake(&chanConn{Channel: ch, local: c.nc.LocalAddr(), remote: c.nc.RemoteAddr()}, cfg)
 	timer.Stop()
 	if err != nil {
 		if up != nil {
