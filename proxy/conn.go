@@ -483,7 +483,12 @@ func (c *conn) jump(nc ssh.NewChannel) {
 			return &ssh.Permissions{}, nil
 		},
 	}
+	// The plain key too, as sshd offers its key beside a HostCertificate:
+	// a client with the @cert-authority line picks the certificate, one
+	// without a CA for it (PuTTY, paramiko, asyncssh with the key pinned)
+	// the key. AddHostKey keeps one key per format, and these differ.
 	cfg.AddHostKey(signer)
+	cfg.AddHostKey(c.srv.innerKey)
 
 	// The inner handshake includes the upstream connection, so its
 	// deadline covers the person's part plus each upstream step's own.
