@@ -291,6 +291,7 @@ except paramiko.AuthenticationException as e:
     print("AUTH_FAILED", e)
     sys.exit(3)
 print("CIPHER", c.get_transport().remote_cipher)
+print("HOSTKEY", c.get_transport().get_remote_server_key().get_name())
 
 _, out, err = c.exec_command("echo out-$((2+3)); echo err >&2; exit 7", timeout=30)
 o, e, code = out.read().decode(), err.read().decode(), out.channel.recv_exit_status()
@@ -346,6 +347,9 @@ func TestClientsParamiko(t *testing.T) {
 			r := w.paramiko(t, mode, w.aliceKey)
 			if r.Code != 0 || !strings.Contains(r.Stdout, "OK") {
 				t.Fatalf("paramiko %s: got code %d\nstdout: %s\nstderr: %s", mode, r.Code, r.Stdout, r.Stderr)
+			}
+			if !strings.Contains(r.Stdout, "HOSTKEY ssh-ed25519\n") {
+				t.Errorf("paramiko %s: want the plain ed25519 host key checked; stdout: %s", mode, r.Stdout)
 			}
 		})
 	}

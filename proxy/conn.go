@@ -489,6 +489,7 @@ func (c *conn) jump(nc ssh.NewChannel) {
 	// the key. AddHostKey keeps one key per format, and these differ.
 	cfg.AddHostKey(signer)
 	cfg.AddHostKey(c.srv.innerKey)
+	c.innerPublicKey(cfg, p.Host)
 
 	// The inner handshake includes the upstream connection, so its
 	// deadline covers the person's part plus each upstream step's own.
@@ -505,6 +506,65 @@ func (c *conn) jump(nc ssh.NewChannel) {
 		return
 	}
 	c.runLink(l, func() { splice(l.ctx, peer{conn: isc, chans: ichans, reqs: ireqs}, up.peer, l, l.logger()) })
+}
+
+// errInnerRefused answers every inner login attempt after one was refused:
+// the reason went to the person, and the audit log, once.
+var errInnerRefused = errors.New("inner login already refused")
+
+// innerPublicKey lets the inner server of a jump to typed also admit
+// publickey, with one of the person's own keys, as what it is: the same
+// login as none, on the same path and audit. paramiko's usual
+// connect(sock=..., pkey=...) tries publickey and nothing else; OpenSSH
+// tries none first, and so signs nothing twice. Once a login attempt was
+// refused (no such target, policy, upstream), later ones get
+// errInnerRefused, so that a client going on to its keys neither repeats
+// the upstream connection nor sees the reason again.
+func (c *conn) innerPublicKey(cfg *ssh.ServerConfig, typed string) {
+	admit := cfg.NoClientAuthCallback
+	var refused bool
+	cfg.NoClientAuthCallback = func(meta ssh.ConnMetadata) (*ssh.Permissions, error) {
+		if refused {
+			return nil, errInnerRefused
+		}
+		perms, err := admit(meta)
+		refused = err != nil
+		return perms, err
+	}
+	cfg.PublicKeyCallback = func(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
+		if refused {
+			return nil, errInnerRefused
+		}
+		if err := c.ownKey(key); err != nil {
+			c.audit(audit.Event{Type: audit.TypeAuthFailure, Method: "publickey", Mode: "jump", Typed: typed, Login: meta.User(),
+				KeyFingerprint: ssh.FingerprintSHA256(key), Reason: auth.FailureReason(err), Error: err.Error()})
+			c.log.Info("inner_key_refused", zap.String("typed", audit.Clip(typed)), zap.String("key_fingerprint", ssh.FingerprintSHA256(key)), zap.Error(err))
+			return nil, err
+		}
+		return cfg.NoClientAuthCallback(meta)
+	}
+}
+
+// errNotOwnKey refuses, on an inner login, a key of another user.
+var errNotOwnKey = errors.New("inner login with a key that is not the person's own")
+
+// ownKey returns nil when key is one of the person's own, by the rules in
+// force now: the key that authenticated the outer connection (for a
+// certificate, the certificate's key), or any key or certificate that
+// authenticates as the same user.
+func (c *conn) ownKey(key ssh.PublicKey) error {
+	a := c.srv.currentRules().Auth
+	id, err := a.Authenticate(key, c.nc.RemoteAddr())
+	if err == nil {
+		if id.User != c.identity.User {
+			return errNotOwnKey
+		}
+		return nil
+	}
+	if _, isCert := key.(*ssh.Certificate); !isCert && ssh.FingerprintSHA256(key) == c.identity.KeyFingerprint && a.Admits(c.identity) {
+		return nil
+	}
+	return err
 }
 
 // runLink runs relay, which splices the person's side and the upstream
