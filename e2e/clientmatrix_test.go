@@ -76,7 +76,7 @@ func clientMatrix() []matrixRow {
 			opExec: opensshExec, opStdio: opensshStdio, opPTY: opensshPTY,
 			opUpload: opensshUpload, opDownload: opensshDownload,
 			opSCPUpload: opensshSCPUpload, opSCPDownload: opensshSCPDownload,
-			opList: opensshList, opForward: opensshForward,
+			opList: opensshList, opForward: opensshForward, opWrongKey: opensshWrongKey,
 		}},
 		// PuTTY 0.78: plink for commands and -L, pscp for files (SFTP by
 		// default, SCP with -scp), psftp for listings. ProxyJump is
@@ -109,7 +109,7 @@ func clientMatrix() []matrixRow {
 			opList: curlList, opWrongKey: curlWrongKey,
 		}},
 		// lftp and git verify host keys with OpenSSH, which the openssh
-		// row and the core tests hold; they have no wrong_host_key case.
+		// row holds; they have no wrong_host_key case of their own.
 		//
 		// lftp speaks SFTP itself over the pipe of its connect-program,
 		// which is OpenSSH here: the rows exercise lftp's SFTP client
@@ -576,6 +576,24 @@ func opensshForward(t *testing.T, m *matrix, mode string) {
 	args := append([]string{"-F", m.ssh.ConfigPath, "-N", "-o", "ExitOnForwardFailure=yes",
 		"-L", fmt.Sprintf("127.0.0.1:%d:%s", lport, m.echo)}, dest(mode, m.me, matrixTarget)...)
 	checkEcho(t, waitForward(t, startGroup(t, nil, "ssh", args...), lport))
+}
+
+// opensshWrongKey trusts another key for the last hop: in direct mode the
+// bastion's, in ProxyJump the target's, both as a plain key and as the host
+// CA (the -J hop keeps the config's known_hosts, -o reaches only the last).
+func opensshWrongKey(t *testing.T, m *matrix, mode string) {
+	other := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(m.other)))
+	kh := filepath.Join(t.TempDir(), "known_hosts")
+	writeFile(t, kh, fmt.Sprintf("[%s]:%s %s\n%s %s\n@cert-authority * %s\n", m.host, m.port, other, matrixTarget, other, other), 0o644)
+	args := append([]string{"-o", "UserKnownHostsFile=" + kh}, dest(mode, m.me, matrixTarget)...)
+	// The offending line's host names the hop that was refused.
+	hop := matrixTarget
+	if mode == "direct" {
+		hop = fmt.Sprintf("[%s]:%s", m.host, m.port)
+	}
+	r := m.ssh.ssh(t, nil, append(args, exitCommand)...)
+	checkRefused(t, r, "Host key verification failed")
+	checkRefused(t, r, fmt.Sprintf("-R %q", hop))
 }
 
 // PuTTY: plink, pscp, psftp.
