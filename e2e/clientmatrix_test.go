@@ -92,7 +92,7 @@ func clientMatrix() []matrixRow {
 		{client: "paramiko", modes: modes, ops: map[string]matrixOp{
 			opExec: pyExec("paramiko"), opStdio: pyStdio("paramiko"), opPTY: pyPTY("paramiko"),
 			opUpload: pyUpload("paramiko", opUpload), opDownload: pyDownload("paramiko", opDownload),
-			opList: pyList("paramiko"), opForward: pyForward("paramiko"), opWrongKey: pyWrongKey("paramiko", "BadHostKeyException"),
+			opList: pyList("paramiko"), opForward: pyForward("paramiko"), opWrongKey: pyWrongKey("paramiko", "BadHostKeyException: Host key for server '%s' does not match"),
 		}},
 		{client: "asyncssh", modes: modes, ops: map[string]matrixOp{
 			opExec: pyExec("asyncssh"), opStdio: pyStdio("asyncssh"), opPTY: pyPTY("asyncssh"),
@@ -192,6 +192,15 @@ func (m *matrix) wrong(mode string) pinSet {
 		return pinSet{bastion: m.other, target: m.other}
 	}
 	return pinSet{bastion: m.good.bastion, target: m.other}
+}
+
+// hopName is the known_hosts name of the hop that reaches the target in
+// mode.
+func (m *matrix) hopName(mode string) string {
+	if mode == "direct" {
+		return fmt.Sprintf("[%s]:%s", m.host, m.port)
+	}
+	return matrixTarget
 }
 
 // last is the key pinned for the hop that reaches the target in mode.
@@ -587,13 +596,9 @@ func opensshWrongKey(t *testing.T, m *matrix, mode string) {
 	writeFile(t, kh, fmt.Sprintf("[%s]:%s %s\n%s %s\n@cert-authority * %s\n", m.host, m.port, other, matrixTarget, other, other), 0o644)
 	args := append([]string{"-o", "UserKnownHostsFile=" + kh}, dest(mode, m.me, matrixTarget)...)
 	// The offending line's host names the hop that was refused.
-	hop := matrixTarget
-	if mode == "direct" {
-		hop = fmt.Sprintf("[%s]:%s", m.host, m.port)
-	}
 	r := m.ssh.ssh(t, nil, append(args, exitCommand)...)
 	checkRefused(t, r, "Host key verification failed")
-	checkRefused(t, r, fmt.Sprintf("-R %q", hop))
+	checkRefused(t, r, fmt.Sprintf("-R %q", m.hopName(mode)))
 }
 
 // PuTTY: plink, pscp, psftp.
@@ -806,9 +811,20 @@ func pyForward(lib string) matrixOp {
 	}
 }
 
+// pyWrongKey expects lib's complaint; a %s in it stands for the host the
+// refused hop connected to (the bastion's address, or the target in
+// ProxyJump).
 func pyWrongKey(lib, complaint string) matrixOp {
 	return func(t *testing.T, m *matrix, mode string) {
-		checkRefused(t, m.pythonTrusting(t, lib, mode, m.wrong(mode), pyArgs{Op: opWrongKey}), complaint)
+		want := complaint
+		if strings.Contains(want, "%s") {
+			host := matrixTarget
+			if mode == "direct" {
+				host = m.host
+			}
+			want = fmt.Sprintf(want, host)
+		}
+		checkRefused(t, m.pythonTrusting(t, lib, mode, m.wrong(mode), pyArgs{Op: opWrongKey}), want)
 	}
 }
 
