@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -221,7 +222,7 @@ func (tr pinSet) knownHosts(t *testing.T, m *matrix) string {
 	return path
 }
 
-// sha256 is the base64 SHA-256 of a key's blob, as curl's --hostpubsha256
+// keySHA256 is the base64 SHA-256 of a key's blob, as curl's --hostpubsha256
 // takes it.
 func keySHA256(k ssh.PublicKey) string {
 	sum := sha256.Sum256(k.Marshal())
@@ -279,15 +280,25 @@ func startEcho(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan struct{})
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex // protects conns
+		conns = map[net.Conn]bool{}
+	)
+	wg.Add(1)
 	go func() {
-		defer close(done)
+		defer wg.Done()
 		for {
 			c, err := l.Accept()
 			if err != nil {
 				return
 			}
+			mu.Lock()
+			conns[c] = true
+			mu.Unlock()
+			wg.Add(1)
 			go func() {
+				defer wg.Done()
 				defer c.Close()
 				c.SetDeadline(time.Now().Add(matrixTimeout))
 				io.Copy(c, c)
@@ -297,7 +308,12 @@ func startEcho(t *testing.T) string {
 	}()
 	t.Cleanup(func() {
 		l.Close()
-		<-done
+		mu.Lock()
+		for c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
 	})
 	return l.Addr().String()
 }
