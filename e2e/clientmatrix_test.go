@@ -19,6 +19,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"text/tabwriter"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -137,10 +138,17 @@ func clientMatrix() []matrixRow {
 }
 
 // TestClientMatrix runs the client matrix: client × mode × operation, one
-// subtest each, in parallel against one shared bastion and sshd.
+// subtest each, in parallel against one shared bastion and sshd. At the end
+// it logs the matrix as a grid (shown with -v, or when a case failed).
 func TestClientMatrix(t *testing.T) {
 	m := newMatrix(t)
-	for _, row := range clientMatrix() {
+	rows := clientMatrix()
+	var (
+		mu      sync.Mutex // protects outcome
+		outcome = map[string]string{}
+	)
+	t.Cleanup(func() { t.Log("client matrix (ok, FAIL; - where the client cannot, . not run):\n" + matrixGrid(rows, outcome)) })
+	for _, row := range rows {
 		t.Run(row.client, func(t *testing.T) {
 			for _, mode := range row.modes {
 				t.Run(mode, func(t *testing.T) {
@@ -151,6 +159,11 @@ func TestClientMatrix(t *testing.T) {
 						}
 						t.Run(op, func(t *testing.T) {
 							t.Parallel()
+							t.Cleanup(func() {
+								mu.Lock()
+								defer mu.Unlock()
+								outcome[row.client+"/"+mode+"/"+op] = map[bool]string{false: "ok", true: "FAIL"}[t.Failed()]
+							})
 							run(t, m, mode)
 						})
 					}
@@ -158,6 +171,31 @@ func TestClientMatrix(t *testing.T) {
 			}
 		})
 	}
+}
+
+// matrixGrid formats the outcome of each client/mode/op as a table.
+func matrixGrid(rows []matrixRow, outcome map[string]string) string {
+	var b strings.Builder
+	w := tabwriter.NewWriter(&b, 0, 0, 1, ' ', 0)
+	fmt.Fprintf(w, "client\tmode\t%s\n", strings.Join(matrixOrder, "\t"))
+	for _, row := range rows {
+		for _, mode := range row.modes {
+			cells := []string{row.client, mode}
+			for _, op := range matrixOrder {
+				cell := "-"
+				if _, ok := row.ops[op]; ok {
+					cell = "."
+					if o, ok := outcome[row.client+"/"+mode+"/"+op]; ok {
+						cell = o
+					}
+				}
+				cells = append(cells, cell)
+			}
+			fmt.Fprintln(w, strings.Join(cells, "\t"))
+		}
+	}
+	w.Flush()
+	return b.String()
 }
 
 // matrix is the fixture shared by every case: an sshd standing in for the
