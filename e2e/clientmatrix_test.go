@@ -147,7 +147,9 @@ func TestClientMatrix(t *testing.T) {
 		mu      sync.Mutex // protects outcome
 		outcome = map[string]string{}
 	)
-	t.Cleanup(func() { t.Log("client matrix (ok, FAIL; - where the client cannot, . not run):\n" + matrixGrid(rows, outcome)) })
+	t.Cleanup(func() {
+		t.Log("client matrix (ok, FAIL; - where the client cannot, . not run):\n" + matrixGrid(rows, outcome))
+	})
 	for _, row := range rows {
 		t.Run(row.client, func(t *testing.T) {
 			for _, mode := range row.modes {
