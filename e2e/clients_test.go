@@ -147,11 +147,11 @@ func (w *clWorld) plink(t *testing.T, mode string, stdin []byte, extra []string,
 	return w.command(t, stdin, "plink", append(args, dst, command)...)
 }
 
-// TestClientsPlink runs PuTTY's plink and pscp in both modes: an exec with
-// its stdout, stderr and exit status, and an upload checked byte for byte.
-// Direct mode needs a cipher PuTTY has besides the AES-GCM-only offer of old
-// (it has AES-GCM, but the test holds either way); jump mode needs the inner
-// server's plain host key, since PuTTY has no CA configured.
+// TestClientsPlink runs PuTTY's plink and pscp in both modes: execs with
+// their stdout, stderr and exit status, an upload checked byte for byte,
+// and a download through plink's stdout. Jump mode needs the inner server's
+// plain host key, since PuTTY has no CA configured; both modes need the
+// exit status relayed before EOF.
 func TestClientsPlink(t *testing.T) {
 	w := newClWorld(t)
 	for _, mode := range modes {
@@ -159,6 +159,18 @@ func TestClientsPlink(t *testing.T) {
 			r := w.plink(t, mode, []byte{}, nil, "echo out-$((2+3)); echo err >&2; exit 7")
 			if r.Code != 7 || r.Stdout != "out-5\n" || !strings.Contains(r.Stderr, "err") {
 				t.Fatalf("plink exec: got code %d stdout %q stderr %q, want 7, %q and err", r.Code, r.Stdout, r.Stderr, "out-5\n")
+			}
+			// A few more, with and without a pty: the exit status was
+			// lost in about one run in five (TestClientsPlinkExitStatus
+			// counts over 200).
+			for i := range 20 {
+				var extra []string
+				if i%2 == 1 {
+					extra = []string{"-t"}
+				}
+				if r := w.plink(t, mode, nil, extra, "exit 9"); r.Code != 9 {
+					t.Fatalf("plink %v exit 9, run %d: got code %d stderr %q, want 9", extra, i, r.Code, r.Stderr)
+				}
 			}
 			data := make([]byte, 1<<20)
 			rand.Read(data)
