@@ -53,6 +53,10 @@ const (
 	TypeForwardListen     = "forward_listen"
 	TypeAgentUse          = "agent_forwarding"
 	TypeRecordingUploaded = "recording_uploaded"
+	// TypeRecordingFailed: a recording could not be created or written.
+	TypeRecordingFailed = "recording_failed"
+	// TypeRecordingTruncated: a recording reached audit.max_recording_size.
+	TypeRecordingTruncated = "recording_truncated"
 
 	// The bastion itself.
 	TypeConfigReloaded = "config_reloaded"
@@ -149,6 +153,12 @@ type Event struct {
 	// Aborted marks a file still open when the session ended.
 	Aborted bool `json:"aborted,omitempty"`
 
+	// Action is what the bastion did about a recording that could not be
+	// written or reached its size limit: "refused" (the session did not
+	// start), "ended" (the session was closed) or "continued" (it went on
+	// unrecorded, with audit.on_failure: continue).
+	Action string `json:"action,omitempty"`
+
 	// DurationMS is the length of a connection, link or session, in
 	// milliseconds.
 	DurationMS int64 `json:"duration_ms,omitempty"`
@@ -157,13 +167,20 @@ type Event struct {
 // Int returns a pointer to v, for ExitStatus.
 func Int(v int) *int { return &v }
 
+// MaxEventLen bounds the size of one event line. Emit clips every string
+// field to [MaxFieldLen] bytes plus the marker; JSON escaping can grow a
+// byte to six ("\u0001"), and an event has fewer than 48 string fields.
+const MaxEventLen = 48 * 6 * (MaxFieldLen + len(clipMarker))
+
 // Logger writes events as JSON lines. Each event is written with one write
 // call and, for files, synced to disk, so that a crash loses at most the
 // event being written. The zero value and a nil *Logger discard events.
 type Logger struct {
-	mu sync.Mutex // protects w, and orders writes
+	mu sync.Mutex // protects w, f, and orders writes
 	w  io.Writer
 	f  *os.File // the file behind w, if the logger owns one
+	// path is the file f was opened from, for Reopen; "" for a writer.
+	path string
 	// now returns the time for events; tests replace it.
 	now func() time.Time
 }
@@ -177,6 +194,14 @@ func Open(path string) (*Logger, error) {
 	if path == "" || path == "stdout" {
 		return NewLogger(os.Stdout), nil
 	}
+	f, err := openFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return &Logger{w: f, f: f, path: path, now: time.Now}, nil
+}
+
+func openFile(path string) (*os.File, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, fmt.Errorf("creating audit log folder: %w", err)
 	}
@@ -184,16 +209,50 @@ func Open(path string) (*Logger, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening audit log: %w", err)
 	}
-	return &Logger{w: f, f: f, now: time.Now}, nil
+	return f, nil
 }
 
-// Emit writes e, filling in the version and time. Errors are reported by
-// the returned error; callers usually log and go on.
+// Path returns the file the logger appends to, or "" when it writes to
+// standard output or a writer.
+func (l *Logger) Path() string {
+	if l == nil {
+		return ""
+	}
+	return l.path
+}
+
+// Reopen opens the logger's file again by its path and writes later events
+// there, closing the file it had: after logrotate has renamed the file,
+// events go to a new one at the original path (no copytruncate needed). A
+// logger without a file of its own does nothing. On error the old file is
+// kept.
+func (l *Logger) Reopen() error {
+	if l == nil || l.path == "" {
+		return nil
+	}
+	f, err := openFile(l.path)
+	if err != nil {
+		return fmt.Errorf("reopening audit log: %w", err)
+	}
+	l.mu.Lock()
+	old := l.f
+	l.f, l.w = f, f
+	l.mu.Unlock()
+	return old.Close()
+}
+
+// Emit writes e, filling in the version and time. Every string field is
+// first cut with [Clip], so no event is longer than [MaxEventLen]
+// whatever a person typed. A failed write (a full disk, an I/O error) is
+// returned, and what part of the line reached the file is cut off again,
+// so that the file stays whole lines; the caller decides whether the
+// session may go on unaudited.
 func (l *Logger) Emit(e Event) error {
 	if l == nil || l.w == nil {
 		return nil
 	}
 	e.Version = SchemaVersion
+	clipStrings(&e)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if e.Time.IsZero() {
@@ -203,7 +262,14 @@ func (l *Logger) Emit(e Event) error {
 	if err != nil {
 		return fmt.Errorf("encoding audit event: %w", err)
 	}
-	if _, err := l.w.Write(append(line, '\n')); err != nil {
+	n, err := l.w.Write(append(line, '\n'))
+	if err != nil {
+		if n > 0 && l.f != nil {
+			// O_APPEND wrote n bytes at the end: take them back.
+			if fi, serr := l.f.Stat(); serr == nil && fi.Size() >= int64(n) {
+				l.f.Truncate(fi.Size() - int64(n))
+			}
+		}
 		return fmt.Errorf("writing audit event: %w", err)
 	}
 	if l.f != nil {
@@ -212,6 +278,23 @@ func (l *Logger) Emit(e Event) error {
 		}
 	}
 	return nil
+}
+
+// clipStrings cuts every string field of e with Clip. All of them are
+// listed, not only those a person fills today: a field is cheaper to clip
+// than to prove harmless.
+func clipStrings(e *Event) {
+	for _, p := range []*string{
+		&e.Type, &e.SessionID, &e.User, &e.RemoteAddr, &e.ProxyAddr, &e.Login,
+		&e.KeyFingerprint, &e.CertKeyID, &e.Method, &e.Mode, &e.Typed, &e.Target,
+		&e.Provider, &e.InstanceID, &e.OSUser, &e.UpstreamAddr, &e.Capability,
+		&e.Reason, &e.Limit, &e.Error, &e.RequestID, &e.HostKeyFingerprint,
+		&e.HostKeySource, &e.Kind, &e.Command, &e.Subsystem, &e.Term,
+		&e.Recording, &e.ExitSignal, &e.Dest, &e.Origin, &e.Op, &e.Path,
+		&e.NewPath, &e.OpenMode, &e.Perm, &e.Status, &e.Action,
+	} {
+		*p = Clip(*p)
+	}
 }
 
 // Close closes the file behind the logger, if it owns one.

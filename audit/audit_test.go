@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -70,5 +71,75 @@ func TestOpenFile(t *testing.T) {
 	var nilLogger *Logger
 	if err := nilLogger.Emit(Event{Type: TypeConnectionAccepted}); err != nil {
 		t.Errorf("nil logger: got %v, want nil", err)
+	}
+}
+
+// TestHostileAuditEmitClipsStrings checks that Emit caps every string field
+// a stranger can fill: one 200 KB typed name makes an event of a few
+// hundred bytes, and an event with every string field that long stays
+// bounded too.
+func TestHostileAuditEmitClipsStrings(t *testing.T) {
+	huge := strings.Repeat("a\x01", 100<<10) // 200 KB, with a byte JSON escapes
+	var buf bytes.Buffer
+	l := NewLogger(&buf)
+	if err := l.Emit(Event{Type: TypeTargetError, Typed: huge, Error: "parsing " + huge}); err != nil {
+		t.Fatal(err)
+	}
+	if n := buf.Len(); n > 4<<10 {
+		t.Errorf("event with a 200 KB typed name: got %d bytes, want at most 4096", n)
+	}
+	var e map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &e); err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := e["typed"].(string); !strings.HasSuffix(s, clipMarker) {
+		t.Errorf("typed: got %.40q…, want it to end in %q", s, clipMarker)
+	}
+
+	// Every string field at once.
+	buf.Reset()
+	var all Event
+	v := reflect.ValueOf(&all).Elem()
+	for i := range v.NumField() {
+		if f := v.Field(i); f.Kind() == reflect.String {
+			f.SetString(huge)
+		}
+	}
+	if err := l.Emit(all); err != nil {
+		t.Fatal(err)
+	}
+	if n := buf.Len(); n > MaxEventLen {
+		t.Errorf("event with every string field 200 KB: got %d bytes, want at most %d", n, MaxEventLen)
+	}
+}
+
+// TestReopen checks that after the file is renamed (as logrotate does),
+// Reopen sends later events to a new file at the original path.
+func TestReopen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	l, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if err := l.Emit(Event{Type: TypeConnectionAccepted}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(path, path+".1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Reopen(); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Emit(Event{Type: TypeConnectionClosed}); err != nil {
+		t.Fatal(err)
+	}
+	old, _ := os.ReadFile(path + ".1")
+	now, _ := os.ReadFile(path)
+	if !strings.Contains(string(old), TypeConnectionAccepted) || strings.Contains(string(old), TypeConnectionClosed) {
+		t.Errorf("rotated file: got %q, want only the first event", old)
+	}
+	if !strings.Contains(string(now), TypeConnectionClosed) || strings.Contains(string(now), TypeConnectionAccepted) {
+		t.Errorf("new file: got %q, want only the second event", now)
 	}
 }

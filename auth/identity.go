@@ -9,6 +9,7 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 
@@ -31,9 +32,14 @@ type Identity struct {
 	// CAFingerprint is the fingerprint of the CA that signed the
 	// certificate, if one was used.
 	CAFingerprint string
-	// ForceCommand is the certificate's force-command critical option: the
-	// only command the person may run, whatever they ask for.
-	ForceCommand string
+	// Restrictions are what the certificate, or the options of the key's
+	// line, take away from what the policy grants.
+	Restrictions Restrictions
+	// NoTouchRequired reports that the key's line has no-touch-required:
+	// a security key's signature need not assert user presence. (A
+	// certificate's no-touch-required extension is read by x/crypto
+	// itself.)
+	NoTouchRequired bool
 }
 
 // Authentication errors that callers branch on (for metrics and audit).
@@ -45,12 +51,17 @@ var (
 	// ErrBadCertificate reports a certificate from a trusted CA that is
 	// not valid now, for this principal or from this address.
 	ErrBadCertificate = errors.New("certificate not accepted")
+	// ErrKeyOptions reports a configured key whose line's options
+	// (from=, expiry-time=) refuse this login.
+	ErrKeyOptions = errors.New("key options refuse this login")
 )
 
 // FailureReason returns a short, fixed label for an Authenticate error:
-// "unknown_key", "revoked", "bad_certificate" or "other".
+// "unknown_key", "revoked", "bad_certificate", "key_options" or "other".
 func FailureReason(err error) string {
 	switch {
+	case errors.Is(err, ErrKeyOptions):
+		return "key_options"
 	case errors.Is(err, ErrRevoked):
 		return "revoked"
 	case errors.Is(err, ErrBadCertificate):
@@ -64,7 +75,12 @@ func FailureReason(err error) string {
 // Authenticator maps presented keys and certificates to identities. It is
 // built from one config and never changes; a reload builds a new one.
 type Authenticator struct {
-	keys    map[string]*config.User // by ssh.PublicKey.Marshal()
+	// Clock returns the time for expiry-time= and certificate validity;
+	// if nil, time.Now.
+	Clock func() time.Time
+
+	keys    map[string]keyEntry // by ssh.PublicKey.Marshal()
+	byFP    map[string]keyEntry // by SHA256 fingerprint
 	users   map[string]*config.User
 	cas     []ssh.PublicKey
 	revoked map[string]bool // SHA256 fingerprints
@@ -76,7 +92,8 @@ type Authenticator struct {
 // NewAuthenticator indexes the users and trusted CAs of cfg.
 func NewAuthenticator(cfg *config.Config) *Authenticator {
 	a := &Authenticator{
-		keys:    map[string]*config.User{},
+		keys:    map[string]keyEntry{},
+		byFP:    map[string]keyEntry{},
 		users:   map[string]*config.User{},
 		cas:     cfg.TrustedUserCAs,
 		revoked: map[string]bool{},
@@ -91,12 +108,33 @@ func NewAuthenticator(cfg *config.Config) *Authenticator {
 	for i := range cfg.Users {
 		u := &cfg.Users[i]
 		a.users[u.Name] = u
-		for _, k := range u.PublicKeys {
-			a.keys[string(k.Marshal())] = u
+		for j, k := range u.PublicKeys {
+			e := keyEntry{user: u}
+			if j < len(u.KeyOptions) {
+				e.opts = u.KeyOptions[j]
+			}
+			// As sshd, the first line of a key is the one that counts.
+			if _, dup := a.keys[string(k.Marshal())]; !dup {
+				a.keys[string(k.Marshal())] = e
+				a.byFP[ssh.FingerprintSHA256(k)] = e
+			}
 			a.owners[ssh.FingerprintSHA256(k)] = u.Name
 		}
 	}
 	return a
+}
+
+// keyEntry is one configured key: its user and its line's options.
+type keyEntry struct {
+	user *config.User
+	opts config.KeyOptions
+}
+
+func (a *Authenticator) now() time.Time {
+	if a.Clock != nil {
+		return a.Clock()
+	}
+	return time.Now()
 }
 
 // Authenticate returns the identity that key proves, if the key is a
@@ -113,11 +151,39 @@ func (a *Authenticator) Authenticate(key ssh.PublicKey, remote net.Addr) (Identi
 		}
 		return a.authenticateCert(cert, remote)
 	}
-	u, ok := a.keys[string(key.Marshal())]
+	e, ok := a.keys[string(key.Marshal())]
 	if !ok {
 		return Identity{}, ErrUnknownKey
 	}
-	return Identity{User: u.Name, Groups: u.Groups, KeyFingerprint: ssh.FingerprintSHA256(key)}, nil
+	if exp := e.opts.ExpiryTime; !exp.IsZero() && !a.now().Before(exp) {
+		return Identity{}, fmt.Errorf("key of %s expired at %s (expiry-time): %w", e.user.Name, exp.Format(time.RFC3339), ErrKeyOptions)
+	}
+	if e.opts.From != nil {
+		if err := checkFrom(e.opts.From, remote); err != nil {
+			return Identity{}, fmt.Errorf("key of %s: %w: %w", e.user.Name, ErrKeyOptions, err)
+		}
+	}
+	return Identity{User: e.user.Name, Groups: e.user.Groups, KeyFingerprint: ssh.FingerprintSHA256(key),
+		Restrictions: keyRestrictions(e.opts), NoTouchRequired: e.opts.NoTouchRequired}, nil
+}
+
+// Current returns id as the config a was built from sees it: the user's
+// groups now and, for a plain key still listed for the user, its line's
+// restrictions now. A certificate's restrictions are the certificate's and
+// do not change. Whether the person is still admitted at all is Admits'
+// decision.
+func (a *Authenticator) Current(id Identity) Identity {
+	if u, ok := a.users[id.User]; ok {
+		id.Groups = u.Groups
+	} else {
+		id.Groups = nil
+	}
+	if id.CAFingerprint == "" {
+		if e, ok := a.byFP[id.KeyFingerprint]; ok && e.user.Name == id.User {
+			id.Restrictions = keyRestrictions(e.opts)
+		}
+	}
+	return id
 }
 
 // Admits reports whether a person authenticated earlier as id would still
@@ -142,8 +208,15 @@ func (a *Authenticator) authenticateCert(cert *ssh.Certificate, remote net.Addr)
 			})
 		},
 		// force-command is enforced by the proxy on every session
-		// channel (Identity.ForceCommand); source-address below.
+		// channel (Restrictions.ForceCommand); source-address below.
 		SupportedCriticalOptions: []string{"source-address", "force-command"},
+		Clock:                    a.Clock,
+	}
+	if _, ok := cert.CriticalOptions["verify-required"]; ok {
+		// x/crypto verifies the signature but does not show the server
+		// its flags, so user verification cannot be checked: refuse
+		// rather than accept the certificate without it.
+		return Identity{}, fmt.Errorf("checking certificate %q: %w: verify-required cannot be checked: the SSH library does not expose the signature's user-verification flag", cert.KeyId, ErrBadCertificate)
 	}
 	for _, p := range cert.ValidPrincipals {
 		u, ok := a.users[p]
@@ -167,7 +240,7 @@ func (a *Authenticator) authenticateCert(cert *ssh.Certificate, remote net.Addr)
 			CertKeyID:      cert.KeyId,
 			CertSerial:     cert.Serial,
 			CAFingerprint:  ssh.FingerprintSHA256(cert.SignatureKey),
-			ForceCommand:   cert.CriticalOptions["force-command"],
+			Restrictions:   certRestrictions(cert),
 		}, nil
 	}
 	return Identity{}, fmt.Errorf("certificate %q names no configured user: %w", cert.KeyId, ErrUnknownKey)
@@ -175,7 +248,8 @@ func (a *Authenticator) authenticateCert(cert *ssh.Certificate, remote net.Addr)
 
 // checkSourceAddress checks remote against a certificate's source-address
 // option: a comma-separated list of addresses and CIDR blocks. An empty
-// option allows any address.
+// option allows any address; a malformed entry refuses the certificate, as
+// sshd does.
 func checkSourceAddress(option string, remote net.Addr) error {
 	if option == "" {
 		return nil
@@ -184,19 +258,23 @@ func checkSourceAddress(option string, remote net.Addr) error {
 	if !ok {
 		return errors.New("source-address: remote address is not TCP")
 	}
+	match := false
 	for _, s := range strings.Split(option, ",") {
 		s = strings.TrimSpace(s)
 		if _, n, err := net.ParseCIDR(s); err == nil {
-			if n.Contains(tcp.IP) {
-				return nil
-			}
+			match = match || n.Contains(tcp.IP)
 			continue
 		}
-		if ip := net.ParseIP(s); ip != nil && ip.Equal(tcp.IP) {
-			return nil
+		ip := net.ParseIP(s)
+		if ip == nil {
+			return fmt.Errorf("source-address: %q is not an address or address/masklen", s)
 		}
+		match = match || ip.Equal(tcp.IP)
 	}
-	return fmt.Errorf("source-address: %s is not in %q", tcp.IP, option)
+	if !match {
+		return fmt.Errorf("source-address: %s is not in %q", tcp.IP, option)
+	}
+	return nil
 }
 
 // certMeta is the ssh.ConnMetadata that CertChecker.Authenticate reads: the

@@ -83,8 +83,8 @@ func TestAuthenticate(t *testing.T) {
 				}
 				return
 			}
-			if id.ForceCommand != tc.wantCmd {
-				t.Errorf("ForceCommand: got %q, want %q", id.ForceCommand, tc.wantCmd)
+			if id.Restrictions.ForceCommand != tc.wantCmd {
+				t.Errorf("Restrictions.ForceCommand: got %q, want %q", id.Restrictions.ForceCommand, tc.wantCmd)
 			}
 			if err != nil {
 				t.Fatalf("got %v, want %s", err, tc.wantUser)

@@ -25,6 +25,21 @@ const (
 	// DefaultFailedAuthPerMinute is how many failed authentications one
 	// address may have in a minute before its next attempts are slowed.
 	DefaultFailedAuthPerMinute = 10
+	// DefaultMaxRecordingSize caps one session recording.
+	DefaultMaxRecordingSize = 1 << 30
+	// DefaultMinFreeSpace is the free space below which new links are
+	// refused on the disks of the audit log and the recordings.
+	DefaultMinFreeSpace = 64 << 20
+)
+
+// Values of audit.on_failure.
+const (
+	// OnFailureRefuse refuses or ends a link whose audit events or
+	// recording cannot be written (the default).
+	OnFailureRefuse = "refuse"
+	// OnFailureContinue lets it go on unaudited or unrecorded, logging
+	// and counting each failure.
+	OnFailureContinue = "continue"
 )
 
 // Capability names used in policies' allow and deny lists.
@@ -77,6 +92,10 @@ type Config struct {
 	// RevokedFingerprints holds the SHA256 fingerprints of RevokedKeys
 	// and RevokedKeysFile.
 	RevokedFingerprints []string `yaml:"-"`
+	// Warnings are what Parse found doubtful but valid (such as a policy
+	// whose denials exec can get around), sorted by line; check-config
+	// prints them and serve logs them.
+	Warnings []*Error `yaml:"-"`
 }
 
 // ProxyProtocol configures PROXY protocol (v1 and v2) on the listener.
@@ -99,6 +118,9 @@ type User struct {
 
 	// PublicKeys holds Keys and the keys of KeysFile, parsed.
 	PublicKeys []ssh.PublicKey `yaml:"-"`
+	// KeyOptions holds the authorized_keys options of each key line:
+	// KeyOptions[i] are those of PublicKeys[i].
+	KeyOptions []KeyOptions `yaml:"-"`
 }
 
 // Providers configures where targets come from.
@@ -191,6 +213,17 @@ type Audit struct {
 	RecordExec bool `yaml:"record_exec"`
 	// S3 ships finished recordings to a bucket.
 	S3 *S3 `yaml:"s3"`
+	// OnFailure is what happens to a link whose audit events or recording
+	// cannot be written: OnFailureRefuse (default) or OnFailureContinue.
+	OnFailure string `yaml:"on_failure"`
+	// MaxRecordingSize caps one recording; reaching it ends the recording
+	// and, unless OnFailure is continue, the session. Default 1GiB; 0
+	// means no cap.
+	MaxRecordingSize Size `yaml:"max_recording_size"`
+	// MinFreeSpace refuses new links while the disk of the audit log or
+	// of the recordings has less free space than this. Default 64MiB; 0
+	// disables the check.
+	MinFreeSpace Size `yaml:"min_free_space"`
 }
 
 // S3 is where recordings are uploaded. A recording stays in the local

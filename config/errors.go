@@ -45,6 +45,7 @@ func (e *Error) Error() string {
 type problems struct {
 	file  string
 	errs  []*Error
+	warns []*Error
 	bad   map[string]bool
 	lines map[string]int
 }
@@ -78,6 +79,12 @@ func (p *problems) errorf(key, format string, args ...any) {
 		}
 	}
 	p.add(p.lineOf(key), key, format, args...)
+}
+
+// warnf records a warning about key, at the line of key or of its closest
+// enclosing key: the config still loads.
+func (p *problems) warnf(key, format string, args ...any) {
+	p.warns = append(p.warns, &Error{File: p.file, Line: p.lineOf(key), Key: key, Msg: fmt.Sprintf(format, args...)})
 }
 
 // lineOf returns the line of key, or of its closest enclosing key present in

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 )
 
@@ -62,6 +63,8 @@ func Parse(data []byte, path string) (*Config, error) {
 	if err := p.err(); err != nil {
 		return nil, err
 	}
+	slices.SortStableFunc(p.warns, func(a, b *Error) int { return a.Line - b.Line })
+	cfg.Warnings = p.warns
 	return &cfg, nil
 }
 
@@ -94,6 +97,15 @@ func applyDefaults(c *Config, set map[string]bool) {
 	}
 	if !set["limits.failed_auth_per_minute"] {
 		l.FailedAuthPerMinute = DefaultFailedAuthPerMinute
+	}
+	if c.Audit.OnFailure == "" {
+		c.Audit.OnFailure = OnFailureRefuse
+	}
+	if !set["audit.max_recording_size"] {
+		c.Audit.MaxRecordingSize = DefaultMaxRecordingSize
+	}
+	if !set["audit.min_free_space"] {
+		c.Audit.MinFreeSpace = DefaultMinFreeSpace
 	}
 	if ls := c.Providers.Lightsail; ls != nil {
 		if ls.Address == "" {

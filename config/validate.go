@@ -94,6 +94,12 @@ func (c *checker) check(cfg *Config) {
 	if (cfg.Audit.RecordInput || cfg.Audit.RecordExec) && cfg.Audit.Recordings == "" {
 		c.errorf("audit.recordings", "required when record_input or record_exec is set")
 	}
+	if o := cfg.Audit.OnFailure; o != OnFailureRefuse && o != OnFailureContinue {
+		c.errorf("audit.on_failure", "%q is neither %q nor %q", o, OnFailureRefuse, OnFailureContinue)
+	}
+	if m := cfg.Audit.MaxRecordingSize; m > 0 && m < 4<<10 {
+		c.errorf("audit.max_recording_size", "%s is too small for a recording's header; use at least 4KiB (or 0 for no cap)", m)
+	}
 }
 
 // checkRevoked parses the revoked keys into fingerprints.
@@ -187,13 +193,13 @@ func (c *checker) checkUsers(cfg *Config) {
 		}
 		bad := false
 		for j, line := range u.Keys {
-			pk, err := parsePublicKey(line)
+			pk, ko, err := parseUserKey(line)
 			if err != nil {
 				c.errorf(indexKey(key+".keys", j), "%s", keyMessage(err, userCertHint))
 				bad = true
 				continue
 			}
-			if !c.addUserKey(u, pk, indexKey(key+".keys", j)) {
+			if !c.addUserKey(u, pk, ko, indexKey(key+".keys", j)) {
 				bad = true
 			}
 		}
@@ -227,23 +233,23 @@ func (c *checker) readKeysFile(u *User, key string) bool {
 		if line == "" || line[0] == '#' {
 			continue
 		}
-		pk, err := parsePublicKey(line)
+		pk, ko, err := parseUserKey(line)
 		if err != nil {
 			c.errorf(key, "%s line %d: %s", u.KeysFile, n+1, keyMessage(err, userCertHint))
 			ok = false
 			continue
 		}
-		if !c.addUserKey(u, pk, key) {
+		if !c.addUserKey(u, pk, ko, key) {
 			ok = false
 		}
 	}
 	return ok
 }
 
-// addUserKey appends pk to u's keys and reports whether it did. It refuses a
-// key already listed for another user: identity comes from the key, so a key
-// must name one person.
-func (c *checker) addUserKey(u *User, pk ssh.PublicKey, key string) bool {
+// addUserKey appends pk, with its options, to u's keys and reports whether
+// it did. It refuses a key already listed for another user: identity comes
+// from the key, so a key must name one person.
+func (c *checker) addUserKey(u *User, pk ssh.PublicKey, ko KeyOptions, key string) bool {
 	wire := string(pk.Marshal())
 	if owner, ok := c.keyOwners[wire]; ok && owner != u.Name {
 		c.errorf(key, "key %s is also listed for user %q; a key must belong to one user", ssh.FingerprintSHA256(pk), owner)
@@ -251,6 +257,7 @@ func (c *checker) addUserKey(u *User, pk ssh.PublicKey, key string) bool {
 	}
 	c.keyOwners[wire] = u.Name
 	u.PublicKeys = append(u.PublicKeys, pk)
+	u.KeyOptions = append(u.KeyOptions, ko)
 	return true
 }
 
@@ -409,12 +416,33 @@ func (c *checker) checkPolicies(cfg *Config) {
 		c.checkPatterns(key+".os_users", p.OSUsers, `["*"] for any`)
 		c.checkCapabilities(key+".allow", p.Allow)
 		c.checkCapabilities(key+".deny", p.Deny)
+		c.checkExecLoophole(key, p)
 		for j, f := range p.ForwardTo {
 			if !validForwardPattern(f) {
 				c.errorf(indexKey(key+".forward_to", j), "%q is not a host:port pattern, such as \"127.0.0.1:*\" or \"*.internal:443\"", f)
 			}
 		}
 	}
+}
+
+// checkExecLoophole warns about a policy that denies shell or sftp but not
+// exec: a command can start a shell (`ssh host sh -i`) or an SFTP server
+// (`sftp -s /usr/lib/openssh/sftp-server`), so such a denial stops only the
+// plain request, not a person who wants around it.
+func (c *checker) checkExecLoophole(key string, p Policy) {
+	if slices.Contains(p.Deny, CapExec) {
+		return
+	}
+	var denied []string
+	for _, cp := range []string{CapShell, CapSFTP} {
+		if slices.Contains(p.Deny, cp) {
+			denied = append(denied, cp)
+		}
+	}
+	if len(denied) == 0 {
+		return
+	}
+	c.warnf(key+".deny", "denies %s but not exec, and an exec can start a shell or an SFTP server; add exec to deny for the denial to hold", strings.Join(denied, " and "))
 }
 
 // checkPatterns checks a required list of glob patterns.
@@ -499,22 +527,46 @@ var (
 // are refused (the bastion would not honour them), as are certificates and
 // more than one key.
 func parsePublicKey(line string, allowed ...string) (ssh.PublicKey, error) {
-	pk, _, opts, rest, err := ssh.ParseAuthorizedKey([]byte(line))
+	pk, opts, err := parseKeyLine(line)
 	if err != nil {
-		return nil, errNotKey
+		return nil, err
 	}
 	for _, o := range opts {
 		if !slices.Contains(allowed, o) {
-			return nil, fmt.Errorf("key option %s is not supported", o)
+			return nil, fmt.Errorf("key option %s is not supported", clipOption(o))
 		}
 	}
+	return pk, nil
+}
+
+// parseUserKey parses a user's key line in authorized_keys format with its
+// options (ParseKeyOptions), refusing those the bastion cannot honour.
+func parseUserKey(line string) (ssh.PublicKey, KeyOptions, error) {
+	pk, opts, err := parseKeyLine(line)
+	if err != nil {
+		return nil, KeyOptions{}, err
+	}
+	ko, err := ParseKeyOptions(opts)
+	if err != nil {
+		return nil, KeyOptions{}, err
+	}
+	return pk, ko, nil
+}
+
+// parseKeyLine parses one key in authorized_keys format and returns its
+// options, refusing certificates and more than one key.
+func parseKeyLine(line string) (ssh.PublicKey, []string, error) {
+	pk, _, opts, rest, err := ssh.ParseAuthorizedKey([]byte(line))
+	if err != nil {
+		return nil, nil, errNotKey
+	}
 	if len(bytes.TrimSpace(rest)) > 0 {
-		return nil, errors.New("more than one key; give one key per entry")
+		return nil, nil, errors.New("more than one key; give one key per entry")
 	}
 	if _, ok := pk.(*ssh.Certificate); ok {
-		return nil, errCertificate
+		return nil, nil, errCertificate
 	}
-	return pk, nil
+	return pk, opts, nil
 }
 
 // keyMessage returns the message for a parsePublicKey error, adding hint to

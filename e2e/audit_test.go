@@ -135,6 +135,14 @@ func TestScriptedSession(t *testing.T) {
 	if code := sh.exit(t, "exit 0"); code != 0 {
 		t.Fatalf("pty shell: got exit %d, want 0; output %q", code, sh.out.String())
 	}
+	// Each step waits for its connection's last event, so that the
+	// golden order does not depend on how fast the bastion notices a
+	// client that has already exited.
+	closed := func(n int) {
+		t.Helper()
+		waitFor(t, fmt.Sprintf("connection_closed #%d", n), 20*time.Second, func() bool { return countType(t, w.b, "connection_closed") == n })
+	}
+	closed(1)
 
 	// 2. An sftp batch: put, get, rm.
 	local := filepath.Join(dir, "upload.txt")
@@ -144,16 +152,19 @@ func TestScriptedSession(t *testing.T) {
 	if r := w.bob.run(t, []byte(batch), "sftp", "-b", "-", "-J", "bastion", w.me+"@web-1"); r.Code != 0 {
 		t.Fatalf("sftp: exit %d, stderr %s", r.Code, r.Stderr)
 	}
+	closed(2)
 
 	// 3. An scp upload (SFTP protocol, OpenSSH's default).
 	if r := w.bob.run(t, nil, "scp", "-J", "bastion", local, w.me+"@web-1:"+filepath.Join(remoteDir, "scp.txt")); r.Code != 0 {
 		t.Fatalf("scp: exit %d, stderr %s", r.Code, r.Stderr)
 	}
+	closed(3)
 
 	// 4. An exec that exits 3.
 	if r := w.bob.ssh(t, nil, "-J", "bastion", w.me+"@web-1", "echo hi; exit 3"); r.Code != 3 {
 		t.Fatalf("exec: got exit %d, want 3; stderr %s", r.Code, r.Stderr)
 	}
+	closed(4)
 
 	// 5. A -L forward used once. It listens on a unix socket, so that
 	// waiting for it does not open a forward of its own.
@@ -171,7 +182,7 @@ func TestScriptedSession(t *testing.T) {
 	}
 	waitFor(t, "forward_close", 20*time.Second, func() bool { return countType(t, w.b, "forward_close") == 1 })
 	fwd.cmd.Process.Kill()
-	waitFor(t, "the last connection_closed", 20*time.Second, func() bool { return countType(t, w.b, "connection_closed") == 5 })
+	closed(5)
 
 	events := readEvents(t, w.b)
 	got := normalize(events, w.me, page)

@@ -290,7 +290,13 @@ var listeningRE = regexp.MustCompile(`bastion: listening on (\S+)`)
 // which it adds) and runs `bastion serve`. env is added to the environment.
 func startBastion(t testing.TB, configBody string, env ...string) *bastionProc {
 	t.Helper()
-	dir := t.TempDir()
+	return startBastionIn(t, t.TempDir(), configBody, env...)
+}
+
+// startBastionIn is startBastion with the bastion's files (config, host
+// keys, audit log) in dir.
+func startBastionIn(t testing.TB, dir, configBody string, env ...string) *bastionProc {
+	t.Helper()
 	b := &bastionProc{Dir: dir, Config: filepath.Join(dir, "config.yaml"), AuditPath: filepath.Join(dir, "audit.jsonl")}
 	head := fmt.Sprintf("listen: 127.0.0.1:%d\nhost_key: host_ed25519\nhost_ca_key: host_ca_ed25519\naudit:\n  log: audit.jsonl\n", freePort(t))
 	writeFile(t, b.Config, head+configBody, 0o600)

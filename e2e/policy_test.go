@@ -178,7 +178,9 @@ policies:
 			}
 		})
 	}
-	if !auditHas(t, b, "session_start", `"command":"echo forced"`) {
+	// The instance ran the forced command, told what was asked as sshd
+	// tells it.
+	if !auditHas(t, b, "session_start", `"command":"SSH_ORIGINAL_COMMAND='echo asked'; export SSH_ORIGINAL_COMMAND; echo forced"`) {
 		t.Error("audit log: the forced command's session_start is missing")
 	}
 	if !auditHas(t, b, "auth_success", `"cert_key_id":"forced"`) {

@@ -32,6 +32,7 @@ type Metrics struct {
 	bytesDown         prometheus.Counter
 	reloads           *prometheus.CounterVec
 	uploads           *prometheus.CounterVec
+	auditFailures     *prometheus.CounterVec
 }
 
 // New returns a Metrics with every series registered.
@@ -57,6 +58,7 @@ func New() *Metrics {
 	m.bytesDown = bytes.WithLabelValues("down")
 	m.reloads = f.counterVec("bastion_config_reloads_total", "Configuration reloads, by result (ok or rejected).", "result")
 	m.uploads = f.counterVec("bastion_recording_uploads_total", "Recording uploads to S3, by result (ok or error).", "result")
+	m.auditFailures = f.counterVec("bastion_audit_write_failures_total", "Audit events or recordings that could not be written, by what (audit_log or recording).", "what")
 	return m
 }
 
@@ -108,6 +110,14 @@ func (m *Metrics) AuthFailure(reason string) {
 func (m *Metrics) PolicyDenial(capability string) {
 	if m != nil {
 		m.policyDenials.WithLabelValues(capability).Inc()
+	}
+}
+
+// AuditWriteFailure counts an audit event (what "audit_log") or a
+// recording ("recording") that could not be written.
+func (m *Metrics) AuditWriteFailure(what string) {
+	if m != nil {
+		m.auditFailures.WithLabelValues(what).Inc()
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -41,6 +42,12 @@ type conn struct {
 	// rejected counts the keys refused during the handshake (only the
 	// handshake goroutine touches it).
 	rejected int
+	// chans numbers the connection's channels for the audit log, across
+	// all its links.
+	chans atomic.Int32
+	// auditFailed is set when one of the connection's audit events could
+	// not be written.
+	auditFailed atomic.Bool
 
 	mu sync.Mutex // protects authed and links
 	// authed is set once identity is.
@@ -142,6 +149,12 @@ func (c *conn) serve() {
 		method = "user_certificate"
 	}
 	c.audit(audit.Event{Type: audit.TypeAuthSuccess, Method: method, Login: sc.User(), CertKeyID: c.identity.CertKeyID})
+	if c.auditFailed.Load() && !c.srv.AuditFailOpen {
+		// The connection could not be audited from its start; only now
+		// can the person be told why it goes no further.
+		c.refuse(chans, reqs, "bastion: "+msgAuditRefused)
+		return
+	}
 
 	if msg := c.srv.admit(c); msg != "" {
 		c.refuse(chans, reqs, "bastion: "+msg)
@@ -207,7 +220,13 @@ func (c *conn) serverConfig() *ssh.ServerConfig {
 					KeyFingerprint: ssh.FingerprintSHA256(key), Reason: reason, Error: err.Error()})
 				return nil, err
 			}
-			return &ssh.Permissions{ExtraData: map[any]any{identityKey{}: id}}, nil
+			perms := &ssh.Permissions{ExtraData: map[any]any{identityKey{}: id}}
+			if id.NoTouchRequired {
+				// x/crypto then accepts a security key's signature
+				// without the user-presence flag, as sshd does.
+				perms.Extensions = map[string]string{"no-touch-required": ""}
+			}
+			return perms, nil
 		},
 	}
 	if cfg.MaxAuthTries == 0 {
@@ -217,8 +236,10 @@ func (c *conn) serverConfig() *ssh.ServerConfig {
 	return cfg
 }
 
-// audit writes an event with the connection's fields filled in.
-func (c *conn) audit(e audit.Event) {
+// audit writes an event with the connection's fields filled in. A write
+// error is handed to the server (which counts it, logs it and, failing
+// closed, ends live links) and returned.
+func (c *conn) audit(e audit.Event) error {
 	e.SessionID = c.id
 	e.RemoteAddr = c.nc.RemoteAddr().String()
 	if pa, ok := c.nc.(interface{ ProxyAddr() net.Addr }); ok && pa.ProxyAddr() != nil {
@@ -233,8 +254,11 @@ func (c *conn) audit(e audit.Event) {
 		}
 	}
 	if err := c.srv.Audit.Emit(e); err != nil {
-		c.srv.log().Error("audit_write_failed", zap.Error(err))
+		c.auditFailed.Store(true)
+		c.srv.auditFailed(err)
+		return err
 	}
+	return nil
 }
 
 // parseDirectUser splits a direct-mode login "osuser+target" (or
@@ -310,7 +334,8 @@ func (c *conn) resolve(typed string) (target, error) {
 	}
 	tg := target{typed: typed, Target: t}
 	c.audit(audit.Event{Type: audit.TypeTargetResolved, Typed: typed, Target: t.String(), Provider: t.Provider, InstanceID: t.ID})
-	if d := c.srv.currentRules().Policy.Reachable(c.identity, tg.forPolicy()); !d.Allow {
+	rules := c.srv.currentRules()
+	if d := rules.Policy.Reachable(rules.Auth.Current(c.identity), tg.forPolicy()); !d.Allow {
 		c.srv.Metrics.PolicyDenial("target")
 		c.audit(audit.Event{Type: audit.TypePolicyDenied, Typed: typed, Target: t.String(), Reason: d.Reason})
 		return target{}, &publicError{msg: d.Reason}
@@ -319,19 +344,35 @@ func (c *conn) resolve(typed string) (target, error) {
 }
 
 // connectUpstream authorizes a login as osUser, fetches credentials and
-// connects to the target. The returned link enforces the policy on the
-// spliced connection and audits it.
+// connects to the target. The returned link enforces, on the spliced
+// connection, the policy in force at each decision, and audits it.
 func (c *conn) connectUpstream(t target, osUser, mode string) (*upstreamConn, *link, error) {
 	rules := c.srv.currentRules()
-	base := auth.Request{Identity: c.identity, Target: t.forPolicy(), OSUser: osUser}
+	base := auth.Request{Identity: rules.Auth.Current(c.identity), Target: t.forPolicy(), OSUser: osUser}
 	ev := audit.Event{Mode: mode, Typed: t.typed, Target: t.String(), Provider: t.Provider, InstanceID: t.ID, OSUser: osUser}
-	emit := func(e audit.Event) { c.audit(withLinkFields(e, ev)) }
+	// unaudited is set when one of the link's events could not be
+	// written: failing closed, the link is refused.
+	unaudited := false
+	emit := func(e audit.Event) {
+		if c.audit(withLinkFields(e, ev)) != nil && !c.srv.AuditFailOpen {
+			unaudited = true
+		}
+	}
 	if d := rules.Policy.Authorize(base); !d.Allow {
 		c.srv.Metrics.PolicyDenial("login")
 		emit(audit.Event{Type: audit.TypePolicyDenied, Reason: d.Reason})
 		return nil, nil, &publicError{msg: d.Reason}
 	}
 	emit(audit.Event{Type: audit.TypePolicyAllowed})
+	if unaudited {
+		return nil, nil, &publicError{msg: msgAuditRefused}
+	}
+	if why := c.srv.diskLow(); why != "" {
+		c.srv.Metrics.LimitHit(limitMinFreeSpace)
+		emit(audit.Event{Type: audit.TypeLimitExceeded, Limit: limitMinFreeSpace, Reason: msgDiskLow, Error: why})
+		c.log.Warn("limit_exceeded", zap.String("limit", limitMinFreeSpace), zap.String("why", why))
+		return nil, nil, &publicError{msg: msgDiskLow}
+	}
 	p := c.srv.Resolver.Provider(t.Provider)
 	if p == nil {
 		return nil, nil, fmt.Errorf("provider %q is not configured", t.Provider)
@@ -386,9 +427,13 @@ func (c *conn) connectUpstream(t target, osUser, mode string) (*upstreamConn, *l
 			HostKeyFingerprint: ssh.FingerprintSHA256(hostKey), HostKeySource: creds.HostKeySource})
 	}
 	emit(audit.Event{Type: audit.TypeUpstreamOpen, UpstreamAddr: creds.Addr})
+	if unaudited {
+		up.conn.Close()
+		return nil, nil, &publicError{msg: msgAuditRefused}
+	}
 	c.log.Info("upstream_connected", zap.String("target", t.String()), zap.String("addr", creds.Addr), zap.String("os_user", osUser))
 	l := newLink(c, nil, ev)
-	l.policyGuard = &policyGuard{policy: rules.Policy, base: base, typed: t.typed, force: c.identity.ForceCommand,
+	l.policyGuard = &policyGuard{rules: c.srv.currentRules, base: base, typed: t.typed,
 		denied: func(capability, reason string) {
 			c.srv.Metrics.PolicyDenial(capability)
 			l.audit(audit.Event{Type: audit.TypePolicyDenied, Capability: capability, Reason: reason})

@@ -12,29 +12,50 @@ import (
 	"bastion/config"
 )
 
-// policyGuard is the guard of one link: it asks the policy about every
-// channel and request that needs a capability.
+// policyGuard is the guard of one link: it asks the policy, and then the
+// restrictions of the person's certificate or key line, about every
+// channel and request that needs a capability. Each decision reads the
+// rules in force at that moment, never a copy taken when the link began, so
+// that a reload reaches live links (a ControlMaster's new -L included).
 type policyGuard struct {
-	policy *auth.Policy
-	// base is the request for this link: identity, target and OS user.
+	// rules returns the rules in force now.
+	rules func() *Rules
+	// base is the request for this link: identity, target and OS user. The
+	// identity is brought up to date (auth.Authenticator.Current) at each
+	// decision.
 	base auth.Request
 	// typed is the target name as the person typed it, for messages.
 	typed string
-	// force is the only command the person may run (a certificate's
-	// force-command): every shell, exec and subsystem request becomes an
-	// exec of it.
-	force string
 	// denied is told of every refusal, for the audit log.
 	denied func(capability, reason string)
 }
 
-// check asks the policy about one capability and returns the message for a
-// refusal.
+// identity returns the person's identity as the rules in force see it.
+func (g *policyGuard) identity(rules *Rules) auth.Identity {
+	return rules.Auth.Current(g.base.Identity)
+}
+
+// check asks the policy in force, then the person's restrictions, about
+// one capability and returns the message for a refusal.
 func (g *policyGuard) check(capability, dest string) (bool, string) {
+	return g.decide(capability, dest, false)
+}
+
+// decide is check; listen says that dest is the listening address of a
+// remote forward rather than a local forward's destination.
+func (g *policyGuard) decide(capability, dest string, listen bool) (bool, string) {
+	rules := g.rules()
 	r := g.base
-	r.Capability = capability
-	r.Dest = dest
-	d := g.policy.Authorize(r)
+	r.Identity = g.identity(rules)
+	r.Capability, r.Dest = capability, dest
+	if capability == auth.CapPTY {
+		// No policy capability: a pty comes with the login.
+		r.Capability = ""
+	}
+	d := rules.Policy.Authorize(r)
+	if d.Allow {
+		d = r.Identity.Restrictions.Allow(capability, dest, listen)
+	}
 	if d.Allow {
 		return true, ""
 	}
@@ -58,8 +79,9 @@ func (g *policyGuard) allowChannel(dir direction, typ string, extra []byte) (boo
 	}
 	switch typ {
 	case chanForwardedTCPIP, chanForwardedStreamloc:
-		// The forward itself was checked when it was requested; this
-		// re-check covers a config reload since.
+		// The forward was checked when it was requested; each
+		// connection it brings is checked again against the rules in
+		// force now.
 		return g.check(config.CapPortForwarding, "")
 	case chanAgent:
 		return g.check(config.CapAgentForwarding, "")
@@ -75,16 +97,23 @@ func (g *policyGuard) allowRequest(dir direction, chanType string, req *ssh.Requ
 	}
 	switch req.Type {
 	case reqShell, reqExec, reqSubsystem:
-		if g.force != "" {
-			// As sshd does for ForceCommand: whatever was asked, the
+		if force := g.identity(g.rules()).Restrictions.ForceCommand; force != "" {
+			// As sshd does for a forced command: whatever was asked, the
 			// forced command runs (the splice sends the rewritten
-			// request).
+			// request), with an exec's command line in
+			// SSH_ORIGINAL_COMMAND.
+			cmd, ok := forcedCommand(force, req)
+			if !ok {
+				return false, "bastion: malformed " + req.Type + " request"
+			}
 			req.Type = reqExec
-			req.Payload = ssh.Marshal(struct{ Command string }{g.force})
+			req.Payload = ssh.Marshal(struct{ Command string }{cmd})
 			return g.check(config.CapExec, "")
 		}
 	}
 	switch req.Type {
+	case reqPTY:
+		return g.check(auth.CapPTY, "")
 	case reqShell:
 		return g.check(config.CapShell, "")
 	case reqExec:
@@ -110,10 +139,36 @@ func (g *policyGuard) allowRequest(dir direction, chanType string, req *ssh.Requ
 	return true, ""
 }
 
-// execCapability returns the capability a command line needs: scp's remote
-// end is CapSCP, anything else CapExec.
+// forcedCommand returns the command line that runs force in place of req
+// (a shell, exec or subsystem request), and whether req parsed. sshd sets
+// SSH_ORIGINAL_COMMAND to an exec's command line; the instance's sshd would
+// refuse it as an env request, so the command line assigns and exports it
+// first, in POSIX shell syntax, quoted so that the original command is
+// only ever data. Each quote and backslash of it is written outside the
+// single quotes, so that no shell's single-quote rules (fish's included)
+// can end the quoted text early:
+//
+//	ssh host "it's a\b"  →  SSH_ORIGINAL_COMMAND='it'\''s a'\\'b'; export SSH_ORIGINAL_COMMAND; FORCE
+//
+// A shell or subsystem request runs force alone.
+func forcedCommand(force string, req *ssh.Request) (string, bool) {
+	if req.Type != reqExec {
+		return force, true
+	}
+	var p struct{ Command string }
+	if err := ssh.Unmarshal(req.Payload, &p); err != nil || strings.IndexByte(p.Command, 0) >= 0 {
+		// sshd refuses a command line with a NUL too.
+		return "", false
+	}
+	quoted := "'" + strings.NewReplacer(`'`, `'\''`, `\`, `'\\'`).Replace(p.Command) + "'"
+	return "SSH_ORIGINAL_COMMAND=" + quoted + "; export SSH_ORIGINAL_COMMAND; " + force, true
+}
+
+// execCapability returns the capability a command line needs: exactly the
+// remote end of a legacy scp transfer (parseSCPServer) is CapSCP; anything
+// else, a command line that merely begins with scp included, is CapExec.
 func execCapability(cmd string) string {
-	if f := strings.Fields(cmd); len(f) > 0 && (f[0] == "scp" || strings.HasSuffix(f[0], "/scp")) {
+	if _, ok := parseSCPServer(cmd); ok {
 		return config.CapSCP
 	}
 	return config.CapExec
@@ -133,7 +188,7 @@ func (g *policyGuard) allowGlobal(dir direction, req *ssh.Request) bool {
 		if !ok {
 			return false
 		}
-		ok, _ = g.check(config.CapPortForwarding, dest)
+		ok, _ = g.decide(config.CapPortForwarding, dest, true)
 		return ok
 	}
 	return false

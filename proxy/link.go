@@ -33,7 +33,9 @@ type link struct {
 	// nanoseconds, for the idle timeout.
 	last     atomic.Int64
 	up, down atomic.Int64
-	chans    atomic.Int32
+	// auditDown is set once the link is being ended because the audit
+	// log cannot be written.
+	auditDown atomic.Bool
 
 	mu sync.Mutex // protects sessions, and writers.Add against Wait
 	// sessions are the person's ends of live session channels, to tell
@@ -50,8 +52,9 @@ func newLink(c *conn, g *policyGuard, ev audit.Event) *link {
 	return l
 }
 
-// audit writes e with the link's fields filled in.
-func (l *link) audit(e audit.Event) { l.c.audit(withLinkFields(e, l.ev)) }
+// audit writes e with the link's fields filled in, and returns the write
+// error (the server has handled it already).
+func (l *link) audit(e audit.Event) error { return l.c.audit(withLinkFields(e, l.ev)) }
 
 // withLinkFields returns e with the fields of the link described by base:
 // mode, target and OS user, and the upstream address unless e names one.
@@ -71,9 +74,32 @@ func (l *link) end(limit, msg string) {
 		l.c.srv.Metrics.LimitHit(limit)
 		l.audit(audit.Event{Type: audit.TypeLimitExceeded, Limit: limit, Reason: msg})
 	}
+	l.endWith(msg, errors.New(msg))
+}
+
+// endWith tells every open session msg and closes the link with cause.
+func (l *link) endWith(msg string, cause error) {
 	// Give the message a moment to leave before the connection closes.
 	l.say(msg, time.Second)
-	l.cancel(errors.New(msg))
+	l.cancel(cause)
+}
+
+// endSession ends one session channel of the link, whose person's end is
+// ch, with msg on its stderr and exit status 1. It does not block: the
+// writes run in a goroutine owned by l.writers, and the channel is closed
+// after a second even if the person's window stays full.
+func (l *link) endSession(ch ssh.Channel, msg string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.writers.Add(1)
+	go func() {
+		defer l.writers.Done()
+		t := time.AfterFunc(time.Second, func() { ch.Close() })
+		defer t.Stop()
+		io.WriteString(ch.Stderr(), "\r\nbastion: "+msg+"\r\n")
+		ch.SendRequest(reqExitStatus, false, ssh.Marshal(struct{ Status uint32 }{1}))
+		ch.Close()
+	}()
 }
 
 // say writes msg on the stderr of every open session, waiting up to wait
@@ -160,7 +186,10 @@ func (l *link) allowGlobal(dir direction, req *ssh.Request) bool {
 }
 
 func (l *link) observe(dir direction, typ string, extra []byte, person ssh.Channel) channelObserver {
-	n := int(l.chans.Add(1))
+	// Numbered per connection, not per link: one ControlMaster
+	// connection carries many links, and a channel number (and the
+	// recording named after it) must be unique within it.
+	n := int(l.c.chans.Add(1))
 	l.c.srv.Metrics.Channel(typ)
 	base := counted{l: l}
 	switch typ {
@@ -188,7 +217,7 @@ func (l *link) observe(dir direction, typ string, extra []byte, person ssh.Chann
 // counts bytes for the link, the metrics and the idle timeout.
 type counted struct{ l *link }
 
-func (c *counted) request(direction, *ssh.Request) {}
+func (c *counted) request(direction, *ssh.Request) string { return "" }
 
 func (c *counted) data(dir direction, _ bool, p []byte) {
 	c.l.last.Store(time.Now().UnixNano())

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/term"
 
+	"bastion/auth"
 	"bastion/upstream"
 )
 
@@ -44,7 +45,21 @@ func (c *conn) ownSession(nc ssh.NewChannel) {
 	var pty *ptyRequest
 	for req := range reqs {
 		switch req.Type {
-		case "pty-req":
+		case reqPTY:
+			id := c.srv.currentRules().Auth.Current(c.identity)
+			if d := id.Restrictions.Allow(auth.CapPTY, "", false); !d.Allow {
+				// As sshd: no pty, the session goes on without one
+				// (the listing instead of the menu).
+				fmt.Fprintf(ch.Stderr(), "bastion: %s\r\n", d.Reason)
+				if req.WantReply {
+					// As in the splice: a round trip first, so
+					// that ssh -tt writes the reason before it
+					// gives up on the session.
+					ch.SendRequest(reqKeepalive, true, nil)
+					req.Reply(false, nil)
+				}
+				continue
+			}
 			var p ptyRequest
 			if ssh.Unmarshal(req.Payload, &p) == nil {
 				pty = &p
@@ -350,7 +365,12 @@ func (c *conn) menuLink(ch ssh.Channel, reqs <-chan *ssh.Request, pty *ptyReques
 			l.cancel(nil)
 			return false
 		}
-		obs.request(fromPerson, r)
+		if msg := obs.request(fromPerson, r); msg != "" {
+			fmt.Fprintf(ch, "%s\r\n", msg)
+			uch.Close()
+			l.cancel(nil)
+			return false
+		}
 		if ok, err := uch.SendRequest(r.Type, r.WantReply, r.Payload); err != nil || !ok {
 			fmt.Fprintf(ch, "bastion: %s: the instance refused %s\r\n", typed, r.Type)
 			uch.Close()

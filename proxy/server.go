@@ -74,6 +74,18 @@ type Server struct {
 	Logger *zap.Logger
 	// Audit receives audit events. If nil, none are written.
 	Audit *audit.Logger
+	// AuditFailOpen lets people go on when their audit events or
+	// recordings cannot be written (audit.on_failure: continue); each
+	// failure is still logged, rate-limited, and counted. If false, the
+	// default, the bastion fails closed: a connection or link whose
+	// events cannot be written is refused, live links are ended, and a
+	// session whose recording cannot be written is refused or ended, each
+	// with a one-line reason (audit/SCHEMA.md, "Durability").
+	AuditFailOpen bool
+	// MinFreeSpace refuses new links while the file system of the audit
+	// log or of Recording.Dir has fewer bytes free. If zero, there is no
+	// check.
+	MinFreeSpace int64
 
 	// HandshakeTimeout bounds a person's SSH handshake and authentication,
 	// and the upstream's. If zero, 10s.
@@ -109,6 +121,12 @@ type Server struct {
 	unauthBy map[string]int
 	// failures throttles addresses with many failed authentications.
 	failures *failureTracker
+
+	// writeLog rate-limits the logging of audit and recording write
+	// failures; auditAlarm (alarmIdle, …) and bg run endLinksForAudit.
+	writeLog   failureLog
+	auditAlarm atomic.Int32
+	bg         sync.WaitGroup
 
 	mu        sync.Mutex // protects listeners, conns, users and closed
 	listeners map[net.Listener]struct{}
@@ -357,10 +375,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}()
 	select {
 	case <-done:
+		s.bg.Wait()
 		return nil
 	case <-ctx.Done():
 		s.closeConns(context.Cause(ctx))
 		<-done
+		s.bg.Wait()
 		return ctx.Err()
 	}
 }
@@ -371,6 +391,7 @@ func (s *Server) Close() error {
 	s.closeListeners()
 	s.closeConns(errShutdown)
 	s.connWG.Wait()
+	s.bg.Wait()
 	return nil
 }
 

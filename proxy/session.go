@@ -1,15 +1,17 @@
 package proxy
 
 import (
+	"errors"
 	"fmt"
+	"path/filepath"
 	"sync"
 	"time"
 
-	"go.uber.org/zap"
 	"golang.org/x/crypto/ssh"
 
 	"bastion/audit"
 	"bastion/audit/recording"
+	"bastion/config"
 )
 
 // Recording configures session recordings.
@@ -23,6 +25,10 @@ type Recording struct {
 	// Finished, if non-nil, is given the path of each closed recording
 	// (the S3 uploader's queue).
 	Finished func(path string)
+	// MaxBytes caps one recording. Reaching it ends the recording with a
+	// recording_truncated event and, unless the server fails open, the
+	// session. If zero, recordings have no cap.
+	MaxBytes int64
 }
 
 // session is the observer of one session channel: it audits what runs in
@@ -64,10 +70,10 @@ func newSession(l *link, n int, person ssh.Channel) *session {
 	return &session{counted: counted{l: l}, n: n, start: time.Now(), person: person}
 }
 
-func (s *session) request(dir direction, req *ssh.Request) {
+func (s *session) request(dir direction, req *ssh.Request) (refuse string) {
 	if dir == fromUpstream {
 		s.upstreamRequest(req)
-		return
+		return ""
 	}
 	switch req.Type {
 	case "pty-req":
@@ -93,20 +99,21 @@ func (s *session) request(dir direction, req *ssh.Request) {
 			s.mu.Unlock()
 		}
 	case reqShell:
-		s.begin("shell", "", "")
+		return s.begin("shell", "", "")
 	case reqExec:
 		var p struct{ Command string }
 		if ssh.Unmarshal(req.Payload, &p) == nil {
-			s.begin("exec", p.Command, "")
+			return s.begin("exec", p.Command, "")
 		}
 	case reqSubsystem:
 		var p struct{ Name string }
 		if ssh.Unmarshal(req.Payload, &p) == nil {
-			s.begin("subsystem", "", p.Name)
+			return s.begin("subsystem", "", p.Name)
 		}
 	case reqAgent:
 		s.l.audit(audit.Event{Type: audit.TypeAgentUse, Channel: s.n, Op: "request"})
 	}
+	return ""
 }
 
 func (s *session) upstreamRequest(req *ssh.Request) {
@@ -136,17 +143,23 @@ func (s *session) upstreamRequest(req *ssh.Request) {
 // begin records what the session runs, starts its recording and its file
 // transfer watcher, and audits the start. Only the first shell, exec or
 // subsystem request of a channel starts anything (RFC 4254 §6.5 allows one).
-func (s *session) begin(kind, command, subsystem string) {
+// It returns the message refusing the session when its recording cannot be
+// created and the server fails closed.
+func (s *session) begin(kind, command, subsystem string) (refuse string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.started {
-		return
+		return ""
 	}
 	s.started = true
 	s.kind, s.command, s.subsystem = kind, command, subsystem
 	srv := s.l.c.srv
 	rc := srv.Recording
 	if rc.Dir != "" && (s.term != "" || (kind == "exec" && rc.Exec)) {
+		// The channel number is unique within the connection, and the
+		// connection id among connections, so the name is unique even
+		// for sessions started in the same second on one ControlMaster
+		// connection.
 		name := fmt.Sprintf("%s-%s-%d%s", s.start.UTC().Format("20060102T150405Z"), s.l.c.id, s.n, recording.Ext)
 		cols, rows := s.cols, s.rows
 		if cols == 0 || rows == 0 {
@@ -157,9 +170,19 @@ func (s *session) begin(kind, command, subsystem string) {
 		if s.term != "" {
 			h.Env = map[string]string{"TERM": s.term}
 		}
-		rec, err := recording.Create(rc.Dir, name, h)
+		path := filepath.Join(rc.Dir, name)
+		stopped := func(err error) { s.recordingStopped(path, err) }
+		rec, err := recording.Create(rc.Dir, name, h, recording.WithMaxBytes(rc.MaxBytes), recording.WithFailureFunc(stopped))
 		if err != nil {
-			s.l.c.log.Error("recording_failed", zap.Error(err))
+			srv.writeFailed(whatRecording, err)
+			e := audit.Event{Type: audit.TypeRecordingFailed, Channel: s.n, Kind: kind, Command: command, Subsystem: subsystem,
+				Recording: path, Error: err.Error(), Action: actionContinued}
+			if !srv.AuditFailOpen {
+				e.Action = actionRefused
+				s.l.audit(e)
+				return "bastion: " + msgRecordingRefused
+			}
+			s.l.audit(e)
 		} else {
 			s.rec = rec
 		}
@@ -181,7 +204,45 @@ func (s *session) begin(kind, command, subsystem string) {
 		e.Recording = s.rec.Path()
 	}
 	s.l.audit(e)
+	return ""
 }
+
+// Values of the action field of recording_failed and recording_truncated.
+const (
+	actionRefused   = "refused"
+	actionEnded     = "ended"
+	actionContinued = "continued"
+)
+
+// recordingStopped is the recorder's failure func: the recording reached
+// its size limit (recording.ErrLimit) or could not be written. It audits
+// that and, unless the server fails open, ends the session. It runs on a
+// copy goroutine or the recorder's flush goroutine, without s.mu.
+func (s *session) recordingStopped(path string, err error) {
+	srv := s.l.c.srv
+	action, msg := actionContinued, ""
+	if errors.Is(err, recording.ErrLimit) {
+		srv.Metrics.LimitHit(limitMaxRecordingSize)
+		if !srv.AuditFailOpen {
+			action, msg = actionEnded, fmt.Sprintf("the session recording reached its size limit of %s; closing the session", config.Size(srv.Recording.MaxBytes))
+		}
+		s.l.audit(audit.Event{Type: audit.TypeRecordingTruncated, Channel: s.n, Limit: limitMaxRecordingSize,
+			Recording: path, Size: srv.Recording.MaxBytes, Action: action})
+	} else {
+		srv.writeFailed(whatRecording, err)
+		if !srv.AuditFailOpen {
+			action, msg = actionEnded, msgRecordingEnded
+		}
+		s.l.audit(audit.Event{Type: audit.TypeRecordingFailed, Channel: s.n, Recording: path, Error: err.Error(), Action: action})
+	}
+	if msg != "" {
+		s.l.endSession(s.person, msg)
+	}
+}
+
+// limitMaxRecordingSize names the recording size cap in events and
+// metrics.
+const limitMaxRecordingSize = "max_recording_size"
 
 // maxEarly bounds the bytes kept from before a session's start: enough for
 // the first packets of any file transfer protocol.
@@ -234,7 +295,10 @@ func (s *session) closed(up, down int64) {
 	}
 	if rec != nil {
 		if err := rec.Close(); err != nil {
-			s.l.c.log.Error("recording_failed", zap.String("path", rec.Path()), zap.Error(err))
+			// Usually the error the failure func was given already;
+			// rate-limited like it, since a full disk fails every
+			// session.
+			s.l.c.srv.writeLog.log(s.l.c.log, whatRecording, err)
 		}
 		e.Recording = rec.Path()
 		if f := s.l.c.srv.Recording.Finished; f != nil {

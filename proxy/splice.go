@@ -27,6 +27,7 @@ const (
 	reqExec                 = "exec"
 	reqSubsystem            = "subsystem"
 	reqAgent                = "auth-agent-req@openssh.com"
+	reqPTY                  = "pty-req"
 	reqX11                  = "x11-req"
 	reqTCPIPForward         = "tcpip-forward"
 	reqCancelTCPIPForward   = "cancel-tcpip-forward"
@@ -79,8 +80,10 @@ type guard interface {
 // copy goroutines, concurrently; closed runs once, after all the others
 // have returned.
 type channelObserver interface {
-	// request sees a request that the guard allowed, before it is sent on.
-	request(dir direction, req *ssh.Request)
+	// request sees a request that the guard allowed, before it is sent
+	// on. A non-empty result refuses a shell, exec or subsystem request
+	// after all, with that message (a recording that cannot be made).
+	request(dir direction, req *ssh.Request) (refuse string)
 	// data sees payload copied in direction dir; ext marks extended data
 	// (stderr).
 	data(dir direction, ext bool, p []byte)
@@ -305,6 +308,12 @@ func forwardRequests(dir direction, chanType string, reqs <-chan *ssh.Request, t
 			}
 			if msg != "" && dir == fromPerson {
 				io.WriteString(from.Stderr(), msg+"\r\n")
+				if req.Type == reqPTY && req.WantReply {
+					// ssh -tt closes the session on a failed pty-req,
+					// dropping stderr it has read but not yet written;
+					// a round trip first lets it write the reason.
+					from.SendRequest(reqKeepalive, true, nil)
+				}
 			}
 			if req.WantReply {
 				req.Reply(false, nil)
@@ -320,7 +329,10 @@ func forwardRequests(dir direction, chanType string, reqs <-chan *ssh.Request, t
 		if obs != nil {
 			// Before sending: a shell's first output may follow its
 			// reply at once, and the recorder must exist by then.
-			obs.request(dir, req)
+			if msg := obs.request(dir, req); msg != "" {
+				refuseSession(req, from, to, msg)
+				continue
+			}
 		}
 		var err error
 		if !req.WantReply {

@@ -25,9 +25,12 @@
 // fsyncs the folder.
 //
 // When a write fails (a full disk, an I/O error), the recorder cuts the file
-// back to its last complete line, drops every later event and reports the
-// first error from Close; the session it records goes on unharmed. Close
-// still renames the cut file, so that what was recorded is kept and shipped.
+// back to its last complete line, drops every later event, tells the
+// failure func of [WithFailureFunc] (as it does when [WithMaxBytes] is
+// reached) and reports the first error from Close. Whether the session goes
+// on is the caller's decision: the proxy ends it unless audit.on_failure is
+// continue. Close still renames the cut file, so that what was recorded is
+// kept and shipped.
 //
 // # Shipping
 //

@@ -52,6 +52,10 @@ const (
 // it reaches its size limit (see [WithMaxBytes]).
 const TruncatedMarker = "recording truncated: size limit reached"
 
+// ErrLimit is what the failure func of [WithFailureFunc] is given when the
+// recording reaches its size limit.
+var ErrLimit = errors.New("recording reached its size limit")
+
 // ErrBadName is returned by [Create] for a name that is not a plain file
 // name ending in [Ext].
 var ErrBadName = errors.New("recording name must be a file name ending in " + Ext)
@@ -83,6 +87,7 @@ type Option func(*options)
 type options struct {
 	maxBytes      int64
 	flushInterval time.Duration
+	failed        func(error)
 	// wrap, if not nil, wraps the file the recorder writes; tests use it
 	// to make writes fail.
 	wrap func(file) file
@@ -92,9 +97,17 @@ type options struct {
 // default, means no cap). An event that would take the file over the cap
 // is dropped, as is every later event, and a single marker event labelled
 // [TruncatedMarker] is written instead, so a capped file can exceed n by
-// the length of that one line. The session goes on; [Recorder.Truncated]
-// reports whether the cap was hit.
+// the length of that one line. [Recorder.Truncated] reports whether the cap
+// was hit, and the failure func of [WithFailureFunc] is told.
 func WithMaxBytes(n int64) Option { return func(o *options) { o.maxBytes = n } }
+
+// WithFailureFunc has f called once when the recorder stops recording
+// before Close: with [ErrLimit] when it reaches its size limit, or with the
+// first write or sync error (a full disk). f runs on the goroutine that
+// recorded the event or flushed the file, after the recorder's lock is
+// released; it must not block. Errors met during Close are only returned
+// by Close.
+func WithFailureFunc(f func(error)) Option { return func(o *options) { o.failed = f } }
 
 // WithFlushInterval sets how long events may wait in memory before they
 // are written to the file; d <= 0 means [DefaultFlushInterval].
@@ -141,6 +154,9 @@ type Recorder struct {
 	truncated bool
 	closed    bool
 	err       error // the first write error; set, every event is dropped
+	// failed is the failure func, if any; nil once it has been called
+	// or taken for a call.
+	failed func(error)
 }
 
 // Create starts a recording in dir/name, which must not exist: it creates
@@ -202,6 +218,7 @@ func Create(dir, name string, h Header, opts ...Option) (*Recorder, error) {
 		off:      int64(len(line)),
 		size:     int64(len(line)),
 		unsynced: true,
+		failed:   o.failed,
 	}
 	r.wg.Add(1)
 	go r.flushLoop()
@@ -262,15 +279,15 @@ func (r *Recorder) Truncated() bool {
 // Output records p as terminal output (what the session printed).
 func (r *Recorder) Output(p []byte) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	r.addLocked(TypeOutput, func(dst []byte) []byte { return r.out.appendData(dst, p) })
+	r.unlockAndNotify()
 }
 
 // Input records p as terminal input (what the person typed).
 func (r *Recorder) Input(p []byte) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	r.addLocked(TypeInput, func(dst []byte) []byte { return r.in.appendData(dst, p) })
+	r.unlockAndNotify()
 }
 
 // Resize records a change of the terminal size to cols columns and rows
@@ -280,12 +297,31 @@ func (r *Recorder) Resize(cols, rows int) {
 		return
 	}
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	r.addLocked(TypeResize, func(dst []byte) []byte {
 		dst = strconv.AppendInt(dst, int64(cols), 10)
 		dst = append(dst, 'x')
 		return strconv.AppendInt(dst, int64(rows), 10)
 	})
+	r.unlockAndNotify()
+}
+
+// unlockAndNotify releases r.mu and, if the recording has just stopped
+// (size limit or write error) and nobody was told yet, calls the failure
+// func.
+func (r *Recorder) unlockAndNotify() {
+	var f func(error)
+	var err error
+	if r.failed != nil && !r.closed && (r.err != nil || r.truncated) {
+		f, r.failed = r.failed, nil
+		err = r.err
+		if err == nil {
+			err = ErrLimit
+		}
+	}
+	r.mu.Unlock()
+	if f != nil {
+		f(err)
+	}
 }
 
 // addLocked appends one event of type typ whose escaped data appendData
@@ -395,7 +431,7 @@ func (r *Recorder) flushLoop() {
 		r.flushLocked()
 		needSync := r.unsynced && r.err == nil
 		r.unsynced = false
-		r.mu.Unlock()
+		r.unlockAndNotify()
 		if !needSync {
 			continue
 		}
@@ -406,7 +442,7 @@ func (r *Recorder) flushLoop() {
 			if r.err == nil {
 				r.err = fmt.Errorf("syncing recording %s: %w", r.part, err)
 			}
-			r.mu.Unlock()
+			r.unlockAndNotify()
 		}
 	}
 }

@@ -493,3 +493,42 @@ func TestRecorderFlushes(t *testing.T) {
 		})
 	}
 }
+
+// TestRecorderFailureFunc checks that the failure func is called exactly
+// once, with ErrLimit at the size limit and with the write error on a full
+// disk, and not for errors Close meets.
+func TestRecorderFailureFunc(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts []Option
+		want error
+	}{
+		{"limit", []Option{WithMaxBytes(4000)}, ErrLimit},
+		{"disk full", []Option{func(o *options) {
+			o.wrap = func(f file) file { return &failingFile{file: f, limit: 200} }
+		}}, syscall.ENOSPC},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var calls []error
+			var mu sync.Mutex
+			opts := append(tc.opts, WithFailureFunc(func(err error) {
+				mu.Lock()
+				defer mu.Unlock()
+				calls = append(calls, err)
+			}))
+			r, err := Create(t.TempDir(), "s.cast", Header{Start: time.Now()}, opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for range 100 {
+				r.Output([]byte(strings.Repeat("z", 1000)))
+			}
+			r.Close()
+			mu.Lock()
+			defer mu.Unlock()
+			if len(calls) != 1 || !errors.Is(calls[0], tc.want) {
+				t.Errorf("got failure calls %v, want one with %v", calls, tc.want)
+			}
+		})
+	}
+}

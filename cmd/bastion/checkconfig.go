@@ -6,8 +6,8 @@ import (
 )
 
 // cmdCheckConfig validates a config file the way serve does, for CI
-// pipelines and a unit's pre-start: exit 0 and "ok", or exit 1 with one line
-// per problem.
+// pipelines and a unit's pre-start: exit 0 and "ok" (after a "warning:"
+// line per doubtful but valid setting), or exit 1 with one line per problem.
 func cmdCheckConfig(args []string, stdout io.Writer) error {
 	fs := newFlags("check-config", stdout)
 	cf := addConfigFlag(fs)
@@ -17,6 +17,9 @@ func cmdCheckConfig(args []string, stdout io.Writer) error {
 	cfg, err := cf.load()
 	if err != nil {
 		return err
+	}
+	for _, w := range cfg.Warnings {
+		fmt.Fprintf(stdout, "warning: %s\n", w)
 	}
 	fmt.Fprintf(stdout, "%s: ok (%d users, %d policies)\n", *cf.path, len(cfg.Users), len(cfg.Policies))
 	return nil

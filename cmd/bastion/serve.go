@@ -42,6 +42,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	log := newLogger(*devLog, stderr)
 	defer log.Sync()
+	logWarnings(log, cfg)
 
 	b, err := newBastion(ctx, cfg, log, nil)
 	if err != nil {
@@ -121,7 +122,8 @@ func newBastion(ctx context.Context, cfg *config.Config, log *zap.Logger, awsCfg
 		return nil, err
 	}
 	b := &bastion{audit: al, log: log, metrics: m, cfg: cfg}
-	rec := proxy.Recording{Dir: cfg.Audit.Recordings, Input: cfg.Audit.RecordInput, Exec: cfg.Audit.RecordExec}
+	rec := proxy.Recording{Dir: cfg.Audit.Recordings, Input: cfg.Audit.RecordInput, Exec: cfg.Audit.RecordExec,
+		MaxBytes: int64(cfg.Audit.MaxRecordingSize)}
 	if cfg.Audit.S3 != nil {
 		u, err := newUploader(ctx, cfg, log, al, aws, m)
 		if err != nil {
@@ -144,6 +146,13 @@ func newBastion(ctx context.Context, cfg *config.Config, log *zap.Logger, awsCfg
 		Ciphers:          cfg.Ciphers,
 		Metrics:          m,
 		Recording:        rec,
+		AuditFailOpen:    cfg.Audit.OnFailure == config.OnFailureContinue,
+		MinFreeSpace:     int64(cfg.Audit.MinFreeSpace),
+	}
+	if b.srv.AuditFailOpen {
+		log.Warn("audit_fail_open", zap.String("on_failure", cfg.Audit.OnFailure),
+			zap.String("meaning", "sessions go on when their audit events or recordings cannot be written"))
+		fmt.Fprintln(os.Stderr, "bastion: WARNING: audit.on_failure is continue: sessions go on unaudited or unrecorded when the audit log or a recording cannot be written")
 	}
 	b.srv.SetRules(rulesFrom(cfg))
 	return b, nil
@@ -237,8 +246,10 @@ func newProviders(ctx context.Context, cfg *config.Config, log *zap.Logger, al *
 	return providers, nil
 }
 
-// serve runs until SIGTERM or SIGINT (or ctx is done), reloading the config
-// on SIGHUP and, with watch_config, when the file changes. Then it drains:
+// serve runs until SIGTERM or SIGINT (or ctx is done), reopening the audit
+// log and reloading the config on SIGHUP, reopening the audit log only on
+// SIGUSR1 (logrotate), and reloading with watch_config when the file
+// changes. Then it drains:
 // no new connections, live sessions are told once and may go on until
 // limits.drain_timeout, then are closed; a second SIGTERM or SIGINT ends the
 // drain at once. A drained bastion returns nil (exit 0).
@@ -247,7 +258,7 @@ func (b *bastion) serve(ctx context.Context, l net.Listener, path string) error 
 		zap.String("host_ca", string(ssh.MarshalAuthorizedKey(b.srv.HostCA.PublicKey()))))
 
 	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, os.Interrupt)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGTERM, os.Interrupt)
 	defer signal.Stop(sigs)
 
 	bg, stopBG := context.WithCancel(context.Background())
@@ -298,8 +309,13 @@ func (b *bastion) serve(ctx context.Context, l net.Listener, path string) error 
 		case <-reload:
 			b.reload(path)
 		case sig := <-sigs:
-			if sig == syscall.SIGHUP {
+			switch sig {
+			case syscall.SIGHUP:
+				b.reopenAudit()
 				b.reload(path)
+				continue
+			case syscall.SIGUSR1:
+				b.reopenAudit()
 				continue
 			}
 			return b.drain(sigs, errc)
@@ -320,7 +336,10 @@ func (b *bastion) drain(sigs <-chan os.Signal, errc <-chan error) error {
 	defer cancel()
 	go func() {
 		for sig := range sigs {
-			if sig != syscall.SIGHUP {
+			switch sig {
+			case syscall.SIGHUP, syscall.SIGUSR1:
+				b.reopenAudit()
+			default:
 				b.log.Info("drain_interrupted")
 				cancel()
 				return
@@ -353,12 +372,41 @@ func (b *bastion) reload(path string) {
 	b.metrics.Reload(err)
 	if err != nil {
 		b.log.Error("reload_rejected", zap.Error(err))
-		b.audit.Emit(audit.Event{Type: audit.TypeConfigRejected, Error: err.Error()})
+		b.emit(audit.Event{Type: audit.TypeConfigRejected, Error: err.Error()})
 		return
 	}
 	b.srv.SetRules(rulesFrom(cfg))
+	logWarnings(b.log, cfg)
 	b.log.Info("reloaded", zap.Int("users", len(cfg.Users)), zap.Int("policies", len(cfg.Policies)))
-	b.audit.Emit(audit.Event{Type: audit.TypeConfigReloaded})
+	b.emit(audit.Event{Type: audit.TypeConfigReloaded})
+}
+
+// reopenAudit opens the audit log again by its path, so that after
+// logrotate has renamed it the next events go to a new file there.
+func (b *bastion) reopenAudit() {
+	if err := b.audit.Reopen(); err != nil {
+		b.log.Error("audit_reopen_failed", zap.Error(err))
+		return
+	}
+	if p := b.audit.Path(); p != "" {
+		b.log.Info("audit_reopened", zap.String("path", p))
+	}
+}
+
+// emit writes an event of the bastion itself (not of a connection); a
+// failure is logged and counted.
+func (b *bastion) emit(e audit.Event) {
+	if err := b.audit.Emit(e); err != nil {
+		b.metrics.AuditWriteFailure("audit_log")
+		b.log.Error("audit_write_failed", zap.String("what", "audit_log"), zap.Error(err))
+	}
+}
+
+// logWarnings logs the config's warnings, one line each.
+func logWarnings(log *zap.Logger, cfg *config.Config) {
+	for _, w := range cfg.Warnings {
+		log.Warn("config_warning", zap.String("warning", w.Error()))
+	}
 }
 
 func (b *bastion) close() {
