@@ -400,8 +400,7 @@ func TestClientsOpenSSHInnerCertificate(t *testing.T) {
 	// "kex: server->client cipher: …" and "client->server", for the
 	// jump connection (ssh passes -v on to it) and the inner one.
 	if n := strings.Count(r.Stderr, "cipher: aes128-gcm@openssh.com"); n != 4 {
-		t.Logf("got %d AES-GCM kex lines, want 4", n)
-		t.Errorf("ssh -J: want AES-GCM on both legs (as before); stderr: %s", r.Stderr)
+		t.Errorf("ssh -J: got %d AES-GCM kex lines, want 4 (both directions of both legs, as before); stderr: %s", n, r.Stderr)
 	}
 	r = w.alice.ssh(t, nil, "-v", "-l", w.me+"+web-1", "bastion", "exit 4")
 	if r.Code != 4 || !strings.Contains(r.Stderr, "cipher: aes128-gcm@openssh.com") {
