@@ -3,7 +3,9 @@
 # bastion container image: a static binary on distroless, running as
 # nonroot (65532).
 #
-#   docker build -t bastion .
+#   docker build -t bastion \
+#     --build-arg VERSION="$(git describe --tags --always --dirty)" \
+#     --build-arg VCS_REVISION="$(git rev-parse HEAD)" .
 #   docker run --rm -p 2222:2222 -p 9090:9090 \
 #     -v "$PWD/config:/etc/bastion:ro" -v bastion-state:/var/lib/bastion bastion
 #
@@ -22,10 +24,16 @@ COPY go.mod go.sum ./
 RUN go mod download
 
 COPY . .
+# .git is not in the build context, so the go command cannot record the
+# revision: `bastion version` prints what these build arguments say.
+ARG VERSION=unknown
+ARG VCS_REVISION=unknown
 # Pure Go: no cgo, so the binary runs on an image without a libc.
 # -trimpath keeps the build machine's paths out of the binary, -s -w its
 # symbol tables.
-RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o /out/bastion ./cmd/bastion
+RUN CGO_ENABLED=0 go build -trimpath \
+      -ldflags "-s -w -X main.buildVersion=${VERSION} -X main.buildRevision=${VCS_REVISION}" \
+      -o /out/bastion ./cmd/bastion
 
 # The state folder, owned by nonroot, to copy into the image: distroless has
 # no shell to mkdir/chown at run time.

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -20,6 +21,19 @@ var update = flag.Bool("update", false, "rewrite testdata/invalid/*.err from the
 // halves were deleted, except static_ed25519 and static_encrypted (passphrase
 // "secret passphrase"), which stand for a static target's login key. The
 // sk-* public keys were assembled by hand: ssh-keygen needs a token for them.
+//
+// Git keeps no permissions but the executable bit, so a checkout leaves the
+// private halves 0644, which Load refuses as sshd would: TestMain makes
+// them 0600 first.
+func TestMain(m *testing.M) {
+	for _, key := range []string{"testdata/keys/static_ed25519", "testdata/keys/static_encrypted"} {
+		if err := os.Chmod(key, 0o600); err != nil {
+			fmt.Fprintln(os.Stderr, "config tests:", err)
+			os.Exit(1)
+		}
+	}
+	os.Exit(m.Run())
+}
 
 func TestGoldenValid(t *testing.T) {
 	files, err := filepath.Glob("testdata/valid/*.yaml")

@@ -1,22 +1,46 @@
 package config
 
 import (
+	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
+
+	"bastion/internal/secfile"
 )
 
 // Load reads and parses the configuration file at path, as Parse does, and
 // sets Config.Path to path.
+//
+// The file is refused if its group or others may write it: whoever can
+// change it decides who gets in.
 func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	return LoadWith(path, Options{})
+}
+
+// Options adjust LoadWith and ParseWith.
+type Options struct {
+	// SkipFiles leaves the files the config names (keys_file, private_key,
+	// known_hosts, revoked_keys_file) unread and unchecked, for checking a
+	// config away from the machine it is for (`bastion check-config
+	// --no-file-checks`). A Config loaded so lacks the keys of keys_file
+	// and revoked_keys_file: serve never uses it.
+	SkipFiles bool
+}
+
+// LoadWith is Load with options.
+func LoadWith(path string, o Options) (*Config, error) {
+	data, err := secfile.ReadAccessFile(path)
+	var me *secfile.ModeError
+	if errors.As(err, &me) {
+		return nil, &Error{File: path, Msg: me.Error()}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("reading config: %w", err)
 	}
-	cfg, err := Parse(data, path)
+	cfg, err := ParseWith(data, path, o)
 	if err != nil {
 		return nil, err
 	}
@@ -34,13 +58,21 @@ func Load(path string) (*Config, error) {
 // Decoding is strict: unknown keys and values of the wrong type are errors.
 // Keys left out get the Default* values. Files named by keys_file,
 // private_key and known_hosts are read and checked, so Parse does I/O;
-// host_key and host_ca_key need not exist (the server creates them).
+// host_key and host_ca_key need not exist (the server creates them); if
+// they do, they are read and checked too. Private key files that group or
+// others could use are refused, as are keys_file and revoked_keys_file
+// files they could write (see package secfile).
 //
 // On failure the error holds every problem found, each an *Error on its own
 // line ("config.yaml:12: users[1].keys[0]: not a public key in
 // authorized_keys format"), joined with errors.Join and sorted by line; the
 // Config is then nil.
 func Parse(data []byte, path string) (*Config, error) {
+	return ParseWith(data, path, Options{})
+}
+
+// ParseWith is Parse with options.
+func ParseWith(data []byte, path string, o Options) (*Config, error) {
 	file := path
 	if file == "" {
 		file = "config"
@@ -59,7 +91,7 @@ func Parse(data []byte, path string) (*Config, error) {
 	p.lines[""] = 1
 	applyDefaults(&cfg, d.set)
 	resolvePaths(&cfg, filepath.Dir(path))
-	(&checker{problems: p}).check(&cfg)
+	(&checker{problems: p, skipFiles: o.SkipFiles}).check(&cfg)
 	if err := p.err(); err != nil {
 		return nil, err
 	}

@@ -15,6 +15,8 @@ import (
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
+
+	"bastion/internal/secfile"
 )
 
 var (
@@ -38,6 +40,8 @@ type checker struct {
 	// keyOwners maps a public key's wire form to the user it was first
 	// listed for, so that one key cannot stand for two people.
 	keyOwners map[string]string
+	// skipFiles is Options.SkipFiles: named files are not read.
+	skipFiles bool
 }
 
 // check validates cfg as a whole, in file order, so that problems found on
@@ -62,6 +66,7 @@ func (c *checker) check(cfg *Config) {
 			c.errorf(k.key, "%q names no parameter or secret, as in ssm:/bastion/host_ed25519", k.value)
 		}
 	}
+	c.checkHostKeyFiles(cfg)
 	c.checkTrustedCAs(cfg)
 	c.checkUsers(cfg)
 	if ls := cfg.Providers.Lightsail; ls != nil {
@@ -80,6 +85,7 @@ func (c *checker) check(cfg *Config) {
 		}
 	}
 	c.checkProxyProtocol(cfg.ProxyProtocol)
+	c.lint(cfg)
 	if s3 := cfg.Audit.S3; s3 != nil {
 		if s3.Bucket == "" {
 			c.errorf("audit.s3.bucket", "required")
@@ -102,6 +108,39 @@ func (c *checker) check(cfg *Config) {
 	}
 }
 
+// checkHostKeyFiles checks the host_key and host_ca_key files that exist
+// (a missing one is created at start): each must be a private key only the
+// bastion's user can read, a symlink must lead to a file, and the CA must
+// be another key than the host key, whatever paths name them (a symlink, a
+// hard link or a copy). The keys are parsed and dropped; only their
+// fingerprints are compared.
+func (c *checker) checkHostKeyFiles(cfg *Config) {
+	var fps [2]string
+	for i, k := range []struct{ key, file string }{{"host_key", cfg.HostKey}, {"host_ca_key", cfg.HostCAKey}} {
+		if k.file == "" || IsAWSKeyRef(k.file) {
+			continue
+		}
+		data, err := secfile.ReadPrivateKey(k.file)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			c.errorf(k.key, "%s", fileMessage(k.file, err))
+			continue
+		}
+		signer, err := ssh.ParsePrivateKey(data)
+		clear(data)
+		if err != nil {
+			c.errorf(k.key, "%s is not an unencrypted SSH private key (%v)", k.file, err)
+			continue
+		}
+		fps[i] = ssh.FingerprintSHA256(signer.PublicKey())
+	}
+	if fps[0] != "" && fps[0] == fps[1] && cfg.HostCAKey != cfg.HostKey {
+		c.errorf("host_ca_key", "%s holds the same key as host_key (%s, %s): the host CA must be a key of its own", cfg.HostCAKey, cfg.HostKey, fps[1])
+	}
+}
+
 // checkRevoked parses the revoked keys into fingerprints.
 func (c *checker) checkRevoked(cfg *Config) {
 	add := func(key, line string) {
@@ -120,10 +159,10 @@ func (c *checker) checkRevoked(cfg *Config) {
 	for i, line := range cfg.RevokedKeys {
 		add(indexKey("revoked_keys", i), line)
 	}
-	if cfg.RevokedKeysFile == "" {
+	if cfg.RevokedKeysFile == "" || c.skipFiles {
 		return
 	}
-	data, err := os.ReadFile(cfg.RevokedKeysFile)
+	data, err := secfile.ReadAccessFile(cfg.RevokedKeysFile)
 	if err != nil {
 		c.errorf("revoked_keys_file", "%s", fileMessage(cfg.RevokedKeysFile, err))
 		return
@@ -211,7 +250,7 @@ func (c *checker) checkUsers(cfg *Config) {
 				c.errorf(indexKey(key+".groups", j), "must not be empty")
 			}
 		}
-		if len(u.PublicKeys) == 0 && len(cfg.TrustedUserCAKeys) == 0 && !bad {
+		if len(u.PublicKeys) == 0 && len(cfg.TrustedUserCAKeys) == 0 && !bad && !(c.skipFiles && u.KeysFile != "") {
 			c.errorf(key, "has no keys: set keys or keys_file (or trusted_user_ca_keys to log in with certificates)")
 		}
 	}
@@ -222,7 +261,10 @@ const userCertHint = "to accept certificates, list their signer in trusted_user_
 // readKeysFile appends the keys in u's authorized_keys file to u.PublicKeys
 // and reports whether the file was read and every key in it parsed.
 func (c *checker) readKeysFile(u *User, key string) bool {
-	data, err := os.ReadFile(u.KeysFile)
+	if c.skipFiles {
+		return true
+	}
+	data, err := secfile.ReadAccessFile(u.KeysFile)
 	if err != nil {
 		c.errorf(key, "%s", fileMessage(u.KeysFile, err))
 		return false
@@ -367,24 +409,41 @@ func hasTargetSuffix(name string) bool {
 
 // checkPrivateKey checks that file holds an unencrypted SSH private key. The
 // key is parsed and dropped: Config never holds private keys.
+//
+// A file others could read is refused as sshd refuses it, unless it holds
+// no private key at all (a .pub file named by mistake): then that is the
+// problem to report.
 func (c *checker) checkPrivateKey(key, file string) {
-	data, err := os.ReadFile(file)
+	if c.skipFiles {
+		return
+	}
+	data, err := secfile.ReadPrivateKey(file)
+	var loose *secfile.ModeError
+	if errors.As(err, &loose) {
+		data, err = os.ReadFile(file)
+	}
 	if err != nil {
 		c.errorf(key, "%s", fileMessage(file, err))
 		return
 	}
 	_, err = ssh.ParsePrivateKey(data)
+	clear(data)
 	var missing *ssh.PassphraseMissingError
 	switch {
 	case errors.As(err, &missing):
 		c.errorf(key, "%s is encrypted with a passphrase; the bastion needs a key without one", file)
 	case err != nil:
 		c.errorf(key, "%s is not an SSH private key (%v)", file, err)
+	case loose != nil:
+		c.errorf(key, "%s", loose)
 	}
 }
 
 // checkKnownHosts checks that file exists and is in known_hosts format.
 func (c *checker) checkKnownHosts(key, file string) {
+	if c.skipFiles {
+		return
+	}
 	if _, err := knownhosts.New(file); err != nil {
 		var pe *fs.PathError
 		if errors.As(err, &pe) {
@@ -580,6 +639,11 @@ func keyMessage(err error, hint string) string {
 
 // fileMessage returns the message for failing to read file.
 func fileMessage(file string, err error) string {
+	var me *secfile.ModeError
+	var de *secfile.DanglingSymlinkError
+	if errors.As(err, &me) || errors.As(err, &de) {
+		return err.Error()
+	}
 	if errors.Is(err, fs.ErrNotExist) {
 		return file + " does not exist"
 	}

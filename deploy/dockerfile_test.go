@@ -212,8 +212,14 @@ func TestDockerfile(t *testing.T) {
 					t.Errorf("line %d: go build without %s", r.line, want)
 				}
 			}
-			if !strings.Contains(a, `-ldflags "-s -w"`) && !strings.Contains(a, `-ldflags="-s -w"`) {
+			if !strings.Contains(a, `-ldflags "-s -w`) && !strings.Contains(a, `-ldflags="-s -w`) {
 				t.Errorf(`line %d: go build without -ldflags "-s -w"`, r.line)
+			}
+			// The image has no .git: the version comes from build args.
+			for _, want := range []string{"-X main.buildVersion=${VERSION}", "-X main.buildRevision=${VCS_REVISION}"} {
+				if !strings.Contains(a, want) {
+					t.Errorf("line %d: go build without %s", r.line, want)
+				}
 			}
 		}
 		if !compiled {

@@ -15,9 +15,11 @@ import (
 //
 //	/metrics  Prometheus text format
 //	/healthz  200 "ok" while the process serves HTTP at all (liveness)
-//	/readyz   200 "ready" when ready returns nil, else 503 with its error
-//	          (readiness: config loaded, host keys present, not draining)
-func (m *Metrics) Handler(ready func() error) http.Handler {
+//	/readyz   200 "ready" when ready returns a nil error, else 503 "not
+//	          ready: " and the error (readiness: config loaded, host keys
+//	          present, not draining, every provider able to work); then
+//	          the lines ready reports, one per component ("ec2: ok")
+func (m *Metrics) Handler(ready func() (lines []string, err error)) http.Handler {
 	mux := http.NewServeMux()
 	if m != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
@@ -26,18 +28,25 @@ func (m *Metrics) Handler(ready func() error) http.Handler {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if err := ready(); err != nil {
-			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
-			return
+		lines, err := ready()
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		if err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintf(w, "not ready: %s\n", err)
+		} else {
+			fmt.Fprintln(w, "ready")
 		}
-		fmt.Fprintln(w, "ready")
+		for _, l := range lines {
+			fmt.Fprintln(w, l)
+		}
 	})
 	return mux
 }
 
 // AdminServer serves Handler on l until ctx is done, then shuts down within
 // a second. It returns nil after a shutdown.
-func (m *Metrics) AdminServer(ctx context.Context, l net.Listener, ready func() error) error {
+func (m *Metrics) AdminServer(ctx context.Context, l net.Listener, ready func() ([]string, error)) error {
 	srv := &http.Server{
 		Handler:           m.Handler(ready),
 		ReadHeaderTimeout: 5 * time.Second,

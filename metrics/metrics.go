@@ -6,6 +6,7 @@
 package metrics
 
 import (
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -32,7 +33,28 @@ type Metrics struct {
 	bytesDown         prometheus.Counter
 	reloads           *prometheus.CounterVec
 	uploads           *prometheus.CounterVec
+	handshakeFailures *prometheus.CounterVec
 	auditFailures     *prometheus.CounterVec
+}
+
+// Reasons a handshake failed, the label values of
+// bastion_handshake_failures_total. The set is fixed: HandshakeFailure
+// counts any other value as HandshakeOther, so that no peer can add series.
+const (
+	HandshakeNoCommonKex     = "no_common_kex"
+	HandshakeNoCommonCipher  = "no_common_cipher"
+	HandshakeNoCommonMAC     = "no_common_mac"
+	HandshakeNoCommonHostKey = "no_common_host_key"
+	HandshakeTimeout         = "timeout"
+	HandshakeClosed          = "closed"
+	HandshakeAuthFailed      = "auth_failed"
+	HandshakeProtocolError   = "protocol_error"
+	HandshakeOther           = "other"
+)
+
+var handshakeReasons = []string{
+	HandshakeNoCommonKex, HandshakeNoCommonCipher, HandshakeNoCommonMAC, HandshakeNoCommonHostKey,
+	HandshakeTimeout, HandshakeClosed, HandshakeAuthFailed, HandshakeProtocolError, HandshakeOther,
 }
 
 // New returns a Metrics with every series registered.
@@ -58,6 +80,10 @@ func New() *Metrics {
 	m.bytesDown = bytes.WithLabelValues("down")
 	m.reloads = f.counterVec("bastion_config_reloads_total", "Configuration reloads, by result (ok or rejected).", "result")
 	m.uploads = f.counterVec("bastion_recording_uploads_total", "Recording uploads to S3, by result (ok or error).", "result")
+	m.handshakeFailures = f.counterVec("bastion_handshake_failures_total", "Failed SSH handshakes of people's connections (and inner ProxyJump handshakes with nothing in common), by reason.", "reason")
+	for _, r := range handshakeReasons {
+		m.handshakeFailures.WithLabelValues(r)
+	}
 	m.auditFailures = f.counterVec("bastion_audit_write_failures_total", "Audit events or recordings that could not be written, by what (audit_log or recording).", "what")
 	return m
 }
@@ -126,6 +152,18 @@ func (m *Metrics) LimitHit(limit string) {
 	if m != nil {
 		m.limitHits.WithLabelValues(limit).Inc()
 	}
+}
+
+// HandshakeFailure counts a failed SSH handshake; reason is one of the
+// Handshake* constants (anything else counts as HandshakeOther).
+func (m *Metrics) HandshakeFailure(reason string) {
+	if m == nil {
+		return
+	}
+	if !slices.Contains(handshakeReasons, reason) {
+		reason = HandshakeOther
+	}
+	m.handshakeFailures.WithLabelValues(reason).Inc()
 }
 
 // AWSCall records one AWS API call; code is the AWS error code ("" on

@@ -69,7 +69,7 @@ func TestSeries(t *testing.T) {
 func TestHandler(t *testing.T) {
 	m := New()
 	var notReady error
-	srv := httptest.NewServer(m.Handler(func() error { return notReady }))
+	srv := httptest.NewServer(m.Handler(func() ([]string, error) { return []string{"ec2: ok"}, notReady }))
 	defer srv.Close()
 	get := func(path string) (int, string) {
 		t.Helper()
@@ -88,8 +88,8 @@ func TestHandler(t *testing.T) {
 	if code, _ := get("/healthz"); code != 200 {
 		t.Errorf("/healthz: got %d, want 200", code)
 	}
-	if code, _ := get("/readyz"); code != 200 {
-		t.Errorf("/readyz ready: got %d, want 200", code)
+	if code, body := get("/readyz"); code != 200 || body != "ready\nec2: ok\n" {
+		t.Errorf("/readyz ready: got %d %q, want 200 and the component lines", code, body)
 	}
 	notReady = errors.New("draining")
 	if code, body := get("/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "draining") {

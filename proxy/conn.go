@@ -53,6 +53,9 @@ type conn struct {
 	// authed is set once identity is.
 	authed bool
 	links  map[*link]struct{}
+
+	// idle is what the connection's own limits watch (watchLimits).
+	idle idleState
 }
 
 // authenticated returns the person's identity once they have logged in.
@@ -107,6 +110,9 @@ func (c *conn) serve() {
 		e := audit.Event{Type: audit.TypeConnectionClosed, DurationMS: time.Since(start).Milliseconds()}
 		if cause := context.Cause(c.ctx); cause != nil && cause != context.Canceled {
 			e.Reason = cause.Error()
+			if hf := (*handshakeError)(nil); errors.As(cause, &hf) {
+				e.Error = hf.detail()
+			}
 		}
 		c.audit(e)
 	}()
@@ -132,7 +138,9 @@ func (c *conn) serve() {
 		if c.rejected > 0 {
 			c.srv.failures.fail(host, perMinute)
 		}
-		c.log.Debug("handshake_failed", zap.Error(err))
+		hf := classifyHandshake(err, c.rejected)
+		c.srv.handshakeFailed(c.log, "outer", hf)
+		c.cancel(hf)
 		return
 	}
 	c.srv.failures.succeeded(host)
@@ -143,12 +151,12 @@ func (c *conn) serve() {
 	c.authed = true
 	c.mu.Unlock()
 	c.log = c.log.With(zap.String("user", c.identity.User))
-	c.log.Info("connection_authenticated", zap.String("login", sc.User()), zap.String("key_fingerprint", c.identity.KeyFingerprint))
+	c.log.Info("connection_authenticated", zap.String("login", audit.Clip(sc.User())), zap.String("key_fingerprint", c.identity.KeyFingerprint))
 	method := "publickey"
 	if c.identity.CertKeyID != "" {
 		method = "user_certificate"
 	}
-	c.audit(audit.Event{Type: audit.TypeAuthSuccess, Method: method, Login: sc.User(), CertKeyID: c.identity.CertKeyID})
+	c.audit(audit.Event{Type: audit.TypeAuthSuccess, Method: method, Login: audit.Clip(sc.User()), CertKeyID: c.identity.CertKeyID})
 	if c.auditFailed.Load() && !c.srv.AuditFailOpen {
 		// The connection could not be audited from its start; only now
 		// can the person be told why it goes no further.
@@ -162,9 +170,14 @@ func (c *conn) serve() {
 	}
 	defer c.srv.release(c)
 
-	if osUser, typed, ok := parseDirectUser(sc.User()); ok {
+	osUser, typed, direct, err := parseDirectUser(sc.User())
+	switch {
+	case err != nil:
+		c.audit(audit.Event{Type: audit.TypeTargetError, Login: audit.Clip(sc.User()), Reason: err.Error()})
+		c.refuse(chans, reqs, "bastion: "+err.Error())
+	case direct:
 		c.serveDirect(chans, reqs, osUser, typed)
-	} else {
+	default:
 		c.serveJump(chans, reqs)
 	}
 	c.wg.Wait()
@@ -216,8 +229,8 @@ func (c *conn) serverConfig() *ssh.ServerConfig {
 				reason := auth.FailureReason(err)
 				c.srv.Metrics.AuthFailure(reason)
 				c.rejected++
-				c.audit(audit.Event{Type: audit.TypeAuthFailure, Method: "publickey", Login: meta.User(),
-					KeyFingerprint: ssh.FingerprintSHA256(key), Reason: reason, Error: err.Error()})
+				c.audit(audit.Event{Type: audit.TypeAuthFailure, Method: "publickey", Login: audit.Clip(meta.User()),
+					KeyFingerprint: ssh.FingerprintSHA256(key), Reason: reason, Error: audit.Clip(err.Error())})
 				return nil, err
 			}
 			perms := &ssh.Permissions{ExtraData: map[any]any{identityKey{}: id}}
@@ -261,20 +274,38 @@ func (c *conn) audit(e audit.Event) error {
 	return nil
 }
 
+// errLoginTooLong refuses a login name longer than upstream.MaxNameLen.
+var errLoginTooLong = fmt.Errorf("login name is longer than %d bytes", upstream.MaxNameLen)
+
 // parseDirectUser splits a direct-mode login "osuser+target" (or
 // "osuser#target"). '+' and '#' survive the command lines of ssh, scp, sftp
-// and rsync, unlike ':' or '@'.
-func parseDirectUser(login string) (osUser, typed string, ok bool) {
+// and rsync, unlike ':' or '@'. ok is false for a login without either (a
+// ProxyJump login). A login of either kind longer than upstream.MaxNameLen
+// is refused with errLoginTooLong, so that the target part is within the
+// cap too.
+func parseDirectUser(login string) (osUser, typed string, ok bool, err error) {
+	if len(login) > upstream.MaxNameLen {
+		return "", "", false, errLoginTooLong
+	}
 	i := strings.IndexAny(login, "+#")
 	if i < 0 {
-		return "", "", false
+		return "", "", false, nil
 	}
-	return login[:i], login[i+1:], true
+	return login[:i], login[i+1:], true, nil
 }
 
 // serveJump serves a ProxyJump connection: each direct-tcpip channel to a
 // target's port 22 gets its own inner SSH server and upstream connection.
 func (c *conn) serveJump(chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request) {
+	start := time.Now()
+	c.idle.mu.Lock()
+	c.idle.last, c.idle.own, c.idle.wake = start, map[ssh.Channel]struct{}{}, make(chan struct{}, 1)
+	c.idle.mu.Unlock()
+	// The watcher ends with the connection's channels (c.ctx ends only
+	// after c.wg is done).
+	watching, stopWatching := context.WithCancel(c.ctx)
+	defer stopWatching()
+	c.wg.Go(func() { c.watchLimits(watching, start) })
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
@@ -301,7 +332,7 @@ func (c *conn) serveJump(chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request) 
 				c.ownSession(nc)
 			}()
 		default:
-			nc.Reject(ssh.UnknownChannelType, "bastion: unsupported channel type "+nc.ChannelType())
+			nc.Reject(ssh.UnknownChannelType, "bastion: unsupported channel type "+audit.Clip(nc.ChannelType()))
 		}
 	}
 }
@@ -321,21 +352,32 @@ func (t target) forPolicy() auth.Target {
 func (c *conn) resolve(typed string) (target, error) {
 	q, err := upstream.ParseQuery(typed)
 	if err != nil {
-		c.audit(audit.Event{Type: audit.TypeTargetError, Typed: typed, Error: err.Error()})
-		return target{}, &publicError{msg: "not a valid target name", err: err}
+		c.audit(audit.Event{Type: audit.TypeTargetError, Typed: audit.Clip(typed), Error: audit.Clip(err.Error())})
+		msg := "not a valid target name"
+		if errors.Is(err, upstream.ErrNameTooLong) {
+			msg = upstream.ErrNameTooLong.Error()
+		}
+		return target{}, &publicError{msg: msg, err: err}
 	}
 	ctx, cancel := context.WithTimeout(c.ctx, c.srv.awsBackstop())
 	defer cancel()
 	t, err := c.srv.Resolver.Resolve(ctx, q)
 	if err != nil {
-		c.audit(audit.Event{Type: audit.TypeTargetError, Typed: typed, Error: err.Error()})
-		c.log.Info("resolve_failed", zap.String("typed", typed), zap.Error(err))
+		c.audit(audit.Event{Type: audit.TypeTargetError, Typed: typed, Error: audit.Clip(err.Error())})
+		c.log.Info("resolve_failed", zap.String("typed", typed), clippedError(err))
 		return target{}, err
 	}
 	tg := target{typed: typed, Target: t}
 	c.audit(audit.Event{Type: audit.TypeTargetResolved, Typed: typed, Target: t.String(), Provider: t.Provider, InstanceID: t.ID})
+	// Reachable means some policy matches; a login also needs an OS user
+	// that one of them allows.
 	rules := c.srv.currentRules()
-	if d := rules.Policy.Reachable(rules.Auth.Current(c.identity), tg.forPolicy()); !d.Allow {
+	id := rules.Auth.Current(c.identity)
+	d := rules.Policy.Reachable(id, tg.forPolicy())
+	if d.Allow && len(rules.Policy.OSUsers(id, tg.forPolicy())) == 0 {
+		d = auth.Decision{Reason: fmt.Sprintf("no policy lets %s log in to %s as any OS user", id.User, t.Name)}
+	}
+	if !d.Allow {
 		c.srv.Metrics.PolicyDenial("target")
 		c.audit(audit.Event{Type: audit.TypePolicyDenied, Typed: typed, Target: t.String(), Reason: d.Reason})
 		return target{}, &publicError{msg: d.Reason}
@@ -349,7 +391,7 @@ func (c *conn) resolve(typed string) (target, error) {
 func (c *conn) connectUpstream(t target, osUser, mode string) (*upstreamConn, *link, error) {
 	rules := c.srv.currentRules()
 	base := auth.Request{Identity: rules.Auth.Current(c.identity), Target: t.forPolicy(), OSUser: osUser}
-	ev := audit.Event{Mode: mode, Typed: t.typed, Target: t.String(), Provider: t.Provider, InstanceID: t.ID, OSUser: osUser}
+	ev := audit.Event{Mode: mode, Typed: t.typed, Target: t.String(), Provider: t.Provider, InstanceID: t.ID, OSUser: audit.Clip(osUser)}
 	// unaudited is set when one of the link's events could not be
 	// written: failing closed, the link is refused.
 	unaudited := false
@@ -357,6 +399,14 @@ func (c *conn) connectUpstream(t target, osUser, mode string) (*upstreamConn, *l
 		if c.audit(withLinkFields(e, ev)) != nil && !c.srv.AuditFailOpen {
 			unaudited = true
 		}
+	}
+	if len(osUser) > upstream.MaxNameLen {
+		// The inner login name is typed too; no policy matches it, and
+		// the denial must not quote it whole.
+		msg := fmt.Sprintf("OS user name is longer than %d bytes", upstream.MaxNameLen)
+		c.srv.Metrics.PolicyDenial("login")
+		emit(audit.Event{Type: audit.TypePolicyDenied, Reason: msg})
+		return nil, nil, &publicError{msg: msg}
 	}
 	if d := rules.Policy.Authorize(base); !d.Allow {
 		c.srv.Metrics.PolicyDenial("login")
@@ -381,13 +431,13 @@ func (c *conn) connectUpstream(t target, osUser, mode string) (*upstreamConn, *l
 	creds, err := p.Credentials(ctx, t.Target, osUser)
 	cancel()
 	if err != nil {
-		e := audit.Event{Type: audit.TypeUpstreamError, Error: err.Error()}
+		e := audit.Event{Type: audit.TypeUpstreamError, Error: audit.Clip(err.Error())}
 		var ue *upstream.Error
 		if errors.As(err, &ue) {
 			e.RequestID = ue.RequestID
 		}
 		emit(e)
-		c.log.Info("credentials_failed", zap.String("target", t.String()), zap.Error(err))
+		c.log.Info("credentials_failed", zap.String("target", t.String()), clippedError(err))
 		return nil, nil, err
 	}
 	issued := audit.Event{Type: audit.TypeCredentialsIssued, RequestID: creds.RequestID, UpstreamAddr: creds.Addr}
@@ -419,7 +469,7 @@ func (c *conn) connectUpstream(t target, osUser, mode string) (*upstreamConn, *l
 			e.Type, e.HostKeySource = audit.TypeHostKeyMismatch, creds.HostKeySource
 		}
 		emit(e)
-		c.log.Info("upstream_failed", zap.String("target", t.String()), zap.String("addr", creds.Addr), zap.Error(err))
+		c.log.Info("upstream_failed", zap.String("target", t.String()), zap.String("addr", creds.Addr), clippedError(err))
 		return nil, nil, err
 	}
 	if hostKey != nil {
@@ -447,53 +497,59 @@ func (c *conn) connectUpstream(t target, osUser, mode string) (*upstreamConn, *l
 // connection already proved who they are). The inner login name is the OS
 // user; the upstream connection is made during the inner authentication so
 // that any failure reaches the person as a banner line.
+//
+// The order is what keeps a stranger's names away from the host CA:
+//
+//  1. The typed name is capped at upstream.MaxNameLen, resolved, and the
+//     person must be allowed to log in to the target as some OS user;
+//     otherwise the channel-open is refused with the reason, before it is
+//     accepted. So a certificate is signed, cached and presented only for
+//     a real target this person may reach, and a non-target never gets an
+//     inner key exchange.
+//  2. Only then is the certificate signed and the channel accepted.
+//  3. The provider's prefetch (credentials that do not depend on the OS
+//     user) runs concurrently with the person's inner handshake, as
+//     before; the slow AWS call still overlaps the key exchange. It is safe
+//     to start before the OS user is known because nothing it fetches is
+//     used unless the inner authentication's Authorize, taken against the
+//     policy in force at that moment, allows the login (connectUpstream);
+//     the check in step 1 is a precondition, not the grant.
 func (c *conn) jump(nc ssh.NewChannel) {
+	defer c.jumpStarted()()
 	var p tcpipChannel
 	if err := ssh.Unmarshal(nc.ExtraData(), &p); err != nil {
 		nc.Reject(ssh.ConnectionFailed, "bastion: malformed direct-tcpip request")
+		return
+	}
+	if len(p.Host) > upstream.MaxNameLen {
+		c.audit(audit.Event{Type: audit.TypeTargetError, Typed: audit.Clip(p.Host), Reason: upstream.ErrNameTooLong.Error()})
+		nc.Reject(ssh.ConnectionFailed, "bastion: "+upstream.ErrNameTooLong.Error())
 		return
 	}
 	if p.Port != 22 {
 		nc.Reject(ssh.Prohibited, fmt.Sprintf("bastion: %s: only port 22 (SSH) of a target can be reached through the bastion", net.JoinHostPort(p.Host, strconv.Itoa(int(p.Port)))))
 		return
 	}
-	if _, err := upstream.ParseQuery(p.Host); err != nil {
-		// Not a target name at all: refused before any certificate is
-		// signed for it (resolve audits it).
-		_, err := c.resolve(p.Host)
+	t, err := c.resolve(p.Host)
+	if err != nil {
 		nc.Reject(ssh.ConnectionFailed, fmt.Sprintf("bastion: %s: %s", p.Host, publicMessage(err)))
 		return
 	}
 	signer, err := c.srv.certs.signer(p.Host)
 	if err != nil {
-		c.log.Error("host_cert_failed", zap.Error(err))
+		c.log.Error("host_cert_failed", clippedError(err))
 		nc.Reject(ssh.ConnectionFailed, "bastion: internal error")
 		return
 	}
-
-	// The target is resolved, and credentials that do not depend on the
-	// OS user are fetched, while the person's inner handshake runs rather
-	// than before or after it; the inner authentication waits for the
-	// answer.
-	type resolved struct {
-		t   target
-		err error
-	}
-	resolving := make(chan resolved, 1)
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		t, err := c.resolve(p.Host)
-		resolving <- resolved{t, err}
-		if err != nil {
-			return
-		}
-		if pf, ok := c.srv.Resolver.Provider(t.Provider).(upstream.Prefetcher); ok {
+	if pf, ok := c.srv.Resolver.Provider(t.Provider).(upstream.Prefetcher); ok {
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
 			ctx, cancel := context.WithTimeout(c.ctx, c.srv.awsBackstop())
 			defer cancel()
 			pf.Prefetch(ctx, t.Target)
-		}
-	}()
+		}()
+	}
 
 	ch, chReqs, err := nc.Accept()
 	if err != nil {
@@ -504,7 +560,6 @@ func (c *conn) jump(nc ssh.NewChannel) {
 
 	var up *upstreamConn
 	var l *link
-	var res *resolved
 	cfg := &ssh.ServerConfig{
 		Config:        sshConfig(c.srv.Ciphers),
 		ServerVersion: "SSH-2.0-bastion",
@@ -513,14 +568,7 @@ func (c *conn) jump(nc ssh.NewChannel) {
 			if up != nil {
 				return &ssh.Permissions{}, nil
 			}
-			if res == nil {
-				r := <-resolving
-				res = &r
-			}
-			if res.err != nil {
-				return nil, &ssh.BannerError{Err: res.err, Message: fmt.Sprintf("bastion: %s: %s\r\n", p.Host, publicMessage(res.err))}
-			}
-			u, lk, err := c.connectUpstream(res.t, meta.User(), "jump")
+			u, lk, err := c.connectUpstream(t, meta.User(), "jump")
 			if err != nil {
 				return nil, &ssh.BannerError{Err: err, Message: fmt.Sprintf("bastion: %s: %s\r\n", p.Host, publicMessage(err))}
 			}
@@ -547,7 +595,7 @@ func (c *conn) jump(nc ssh.NewChannel) {
 			up.conn.Close()
 			l.cancel(nil)
 		}
-		c.log.Debug("inner_handshake_failed", zap.String("typed", p.Host), zap.Error(err))
+		c.srv.handshakeFailed(c.log.With(zap.String("typed", audit.Clip(p.Host))), "inner", classifyHandshake(err, 0))
 		return
 	}
 	c.runLink(l, func() { splice(l.ctx, peer{conn: isc, chans: ichans, reqs: ireqs}, up.peer, l, l.logger()) })
@@ -612,6 +660,12 @@ func (c *conn) ownKey(key ssh.PublicKey) error {
 	return err
 }
 
+// clippedError is err as a log field, cut by audit.Clip: errors quote
+// names and logins that people type.
+func clippedError(err error) zap.Field {
+	return zap.String("error", audit.Clip(err.Error()))
+}
+
 // runLink runs relay, which splices the person's side and the upstream
 // until both end or l.ctx is done (a limit, a revocation, a drain
 // deadline), with the link tracked, counted, watched by its limits and
@@ -640,8 +694,10 @@ func (c *conn) trackLink(l *link) {
 
 func (c *conn) untrackLink(l *link) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	delete(c.links, l)
+	c.mu.Unlock()
+	c.touch()
+	c.wakeWatcher()
 }
 
 // serveDirect serves a connection whose login names the target: the outer

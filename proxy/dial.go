@@ -65,10 +65,22 @@ func upstreamCiphers() []string {
 	return nil
 }
 
-// sshConfig returns the algorithm settings of the legs towards the person:
-// the key exchanges, and ciphers (nil: x/crypto's defaults).
+// macAlgorithms are the MACs offered on every leg (outer, inner and
+// upstream): x/crypto's defaults without hmac-sha1 and hmac-sha1-96. The
+// SHA-2 ones, encrypt-then-MAC first, are in every OpenSSH since 5.9 (the
+// ETM forms since 6.2), so a stock sshd upstream agrees on one; with the
+// AEAD ciphers preferred on every leg no MAC is used at all.
+var macAlgorithms = []string{
+	ssh.HMACSHA256ETM,
+	ssh.HMACSHA512ETM,
+	ssh.HMACSHA256,
+	ssh.HMACSHA512,
+}
+
+// sshConfig returns the algorithm settings shared by every leg: the key
+// exchanges, the MACs, and ciphers (nil: x/crypto's defaults).
 func sshConfig(ciphers []string) ssh.Config {
-	return ssh.Config{KeyExchanges: kexAlgorithms, Ciphers: ciphers}
+	return ssh.Config{KeyExchanges: kexAlgorithms, Ciphers: ciphers, MACs: macAlgorithms}
 }
 
 // publicError is an error with the sentence to show the person.

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -42,8 +43,12 @@ func (c *conn) ownSession(nc ssh.NewChannel) {
 		return
 	}
 	defer ch.Close()
+	// Own sessions obey the connection's limits (watchLimits).
+	ch = c.trackOwn(ch)
+	defer c.untrackOwn(ch)
 	var pty *ptyRequest
 	for req := range reqs {
+		c.touch()
 		switch req.Type {
 		case reqPTY:
 			id := c.srv.currentRules().Auth.Current(c.identity)
@@ -73,13 +78,13 @@ func (c *conn) ownSession(nc ssh.NewChannel) {
 			var p struct{ Command string }
 			ssh.Unmarshal(req.Payload, &p)
 			req.Reply(true, nil)
-			status := c.ownCommand(ch, strings.TrimSpace(p.Command))
+			status := c.ownCommand(ch, strings.TrimSpace(p.Command), lineEnd(pty))
 			c.endOwnSession(ch, reqs, status)
 			return
 		case reqShell:
 			req.Reply(true, nil)
 			if pty == nil {
-				status := c.ownCommand(ch, cmdList)
+				status := c.ownCommand(ch, cmdList, "\n")
 				c.endOwnSession(ch, reqs, status)
 				return
 			}
@@ -94,35 +99,53 @@ func (c *conn) ownSession(nc ssh.NewChannel) {
 	}
 }
 
-// endOwnSession sends the exit status and waits for the client to close.
+// endOwnSession ends the session as sshd does when a command exits:
+// exit-status, EOF, then close (RFC 4254 §6.10). It does not wait for the
+// client's EOF: a client whose stdin is a terminal sends none until the
+// person types Ctrl-D, and would hang on a session that waited for it.
 func (c *conn) endOwnSession(ch ssh.Channel, reqs <-chan *ssh.Request, status int) {
-	ch.SendRequest(reqExitStatus, false, ssh.Marshal(struct{ Status uint32 }{uint32(status)}))
-	ch.CloseWrite()
 	go ssh.DiscardRequests(reqs)
-	io.Copy(io.Discard, ch)
+	if _, err := ch.SendRequest(reqExitStatus, false, ssh.Marshal(struct{ Status uint32 }{uint32(status)})); err != nil {
+		c.log.Debug("own_session_exit_status_failed", zap.Error(err))
+	}
+	ch.CloseWrite()
+	ch.Close()
 }
 
 // ownCommand runs a command of the bastion's own session and returns its
-// exit status.
-func (c *conn) ownCommand(ch ssh.Channel, cmd string) int {
+// exit status. nl is the line end its messages use.
+func (c *conn) ownCommand(ch ssh.Channel, cmd, nl string) int {
 	switch cmd {
 	case cmdList:
 		entries, err := c.listTargets()
-		writeListing(ch, entries, false)
+		var w io.Writer = ch
+		if nl != "\n" {
+			w = crlfWriter{ch}
+		}
+		writeListing(w, entries, false)
 		if err != nil {
-			fmt.Fprintf(ch.Stderr(), "bastion: some targets could not be listed: %s\n", upstream.PublicMessage(err))
+			fmt.Fprintf(ch.Stderr(), "bastion: some targets could not be listed: %s%s", upstream.PublicMessage(err), nl)
 			return 1
 		}
 		return 0
-	case "", cmdHelp:
-		fmt.Fprintf(ch.Stderr(), "bastion: hello %s. Name a target to reach it:\r\n"+
-			"  ssh -J <this bastion> ec2-user@web-1\r\n"+
-			"  ssh -p <port> ec2-user+web-1@<this bastion>\r\n"+
-			"`ssh <this bastion> list` lists the targets you may reach.\r\n", c.identity.User)
+	case cmdHelp:
+		writeHelp(ch, c.identity.User, nl)
+		return 0
+	case "":
+		writeHelp(ch.Stderr(), c.identity.User, nl)
 		return 2
 	}
-	fmt.Fprintf(ch.Stderr(), "bastion: unknown command %q; try `list`\r\n", cmd)
+	fmt.Fprintf(ch.Stderr(), "bastion: unknown command %q; try `list` or `help`%s", cmd, nl)
 	return 2
+}
+
+// writeHelp writes the own session's help with line ends nl ("\r\n" when
+// the person's terminal is raw, as under a pty).
+func writeHelp(w io.Writer, user, nl string) {
+	fmt.Fprintf(w, "bastion: hello %s. Name a target to reach it:"+nl+
+		"  ssh -J <this bastion> ec2-user@web-1"+nl+
+		"  ssh -p <port> ec2-user+web-1@<this bastion>"+nl+
+		"`ssh <this bastion> list` lists the targets you may reach."+nl, user)
 }
 
 // listTargets returns the targets the person may reach, sorted, with their
@@ -164,9 +187,33 @@ func writeListing(w io.Writer, entries []entry, numbered bool) {
 		if region == "" {
 			region = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s%s", e.t.Name, e.t.Provider, region, strings.Join(e.osUsers, ","), nl)
+		// Names come from AWS tags and the like: escaped, so that one
+		// cannot add a row or drive the terminal.
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s%s", printable(e.t.Name), printable(e.t.Provider), printable(region),
+			printable(strings.Join(e.osUsers, ",")), nl)
 	}
 	tw.Flush()
+}
+
+// crlfWriter writes to w with every "\n" as "\r\n", for a terminal in raw
+// mode.
+type crlfWriter struct{ w io.Writer }
+
+func (c crlfWriter) Write(p []byte) (int, error) {
+	if _, err := c.w.Write(bytes.ReplaceAll(p, []byte("\n"), []byte("\r\n"))); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// lineEnd returns the line end for output to a session with pty (nil when
+// none was requested): a pty's terminal is raw at the client, so it needs
+// "\r\n".
+func lineEnd(pty *ptyRequest) string {
+	if pty != nil {
+		return "\r\n"
+	}
+	return "\n"
 }
 
 // ptyRequest is the payload of a pty-req (RFC 4254 §6.2).
@@ -181,6 +228,14 @@ func (p *ptyRequest) resize(payload []byte) {
 	var w struct{ Cols, Rows, W, H uint32 }
 	if ssh.Unmarshal(payload, &w) == nil {
 		p.Cols, p.Rows, p.W, p.H = w.Cols, w.Rows, w.W, w.H
+	}
+}
+
+// applyTo sets t's size to the pty's; a zero width (some clients send
+// only pixel sizes) leaves t's default of 80 columns.
+func (p *ptyRequest) applyTo(t *term.Terminal) {
+	if p.Cols > 0 {
+		t.SetSize(int(p.Cols), int(p.Rows))
 	}
 }
 
@@ -201,16 +256,19 @@ func (c *conn) menu(ch ssh.Channel, reqs <-chan *ssh.Request, pty *ptyRequest) {
 	// While the person types, requests are answered here (window changes
 	// update the pty to open upstream); the splice takes the stream over
 	// once a target is picked.
+	// The line editor wraps at the pty's width, not its default 80.
+	t := term.NewTerminal(ch, "")
+	pty.applyTo(t)
 	var mu sync.Mutex // protects pty.size while requests are answered
 	resize := func(payload []byte) {
 		mu.Lock()
 		defer mu.Unlock()
 		pty.resize(payload)
+		pty.applyTo(t)
 	}
 	stopAnswering := answerRequests(reqs, resize)
 	defer func() { stopAnswering() }()
 
-	t := term.NewTerminal(ch, "")
 	t.SetPrompt("target number or name, optionally followed by the OS user (empty line quits): ")
 	for {
 		line, err := t.ReadLine()
@@ -225,7 +283,7 @@ func (c *conn) menu(ch ssh.Channel, reqs <-chan *ssh.Request, pty *ptyRequest) {
 			fmt.Fprintf(ch, "bastion: %s\r\n", msg)
 			continue
 		}
-		fmt.Fprintf(ch, "bastion: connecting to %s as %s\r\n", e.t.Name, osUser)
+		fmt.Fprintf(ch, "bastion: connecting to %s as %s\r\n", printable(e.t.Name), osUser)
 		stopAnswering()
 		if c.menuLink(ch, reqs, pty, e.t.String(), osUser) {
 			return
@@ -304,7 +362,7 @@ func pick(entries []entry, line string) (entry, string, string) {
 			}
 		}
 		if len(plain) != 1 {
-			return entry{}, "", fmt.Sprintf("name the OS user for %s, as in: %s ec2-user", e.t.Name, which)
+			return entry{}, "", fmt.Sprintf("name the OS user for %s, as in: %s ec2-user", printable(e.t.Name), which)
 		}
 		osUser = plain[0]
 	}
@@ -330,12 +388,12 @@ func validOSUser(s string) bool {
 func (c *conn) menuLink(ch ssh.Channel, reqs <-chan *ssh.Request, pty *ptyRequest, typed, osUser string) bool {
 	t, err := c.resolve(typed)
 	if err != nil {
-		fmt.Fprintf(ch, "bastion: %s: %s\r\n", typed, publicMessage(err))
+		fmt.Fprintf(ch, "bastion: %s: %s\r\n", printable(typed), publicMessage(err))
 		return false
 	}
 	up, l, err := c.connectUpstream(t, osUser, "menu")
 	if err != nil {
-		fmt.Fprintf(ch, "bastion: %s: %s\r\n", typed, publicMessage(err))
+		fmt.Fprintf(ch, "bastion: %s: %s\r\n", printable(typed), publicMessage(err))
 		return false
 	}
 	// The instance opens nothing towards a menu session but may send
@@ -350,7 +408,7 @@ func (c *conn) menuLink(ch ssh.Channel, reqs <-chan *ssh.Request, pty *ptyReques
 
 	uch, ureqs, err := up.conn.OpenChannel(chanSession, nil)
 	if err != nil {
-		fmt.Fprintf(ch, "bastion: %s: the instance refused a session\r\n", typed)
+		fmt.Fprintf(ch, "bastion: %s: the instance refused a session\r\n", printable(typed))
 		l.cancel(nil)
 		return false
 	}
@@ -372,7 +430,7 @@ func (c *conn) menuLink(ch ssh.Channel, reqs <-chan *ssh.Request, pty *ptyReques
 			return false
 		}
 		if ok, err := uch.SendRequest(r.Type, r.WantReply, r.Payload); err != nil || !ok {
-			fmt.Fprintf(ch, "bastion: %s: the instance refused %s\r\n", typed, r.Type)
+			fmt.Fprintf(ch, "bastion: %s: the instance refused %s\r\n", printable(typed), r.Type)
 			uch.Close()
 			l.cancel(nil)
 			return false

@@ -121,6 +121,8 @@ type Server struct {
 	unauthBy map[string]int
 	// failures throttles addresses with many failed authentications.
 	failures *failureTracker
+	// hsLog rate-limits the log lines of failed handshakes.
+	hsLog handshakeLog
 
 	// writeLog rate-limits the logging of audit and recording write
 	// failures; auditAlarm (alarmIdle, …) and bg run endLinksForAudit.

@@ -20,6 +20,16 @@ var (
 	namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
 )
 
+// MaxNameLen is the longest target name, in bytes, that ParseQuery
+// accepts: the DNS limit on a host name. A person types the name before any
+// policy has looked at it, so it must be bounded before it reaches a cache,
+// a certificate, a log line or an audit event.
+const MaxNameLen = 253
+
+// ErrNameTooLong is the error, wrapped, of a target name longer than
+// MaxNameLen. Its message does not quote the name.
+var ErrNameTooLong = fmt.Errorf("target name is longer than %d bytes", MaxNameLen)
+
 // IsInstanceID reports whether s looks like an EC2 instance id.
 func IsInstanceID(s string) bool { return instanceIDPattern.MatchString(s) }
 
@@ -29,8 +39,12 @@ func IsRegion(s string) bool { return regionPattern.MatchString(s) }
 // ParseQuery parses a target name as typed by a person (DESIGN.md, "Target
 // names"): "web-1", "web-1.lightsail", "web-1.us-east-1.lightsail",
 // "i-0123456789abcdef0", "i-….ec2", "web-1.eu-west-1.ec2", "legacy-db.static".
-// An instance id without a suffix implies the EC2 provider.
+// An instance id without a suffix implies the EC2 provider. A name longer
+// than MaxNameLen is refused with ErrNameTooLong, before any other check.
 func ParseQuery(typed string) (Query, error) {
+	if len(typed) > MaxNameLen {
+		return Query{}, fmt.Errorf("parsing target of %d bytes: %w", len(typed), ErrNameTooLong)
+	}
 	// Instance names are case-sensitive; the suffixes and ids are not.
 	s := typed
 	var q Query

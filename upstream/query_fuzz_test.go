@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"errors"
 	"regexp"
 	"strings"
 	"testing"
@@ -15,6 +16,8 @@ var fuzzNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
 // FuzzParseQuery checks that ParseQuery never panics and that every query it
 // accepts satisfies the invariants of DESIGN.md's target names:
 //
+//   - a name longer than MaxNameLen is refused with ErrNameTooLong, and no
+//     error message is much longer than a quoted name of the cap;
 //   - the name is well formed and the provider one of the three, or empty;
 //   - a region is a region name, only comes with a provider suffix, and
 //     never with .static;
@@ -31,8 +34,18 @@ func FuzzParseQuery(f *testing.F) {
 	} {
 		f.Add(s)
 	}
+	f.Add(strings.Repeat("a", MaxNameLen))
+	f.Add(strings.Repeat("a", MaxNameLen+1))
+	f.Add(strings.Repeat("a", MaxNameLen-4) + ".ec2")
 	f.Fuzz(func(t *testing.T, typed string) {
 		q, err := ParseQuery(typed)
+		if len(typed) > MaxNameLen && !errors.Is(err, ErrNameTooLong) {
+			t.Errorf("ParseQuery of %d bytes = %+v, %v; want ErrNameTooLong", len(typed), q, err)
+		}
+		// %q spells a byte as at most 4 (\xff), plus the sentence.
+		if limit := 4*MaxNameLen + 64; err != nil && len(err.Error()) > limit {
+			t.Errorf("ParseQuery of %d bytes: error of %d bytes; want at most %d", len(typed), len(err.Error()), limit)
+		}
 		if err != nil {
 			if q != (Query{}) {
 				t.Errorf("ParseQuery(%q) = %+v, %v; want the zero Query with an error", typed, q, err)

@@ -3,6 +3,7 @@ package upstream
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -127,5 +128,29 @@ func TestResolver(t *testing.T) {
 	}
 	if got, want := ae.Error(), "web-1 is ambiguous, type one of: web-1.eu-west-1.ec2, web-1.us-east-1.lightsail"; got != want {
 		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+func TestParseQueryNameCap(t *testing.T) {
+	tests := []struct {
+		name    string
+		typed   string
+		wantErr bool
+	}{
+		{"at the cap", strings.Repeat("a", MaxNameLen), false},
+		{"at the cap with a suffix", strings.Repeat("a", MaxNameLen-len(".ec2")) + ".ec2", false},
+		{"one over", strings.Repeat("a", MaxNameLen+1), true},
+		{"200 KB", strings.Repeat("a", 200<<10), true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseQuery(tc.typed)
+			if got := errors.Is(err, ErrNameTooLong); got != tc.wantErr {
+				t.Fatalf("ParseQuery of %d bytes: got %v, want ErrNameTooLong %v", len(tc.typed), err, tc.wantErr)
+			}
+			if err != nil && len(err.Error()) > 100 {
+				t.Errorf("error of %d bytes: %.100q…; want a short one that does not quote the name", len(err.Error()), err)
+			}
+		})
 	}
 }

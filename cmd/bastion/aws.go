@@ -20,6 +20,7 @@ import (
 	"bastion/upstream/awsutil"
 	"bastion/upstream/instanceconnect"
 	"bastion/upstream/lightsail"
+	"bastion/upstream/tofu"
 )
 
 // awsLoader loads the AWS SDK config once, when first needed: from the
@@ -128,7 +129,11 @@ func awsProviders(awsCfg aws.Config, cfg *config.Config, log *zap.Logger, al *au
 			OnHostKeyLearned: func(id string, key ssh.PublicKey) {
 				fp := ssh.FingerprintSHA256(key)
 				log.Info("host_key_learned", zap.String("instance_id", id), zap.String("fingerprint", fp))
-				al.Emit(audit.Event{Type: audit.TypeHostKeyLearned, Provider: upstream.ProviderEC2, InstanceID: id, KeyFingerprint: fp})
+				// host_key_fingerprint, as host_key_verified has it:
+				// key_fingerprint names the person's key everywhere else.
+				// It is kept, with the same value, for existing readers.
+				al.Emit(audit.Event{Type: audit.TypeHostKeyLearned, Provider: upstream.ProviderEC2, InstanceID: id,
+					HostKeyFingerprint: fp, HostKeySource: tofu.ModeNameTOFU, KeyFingerprint: fp})
 			},
 		})
 		if err != nil {

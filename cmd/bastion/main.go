@@ -1,6 +1,6 @@
 // Command bastion is an SSH bastion for AWS: people reach private Lightsail
 // and EC2 instances with their own keys and plain OpenSSH, through one
-// audited jump host. See README.md and DESIGN.md.
+// audited jump host. See README.md and docs/DESIGN.md.
 package main
 
 import (
@@ -10,20 +10,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"runtime/debug"
 
 	"bastion/config"
 )
-
-const usage = `usage: bastion <command> [flags]
-
-commands:
-  serve --config FILE         run the bastion
-  demo                        run a bastion in front of a simulated AWS account
-  check-config --config FILE  validate a config file (exit 1 on errors)
-  ssh-config --config FILE    print the ~/.ssh/config stanza and known_hosts line for people
-  version                     print the version
-`
 
 func main() {
 	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
@@ -39,17 +30,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var err error
 	switch cmd {
 	case "serve":
-		err = cmdServe(ctx, rest, stderr)
+		err = cmdServe(ctx, rest, stdout, stderr)
 	case "demo":
 		err = cmdDemo(ctx, rest, stdout, stderr)
 	case "check-config":
-		err = cmdCheckConfig(rest, stdout)
+		err = cmdCheckConfig(ctx, rest, stdout)
 	case "ssh-config":
-		err = cmdSSHConfig(rest, stdout)
+		err = cmdSSHConfig(ctx, rest, stdout, stderr)
 	case "version", "--version", "-v":
-		fmt.Fprintln(stdout, "bastion", version())
-		return 0
+		err = cmdVersion(rest, stdout)
 	case "help", "-h", "--help":
+		if _, ok := helps[firstArg(rest)]; ok {
+			return run(ctx, []string{rest[0], "--help"}, stdout, stderr)
+		}
 		fmt.Fprint(stdout, usage)
 		return 0
 	default:
@@ -71,34 +64,68 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// firstArg returns args[0], or "" if there is none.
+func firstArg(args []string) string {
+	if len(args) == 0 {
+		return ""
+	}
+	return args[0]
+}
+
 // usageError is a mistake in the command line.
 type usageError struct{ msg string }
 
 func (e usageError) Error() string { return e.msg }
 
-// version returns the module version, or the VCS revision for a build from a
-// checkout.
-func version() string {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "unknown"
+// Set at build time where the build has no VCS information (the Docker
+// image: .git is not in its context), with
+// -ldflags "-X main.buildVersion=v1.2.3 -X main.buildRevision=abc123".
+var (
+	buildVersion  string
+	buildRevision string
+)
+
+// cmdVersion prints the module version and the VCS revision.
+func cmdVersion(args []string, stdout io.Writer) error {
+	fs := newFlags("version", stdout)
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
-	if v := bi.Main.Version; v != "" && v != "(devel)" {
-		return v
-	}
-	for _, s := range bi.Settings {
-		if s.Key == "vcs.revision" {
-			return "devel-" + s.Value
-		}
-	}
-	return "devel"
+	v, rev := version()
+	fmt.Fprintf(stdout, "bastion %s revision %s %s\n", v, rev, runtime.Version())
+	return nil
 }
 
-// newFlags returns a flag set that reports errors instead of exiting.
-func newFlags(name string, out io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet("bastion "+name, flag.ContinueOnError)
-	fs.SetOutput(out)
-	return fs
+// version returns the module version and the VCS revision (with
+// "+modified" for a build from a changed checkout): from -ldflags -X if
+// set, else from the build information the go command records, else
+// "unknown".
+func version() (ver, rev string) {
+	ver, rev = "unknown", "unknown"
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if v := bi.Main.Version; v != "" {
+			ver = v
+		}
+		modified := false
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.modified":
+				modified = s.Value == "true"
+			}
+		}
+		if modified && rev != "unknown" {
+			rev += "+modified"
+		}
+	}
+	if buildVersion != "" {
+		ver = buildVersion
+	}
+	if buildRevision != "" {
+		rev = buildRevision
+	}
+	return ver, rev
 }
 
 // configFlag is the --config flag that serve, check-config and ssh-config
@@ -111,26 +138,17 @@ func addConfigFlag(fs *flag.FlagSet) configFlag {
 
 // load reads and validates the file, as serve does at start.
 func (c configFlag) load() (*config.Config, error) {
+	return c.loadWith(config.Options{})
+}
+
+// loadWith is load with options (check-config --no-file-checks).
+func (c configFlag) loadWith(o config.Options) (*config.Config, error) {
 	if *c.path == "" {
 		return nil, usageError{"--config is required"}
 	}
-	cfg, err := config.Load(*c.path)
+	cfg, err := config.LoadWith(*c.path, o)
 	if err != nil {
 		return nil, fmt.Errorf("invalid config:\n%w", err)
 	}
 	return cfg, nil
-}
-
-// parseFlags parses args and turns flag errors into usage errors.
-func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usageError{err.Error()}
-	}
-	if fs.NArg() > 0 {
-		return usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
-	}
-	return nil
 }

@@ -29,8 +29,8 @@ import (
 	"bastion/upstream/static"
 )
 
-func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
-	fs := newFlags("serve", stderr)
+func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("serve", stdout)
 	cf := addConfigFlag(fs)
 	devLog := fs.Bool("dev-log", false, "human-readable console logs instead of JSON")
 	if err := parseFlags(fs, args); err != nil {
@@ -93,6 +93,8 @@ type bastion struct {
 	metrics  *metrics.Metrics
 	uploader *recording.Uploader // nil without audit.s3
 	cfg      *config.Config
+	aws      *awsLoader
+	health   *providerHealth
 
 	// draining is set once SIGTERM has been received (readiness).
 	draining atomic.Bool
@@ -112,6 +114,11 @@ func newBastion(ctx context.Context, cfg *config.Config, log *zap.Logger, awsCfg
 	if err != nil {
 		return nil, err
 	}
+	// Compared by key, not by name: a symlink, a hard link, a copy or two
+	// AWS references to one secret must not make the host key a CA.
+	if fp := ssh.FingerprintSHA256(hostKey.PublicKey()); fp == ssh.FingerprintSHA256(hostCA.PublicKey()) {
+		return nil, fmt.Errorf("host_ca_key: %s holds the same key as host_key (%s, %s): the host CA must be a key of its own", cfg.HostCAKey, cfg.HostKey, fp)
+	}
 	al, err := audit.Open(cfg.Audit.Log)
 	if err != nil {
 		return nil, err
@@ -121,7 +128,7 @@ func newBastion(ctx context.Context, cfg *config.Config, log *zap.Logger, awsCfg
 		al.Close()
 		return nil, err
 	}
-	b := &bastion{audit: al, log: log, metrics: m, cfg: cfg}
+	b := &bastion{audit: al, log: log, metrics: m, cfg: cfg, aws: aws, health: newProviderHealth(cfg)}
 	rec := proxy.Recording{Dir: cfg.Audit.Recordings, Input: cfg.Audit.RecordInput, Exec: cfg.Audit.RecordExec,
 		MaxBytes: int64(cfg.Audit.MaxRecordingSize)}
 	if cfg.Audit.S3 != nil {
@@ -284,6 +291,7 @@ func (b *bastion) serve(ctx context.Context, l net.Listener, path string) error 
 	if b.uploader != nil {
 		b.uploader.Start(bg)
 	}
+	wg.Go(func() { b.health.watch(bg, b.aws, b.cfg.Limits.AWSTimeout.D(), b.log, os.Stderr) })
 	reload := make(chan struct{}, 1)
 	if b.cfg.WatchConfig {
 		wg.Add(1)
@@ -353,15 +361,17 @@ func (b *bastion) drain(sigs <-chan os.Signal, errc <-chan error) error {
 }
 
 // ready is the admin server's readiness check: rules loaded, host keys
-// present, not draining.
-func (b *bastion) ready() error {
+// present, not draining, every configured provider able to work. It
+// reports a line per provider.
+func (b *bastion) ready() ([]string, error) {
+	lines, err := b.health.report()
 	switch {
 	case b.draining.Load():
-		return errors.New("draining")
+		return lines, errors.New("draining")
 	case b.srv.HostKey == nil || b.srv.HostCA == nil:
-		return errors.New("host keys missing")
+		return lines, errors.New("host keys missing")
 	}
-	return nil
+	return lines, err
 }
 
 // reload re-reads the config and swaps users, policies and limits; an

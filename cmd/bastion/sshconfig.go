@@ -10,20 +10,28 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
+	"sort"
 	"strings"
 
 	"go.uber.org/zap"
 	"golang.org/x/crypto/ssh"
 
 	"bastion/config"
+	"bastion/metrics"
 	"bastion/proxy"
+	"bastion/upstream"
 )
 
 // cmdSSHConfig prints what a person's OpenSSH needs to use the bastion: an
 // ~/.ssh/config stanza that sends *.lightsail and *.ec2 (and any --hosts
 // patterns) through it, and the known_hosts lines that trust the bastion's
-// key and its host CA. With --write it adds them to the files, once.
-func cmdSSHConfig(args []string, stdout io.Writer) error {
+// key and its host CA. The CA is trusted for the --hosts patterns and for
+// the bare names of the targets the configured providers list now, so that
+// `ssh -J bastion ec2-user@web-1` verifies and no other name does. With
+// --write it adds them to the files, replacing an older line for the same
+// CA.
+func cmdSSHConfig(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("ssh-config", stdout)
 	cf := addConfigFlag(fs)
 	host := fs.String("host", "", "the bastion's address as people reach it (default: the listen address)")
@@ -50,8 +58,14 @@ func cmdSSHConfig(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	names, err := targetNames(ctx, cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "bastion ssh-config: listing targets: %s\n"+
+			"bastion ssh-config: the host CA is trusted for %s only: `ssh -J bastion web-1` needs a name such as web-1.ec2\n",
+			upstream.PublicMessage(err), strings.Join(strings.Fields(*hosts), ","))
+	}
 	stanza := sshConfigStanza(hostName, port, *user, *hosts)
-	known := knownHostsLines(hostName, port, hostKey, hostCA, *hosts)
+	known := knownHostsLines(hostName, port, hostKey, hostCA, append(strings.Fields(*hosts), names...))
 	if !*write {
 		fmt.Fprintf(stdout, "# ~/.ssh/config\n%s\n# ~/.ssh/known_hosts\n%s", stanza, known)
 		return nil
@@ -64,9 +78,15 @@ func cmdSSHConfig(args []string, stdout io.Writer) error {
 		}
 		dir = filepath.Join(home, ".ssh")
 	}
-	for _, f := range []struct{ name, text string }{{"config", stanza}, {"known_hosts", known}} {
+	for _, f := range []struct {
+		name, text string
+		replace    func(line string) bool
+	}{
+		{"config", stanza, nil},
+		{"known_hosts", known, caLine(hostCA)},
+	} {
 		p := filepath.Join(dir, f.name)
-		added, err := appendOnce(p, f.text)
+		added, err := appendOnce(p, f.text, f.replace)
 		if err != nil {
 			return err
 		}
@@ -78,6 +98,47 @@ func cmdSSHConfig(args []string, stdout io.Writer) error {
 	}
 	return nil
 }
+
+// targetNames returns the names a person may type bare for the targets the
+// configured providers have now: static names, Lightsail names, EC2 Name
+// tags and instance ids, sorted and without duplicates. Names that are not
+// plain, dotless host names are left out: a tag with a space, a comma or a
+// star cannot be a known_hosts pattern, and a dotted one ("github.com",
+// set by whoever may tag an instance) would make laptops trust the
+// bastion's CA for a host on the internet; such targets are reached with
+// their suffix ("github.com.ec2"). The AWS providers are asked with the
+// SDK's default credentials, as serve asks them.
+func targetNames(ctx context.Context, cfg *config.Config) ([]string, error) {
+	set := map[string]bool{}
+	for _, st := range cfg.Providers.Static {
+		set[st.Name] = true
+	}
+	providers, err := newAWSProviders(ctx, cfg, zap.NewNop(), nil, &awsLoader{}, metrics.New())
+	if err == nil && len(providers) > 0 {
+		lctx, cancel := context.WithTimeout(ctx, 2*cfg.Limits.AWSTimeout.D())
+		var all []upstream.Target
+		all, err = (&upstream.Resolver{Providers: providers}).List(lctx)
+		cancel()
+		for _, t := range all {
+			set[t.Name] = true
+			if t.ID != "" {
+				set[t.ID] = true
+			}
+		}
+	}
+	var names []string
+	for n := range set {
+		if hostNameRE.MatchString(n) {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	return names, err
+}
+
+// hostNameRE matches the names targetNames puts in a known_hosts pattern
+// list: no pattern characters, commas, spaces or dots.
+var hostNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]*$`)
 
 // bastionAddress returns the host and port people use: --host if given
 // (with or without a port), else the listen address.
@@ -130,19 +191,39 @@ func sshConfigStanza(host, port, user, patterns string) string {
 	return b.String()
 }
 
-func knownHostsLines(host, port string, hostKey, ca ssh.PublicKey, patterns string) string {
+// knownHostsLines returns the known_hosts lines that trust the bastion's
+// host key at host:port and its host CA for names (patterns and plain
+// names), with a comment saying how to refresh them.
+func knownHostsLines(host, port string, hostKey, ca ssh.PublicKey, names []string) string {
 	name := host
 	if port != "22" {
 		name = fmt.Sprintf("[%s]:%s", host, port)
 	}
 	key := func(k ssh.PublicKey) string { return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k))) }
-	return fmt.Sprintf("%s %s\n@cert-authority %s %s\n", name, key(hostKey), strings.Join(strings.Fields(patterns), ","), key(ca))
+	return fmt.Sprintf("%s %s\n# %s: the bastion's host CA, for its targets; run `bastion ssh-config --write` again when targets are added\n@cert-authority %s %s\n",
+		name, key(hostKey), name, strings.Join(names, ","), key(ca))
+}
+
+// caLine returns a predicate that reports whether a known_hosts line is an
+// @cert-authority line for ca, or the comment knownHostsLines writes above
+// one: the lines a new run replaces.
+func caLine(ca ssh.PublicKey) func(string) bool {
+	want := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(ca)))
+	return func(line string) bool {
+		if strings.HasPrefix(line, "# ") && strings.HasSuffix(line, "run `bastion ssh-config --write` again when targets are added") {
+			return true
+		}
+		f := strings.Fields(line)
+		return len(f) >= 4 && f[0] == "@cert-authority" && f[2]+" "+f[3] == want
+	}
 }
 
 // appendOnce appends text to the file at path (created 0600 with its
-// folder 0700) unless the file already contains it. It reports whether it
-// wrote.
-func appendOnce(path, text string) (bool, error) {
+// folder 0700) unless the file already contains it. With replace (not
+// nil), the lines it reports true for and the lines of text already there
+// are removed first, so that a newer text takes the place of an older one.
+// It reports whether it wrote.
+func appendOnce(path, text string, replace func(line string) bool) (bool, error) {
 	old, err := os.ReadFile(path)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return false, err
@@ -152,6 +233,24 @@ func appendOnce(path, text string) (bool, error) {
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return false, err
+	}
+	if replace != nil {
+		ours := map[string]bool{}
+		for _, line := range strings.Split(text, "\n") {
+			ours[line] = true
+		}
+		var kept []string
+		for _, line := range strings.SplitAfter(string(old), "\n") {
+			if l := strings.TrimRight(line, "\n"); line != "" && !replace(l) && !ours[l] {
+				kept = append(kept, line)
+			}
+		}
+		if pruned := strings.Join(kept, ""); pruned != string(old) {
+			if err := os.WriteFile(path, []byte(pruned), 0o600); err != nil {
+				return false, err
+			}
+			old = []byte(pruned)
+		}
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {

@@ -15,6 +15,9 @@ var (
 	ErrNotCertificate = errors.New("siminstance: key is not a certificate")
 	// ErrKeyNotListed means AcceptKeys did not find the key in the list.
 	ErrKeyNotListed = errors.New("siminstance: key not listed for user")
+	// ErrNoSuchUser means the login named an OS user the instance does
+	// not have (Options.Users).
+	ErrNoSuchUser = errors.New("siminstance: no such user")
 )
 
 // TrustCA returns an Authorize function that admits what sshd admits with

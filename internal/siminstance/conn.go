@@ -26,6 +26,9 @@ type conn struct {
 	inst *Instance
 	sc   *ssh.ServerConn
 	log  *zap.Logger
+	// wg counts the connection's goroutines; handleConn waits for it.
+	wg  *sync.WaitGroup
+	fwd forwards
 }
 
 // handleConn runs the handshake on nc, then serves its channels until the
@@ -56,9 +59,9 @@ func (i *Instance) handleConn(nc net.Conn, id uint64) {
 	log.Info("login")
 
 	ctx, cancel := context.WithCancelCause(i.ctx)
-	c := &conn{inst: i, sc: sc, log: log}
 	var wg sync.WaitGroup
-	wg.Go(func() { c.handleGlobalRequests(reqs) })
+	c := &conn{inst: i, sc: sc, log: log, wg: &wg}
+	wg.Go(func() { c.handleGlobalRequests(ctx, reqs) })
 	for nch := range chans {
 		switch nch.ChannelType() {
 		case channelSession:
@@ -73,20 +76,7 @@ func (i *Instance) handleConn(nc net.Conn, id uint64) {
 	// chans is closed: the transport is gone. Kill what still runs.
 	cancel(errConnClosed)
 	sc.Close()
+	c.fwd.closeAll()
 	wg.Wait()
 	log.Info("logout")
-}
-
-// handleGlobalRequests refuses every global request until the connection
-// ends. "tcpip-forward" (ssh -R) is not supported; a refused
-// "keepalive@openssh.com" still proves the server alive, as with sshd.
-func (c *conn) handleGlobalRequests(reqs <-chan *ssh.Request) {
-	for req := range reqs {
-		c.log.Debug("global_request_refused", zap.String("request_type", req.Type))
-		if req.WantReply {
-			if err := req.Reply(false, nil); err != nil {
-				c.log.Debug("reply_failed", zap.Error(err))
-			}
-		}
-	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"strings"
+	"sync"
 	"syscall"
 
 	"go.uber.org/zap"
@@ -87,11 +88,15 @@ type session struct {
 	ch  ssh.Channel
 	log *zap.Logger
 
-	env  []string // NAME=value pairs accepted by env requests
-	term string   // TERM from pty-req; "" without a pty
-	size winsize  // terminal size; meaningful only with a pty
-	pty  bool     // whether a pty was requested
-	proc *process // nil until shell, exec or subsystem
+	env   []string     // NAME=value pairs accepted by env requests
+	term  string       // TERM from pty-req; "" without a pty
+	size  winsize      // terminal size; meaningful only with a pty
+	pty   bool         // whether a pty was requested
+	proc  *process     // nil until shell, exec or subsystem
+	agent *agentSocket // nil unless the client asked for agent forwarding
+
+	// wg counts the agent socket's goroutines.
+	wg sync.WaitGroup
 }
 
 // handleSession accepts a "session" channel and serves its requests until
@@ -113,6 +118,8 @@ func (c *conn) handleSession(ctx context.Context, nch ssh.NewChannel) {
 	if s.proc != nil {
 		s.proc.wait()
 	}
+	s.closeAgent()
+	s.wg.Wait()
 	ch.Close()
 }
 
@@ -204,8 +211,11 @@ func (s *session) handleRequest(ctx context.Context, req *ssh.Request) {
 		}
 		s.reply(req, true)
 
+	case requestAgent:
+		s.reply(req, s.startAgent(ctx))
+
 	default:
-		// x11-req, auth-agent-req@openssh.com, keepalive@openssh.com, …
+		// x11-req, keepalive@openssh.com, …
 		s.reply(req, false)
 	}
 }
@@ -265,6 +275,9 @@ func (s *session) environ(shell bool) []string {
 		"PATH=" + a.path,
 		"BASTION_DEMO_INSTANCE=" + s.c.inst.name,
 		"SSH_CONNECTION=" + sshConnection(s.c.sc.RemoteAddr(), s.c.sc.LocalAddr()),
+	}
+	if s.agent != nil {
+		env = append(env, "SSH_AUTH_SOCK="+s.agent.path())
 	}
 	if s.pty {
 		term := s.term

@@ -15,8 +15,15 @@
 //     installed), and signal; exit-status or exit-signal, then EOF, then close.
 //   - "direct-tcpip" channels (RFC 4254 §7.2), so that `ssh -L` and ProxyJump
 //     through the instance work.
+//   - "tcpip-forward" and "cancel-tcpip-forward" (`ssh -R`, RFC 4254 §7.1),
+//     listening on loopback only as sshd with "GatewayPorts no" does, at
+//     most 16 per connection.
+//   - "auth-agent-req@openssh.com" (`ssh -A`): a private SSH_AUTH_SOCK whose
+//     connections reach the client's agent over auth-agent@openssh.com
+//     channels.
 //
-// Global requests, "tcpip-forward" (`ssh -R`) among them, are refused.
+// Other global requests are refused. Options.Users lists the OS users an
+// instance has; a login as another is refused.
 package siminstance
 
 import (
@@ -28,6 +35,7 @@ import (
 	"net"
 	"os"
 	"os/user"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -67,8 +75,18 @@ var errInstanceClosed = errors.New("siminstance: instance closed")
 type Options struct {
 	// Addr is the TCP address to listen on, e.g. "127.0.0.11:2022". The host
 	// must be a loopback address or "localhost". If empty, "127.0.0.1:0" (a
-	// free port) is used.
+	// free port) is used. It is ignored when Listener is set.
 	Addr string
+
+	// Listener, if not nil, is the loopback TCP listener to serve on instead
+	// of listening on Addr; the Instance owns it from then on and closes it.
+	Listener net.Listener
+
+	// Users are the OS users the instance has: a login as any other user
+	// is refused, as sshd refuses an invalid user. Sessions run as the
+	// current OS user whichever of them logged in. If empty, every user
+	// name is accepted.
+	Users []string
 
 	// HostKey is the instance's host key. If nil, a new ed25519 key is
 	// generated.
@@ -96,6 +114,7 @@ type Options struct {
 type Instance struct {
 	name      string
 	authorize func(user string, key ssh.PublicKey) error
+	users     []string // OS users that may log in; empty: any
 	hostKey   ssh.Signer
 	log       *zap.Logger
 	cfg       *ssh.ServerConfig
@@ -125,21 +144,31 @@ type account struct {
 
 // Start listens on opts.Addr and serves SSH connections until Close.
 func Start(opts Options) (*Instance, error) {
+	// A handed listener is the Instance's from here on, also on failure.
+	fail := func(err error) (*Instance, error) {
+		if opts.Listener != nil {
+			opts.Listener.Close()
+		}
+		return nil, err
+	}
 	if opts.Authorize == nil {
-		return nil, errors.New("siminstance: Options.Authorize is nil")
+		return fail(errors.New("siminstance: Options.Authorize is nil"))
 	}
 	addr := opts.Addr
 	if addr == "" {
 		addr = "127.0.0.1:0"
 	}
+	if opts.Listener != nil {
+		addr = opts.Listener.Addr().String()
+	}
 	if err := checkLoopback(addr); err != nil {
-		return nil, err
+		return fail(err)
 	}
 	hostKey := opts.HostKey
 	if hostKey == nil {
 		var err error
 		if hostKey, err = newHostKey(); err != nil {
-			return nil, err
+			return fail(err)
 		}
 	}
 	log := opts.Logger
@@ -151,9 +180,12 @@ func Start(opts Options) (*Instance, error) {
 		name = "instance"
 	}
 
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("siminstance: listening on %s: %w", addr, err)
+	ln := opts.Listener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", addr); err != nil {
+			return nil, fmt.Errorf("siminstance: listening on %s: %w", addr, err)
+		}
 	}
 	if ta, ok := ln.Addr().(*net.TCPAddr); !ok || !ta.IP.IsLoopback() {
 		ln.Close()
@@ -168,6 +200,7 @@ func Start(opts Options) (*Instance, error) {
 		log:       log.With(zap.String("instance", name), zap.String("listen_addr", ln.Addr().String())),
 		ln:        ln,
 		account:   currentAccount(),
+		users:     opts.Users,
 		ctx:       ctx,
 		cancel:    cancel,
 	}
@@ -236,6 +269,9 @@ func (i *Instance) serve() {
 // checkKey is the ssh.ServerConfig PublicKeyCallback: it asks Authorize when
 // the client offers a key.
 func (i *Instance) checkKey(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
+	if len(i.users) > 0 && !slices.Contains(i.users, meta.User()) {
+		return nil, fmt.Errorf("%w: %q", ErrNoSuchUser, meta.User())
+	}
 	if err := i.authorize(meta.User(), key); err != nil {
 		return nil, err
 	}

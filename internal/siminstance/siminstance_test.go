@@ -178,11 +178,11 @@ func TestRefusedRequests(t *testing.T) {
 		})
 	}
 
-	t.Run("tcpip-forward", func(t *testing.T) {
+	t.Run("tcpip-forward beyond loopback", func(t *testing.T) {
 		ok, _, err := client.SendRequest("tcpip-forward", true, ssh.Marshal(struct {
 			Addr string
 			Port uint32
-		}{"127.0.0.1", 0}))
+		}{"192.0.2.1", 0}))
 		if err != nil || ok {
 			t.Errorf("tcpip-forward: got ok=%v err=%v, want refused", ok, err)
 		}

@@ -163,10 +163,14 @@ func toError(service, operation string, timeout time.Duration, timedOut bool, er
 		}
 	case errors.Is(err, context.Canceled):
 		e.Public = what + " was cancelled"
+	case errors.Is(err, ErrNoCredentials):
+		e.Public = "the bastion has no AWS credentials"
 	case errors.As(err, &apiErr) && apiErr.ErrorCode() != "":
 		e.Public = what + " failed: " + apiErr.ErrorCode()
 	case errors.As(err, &sigErr):
-		e.Public = what + " failed: no usable AWS credentials"
+		// The SDK found no credentials to sign with: the operator's
+		// problem, told plainly, without the service or its internals.
+		e.Public = "the bastion has no AWS credentials"
 	case errors.As(err, &desErr):
 		e.Public = what + " failed: malformed response"
 	case errors.As(err, &sendErr), errors.As(err, &netErr):

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
@@ -84,7 +85,7 @@ func TestToError(t *testing.T) {
 		{
 			name:       "no credentials",
 			err:        &smithy.OperationError{Err: &v4.SigningError{Err: errors.New("failed to retrieve credentials")}},
-			wantPublic: "Lightsail GetInstanceAccessDetails failed: no usable AWS credentials",
+			wantPublic: "the bastion has no AWS credentials",
 		},
 		{
 			name:          "malformed",
@@ -219,4 +220,21 @@ func TestDoDeadline(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestToErrorNoCredentials(t *testing.T) {
+	// The SDK wraps a credentials provider's error in its own words.
+	_, inner := markedCredentials{failingProvider{}}.Retrieve(context.Background())
+	err := fmt.Errorf("operation error Lightsail: GetInstance, get identity: get credentials: %w",
+		fmt.Errorf("failed to refresh cached credentials, %w", inner))
+	if got := ToError("Lightsail", "GetInstance", 0, err).Public; got != "the bastion has no AWS credentials" {
+		t.Errorf("Public: got %q, want the bastion has no AWS credentials", got)
+	}
+}
+
+// failingProvider is a credentials provider that finds nothing.
+type failingProvider struct{}
+
+func (failingProvider) Retrieve(context.Context) (aws.Credentials, error) {
+	return aws.Credentials{}, errors.New("no EC2 IMDS role found")
 }

@@ -5,6 +5,7 @@ package awsutil
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -33,7 +34,28 @@ func LoadConfig(ctx context.Context, opts ...func(*config.LoadOptions) error) (a
 	if err != nil {
 		return aws.Config{}, fmt.Errorf("loading AWS configuration: %w", err)
 	}
+	if cfg.Credentials != nil {
+		cfg.Credentials = markedCredentials{cfg.Credentials}
+	}
 	return cfg, nil
+}
+
+// ErrNoCredentials marks the errors of the SDK's credentials chain: the
+// bastion has no credentials to sign a call with. ToError tells a person
+// so in those words.
+var ErrNoCredentials = errors.New("no AWS credentials")
+
+// markedCredentials wraps the errors of a credentials provider in
+// ErrNoCredentials, so that they are recognised after the SDK has wrapped
+// them in its own ("operation error …: get identity: get credentials: …").
+type markedCredentials struct{ aws.CredentialsProvider }
+
+func (m markedCredentials) Retrieve(ctx context.Context) (aws.Credentials, error) {
+	c, err := m.CredentialsProvider.Retrieve(ctx)
+	if err != nil {
+		return c, fmt.Errorf("%w: %w", ErrNoCredentials, err)
+	}
+	return c, nil
 }
 
 // WithRetry returns a LoadConfig option that makes every client use the

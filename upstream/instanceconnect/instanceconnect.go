@@ -165,6 +165,10 @@ func New(awsCfg aws.Config, cfg Config) (*Provider, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
+	if ids := store.Conflicts(); len(ids) > 0 {
+		log.Warn("conflicting host keys", zap.String("known_hosts", cfg.KnownHosts), zap.Strings("instances", ids),
+			zap.String("action", "connections to these instances are refused until the wrong lines are removed"))
+	}
 	store.OnLearn = func(id string, key ssh.PublicKey) {
 		log.Info("learned host key",
 			zap.String("provider", upstream.ProviderEC2), zap.String("instance", id),

@@ -6,11 +6,11 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"os"
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
 
+	"bastion/internal/secfile"
 	"bastion/upstream"
 )
 
@@ -74,9 +74,10 @@ func New(hosts []Host) (*Provider, error) {
 	return p, nil
 }
 
-// LoadSigner reads an unencrypted private key file.
+// LoadSigner reads an unencrypted private key file, refusing one that
+// others could read or change (see package secfile).
 func LoadSigner(path string) (ssh.Signer, error) {
-	pem, err := os.ReadFile(path)
+	pem, err := secfile.ReadPrivateKey(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading private key: %w", err)
 	}

@@ -7,6 +7,12 @@
 // In trust-on-first-use mode the first key an instance presents is recorded
 // and every later key must match it; in pinned mode the file is only read and
 // an instance without an entry is refused.
+//
+// Several processes (bastions on one host, or one restarted) may share the
+// file. A store learns a key only under an exclusive flock(2) on the file,
+// after re-reading it, so the first key recorded by any of them wins and
+// the others refuse a different one. A file that holds conflicting keys for
+// an instance (see Store.Conflicts) trusts none of them.
 package tofu
 
 import (
@@ -18,8 +24,11 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
+	"syscall"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 
@@ -65,8 +74,9 @@ func (m Mode) String() string {
 	return fmt.Sprintf("Mode(%d)", int(m))
 }
 
-// Store is a known_hosts file keyed by instance id. It is loaded once by
-// Open; afterwards the only file I/O is appending a learned key. A Store is
+// Store is a known_hosts file keyed by instance id. It is loaded by Open;
+// afterwards the file is read again, under its lock, only before learning
+// a key for an id the store does not know, and appended to. A Store is
 // safe for concurrent use.
 type Store struct {
 	// OnLearn, if non-nil, is called after a key has been learned and
@@ -77,11 +87,16 @@ type Store struct {
 	path string
 	mode Mode
 
-	// mu protects keys and serialises appends to the file, so that two
-	// first connections to one instance cannot both learn a key: the
-	// second one compares against the key the first recorded.
+	// mu protects keys and conflicts and serialises learning within the
+	// process, so that two first connections to one instance cannot both
+	// learn a key: the second one compares against the key the first
+	// recorded. Across processes the file lock does the same (see learn);
+	// mu is taken first.
 	mu   sync.Mutex
 	keys map[string][]ssh.PublicKey
+	// conflicts holds the ids whose keys in the file disagree (see
+	// Conflicts); none of their keys is trusted.
+	conflicts map[string]bool
 }
 
 // Open loads the store at path. In TrustOnFirstUse mode a missing file is an
@@ -94,7 +109,7 @@ func Open(path string, mode Mode) (*Store, error) {
 	if path == "" {
 		return nil, errors.New("opening host key store: no path")
 	}
-	s := &Store{path: path, mode: mode, keys: make(map[string][]ssh.PublicKey)}
+	s := &Store{path: path, mode: mode, keys: make(map[string][]ssh.PublicKey), conflicts: make(map[string]bool)}
 	f, err := os.Open(path)
 	switch {
 	case errors.Is(err, os.ErrNotExist) && mode == TrustOnFirstUse:
@@ -109,8 +124,47 @@ func Open(path string, mode Mode) (*Store, error) {
 	return s, nil
 }
 
-// load parses known_hosts lines from r into s.keys.
+// Conflicts returns the instance ids whose entries in the file disagree,
+// sorted: in TrustOnFirstUse mode, an id with more than one key (the store
+// records one; a second is what two bastions that learned at once before
+// the file was locked leave behind); in Pinned mode, an id with two keys
+// of one type (an sshd has one key per type). Every key of such an id is
+// refused as a mismatch until the wrong lines are removed.
+func (s *Store) Conflicts() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ids := make([]string, 0, len(s.conflicts))
+	for id := range s.conflicts {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// conflicting reports whether keys, all on record for one id, disagree
+// (see Conflicts).
+func (s *Store) conflicting(keys []ssh.PublicKey) bool {
+	if s.mode == TrustOnFirstUse {
+		return len(keys) > 1
+	}
+	seen := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		if seen[k.Type()] {
+			return true
+		}
+		seen[k.Type()] = true
+	}
+	return false
+}
+
+// load parses known_hosts lines from r into s.keys, replacing what was
+// there, and recomputes s.conflicts. s.mu must be held (or s not yet
+// shared).
 func (s *Store) load(r io.Reader) error {
+	keys := make(map[string][]ssh.PublicKey)
+	has := func(id string, key ssh.PublicKey) bool {
+		return slices.ContainsFunc(keys[id], func(k ssh.PublicKey) bool { return bytes.Equal(k.Marshal(), key.Marshal()) })
+	}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
 	for n := 1; sc.Scan(); n++ {
@@ -129,12 +183,22 @@ func (s *Store) load(r io.Reader) error {
 			if strings.HasPrefix(h, "|") {
 				return fmt.Errorf("line %d: hashed host names are not supported", n)
 			}
-			if !s.has(h, key) {
-				s.keys[h] = append(s.keys[h], key)
+			if !has(h, key) {
+				keys[h] = append(keys[h], key)
 			}
 		}
 	}
-	return sc.Err()
+	if err := sc.Err(); err != nil {
+		return err
+	}
+	s.keys = keys
+	clear(s.conflicts)
+	for id, ks := range keys {
+		if s.conflicting(ks) {
+			s.conflicts[id] = true
+		}
+	}
+	return nil
 }
 
 // Mode returns the store's mode.
@@ -157,11 +221,13 @@ func (s *Store) HostKeyAlgorithms(id string) []string {
 // Callback returns a host key callback for the instance id. The hostname
 // and address the SSH client passes are ignored: the id is the identity.
 //
-// A key on record for id is accepted; another key for a known id fails with
-// an *upstream.Error wrapping *upstream.HostKeyMismatchError. For an unknown
-// id a TrustOnFirstUse store records and accepts the key (refusing the
-// connection if the key cannot be persisted), and a Pinned store fails with
-// an *upstream.Error wrapping upstream.ErrHostKeyUnknown.
+// A key on record for id is accepted; another key for a known id, and any
+// key for an id with conflicting entries, fails with an *upstream.Error
+// wrapping *upstream.HostKeyMismatchError. For an unknown id a
+// TrustOnFirstUse store records and accepts the key, unless another
+// process recorded one first (then the key is checked against that one),
+// refusing the connection if the key cannot be persisted; a Pinned store
+// fails with an *upstream.Error wrapping upstream.ErrHostKeyUnknown.
 func (s *Store) Callback(id string) ssh.HostKeyCallback {
 	return func(_ string, _ net.Addr, key ssh.PublicKey) error {
 		learned, err := s.check(id, key)
@@ -180,18 +246,8 @@ func (s *Store) Callback(id string) ssh.HostKeyCallback {
 func (s *Store) check(id string, key ssh.PublicKey) (learned bool, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if want, ok := s.keys[id]; ok {
-		if s.has(id, key) {
-			return false, nil
-		}
-		return false, &upstream.Error{
-			Public: "upstream host key differs from the one recorded for " + id,
-			Err: &upstream.HostKeyMismatchError{
-				Target: id,
-				Got:    key,
-				Want:   append([]ssh.PublicKey(nil), want...),
-			},
-		}
+	if _, ok := s.keys[id]; ok {
+		return false, s.verify(id, key)
 	}
 	if s.mode != TrustOnFirstUse {
 		return false, &upstream.Error{
@@ -199,14 +255,102 @@ func (s *Store) check(id string, key ssh.PublicKey) (learned bool, err error) {
 			Err:    fmt.Errorf("checking host key of %s: %w", id, upstream.ErrHostKeyUnknown),
 		}
 	}
-	if err := s.appendLine(id, key); err != nil {
+	learned, err = s.learn(id, key)
+	if err != nil {
 		return false, &upstream.Error{
 			Public: "could not record the upstream host key",
 			Err:    fmt.Errorf("recording host key of %s: %w", id, err),
 		}
 	}
+	if !learned {
+		// Another process recorded a key for id first.
+		return false, s.verify(id, key)
+	}
+	return true, nil
+}
+
+// verify checks key against the keys on record for id, which has some.
+// s.mu must be held.
+func (s *Store) verify(id string, key ssh.PublicKey) error {
+	want := s.keys[id]
+	mismatch := &upstream.HostKeyMismatchError{Target: id, Got: key, Want: append([]ssh.PublicKey(nil), want...)}
+	if s.conflicts[id] {
+		return &upstream.Error{
+			Public: "upstream host key differs from the one recorded for " + id,
+			Err:    fmt.Errorf("%s holds %d conflicting keys for %s; trusting none until the wrong lines are removed: %w", s.path, len(want), id, mismatch),
+		}
+	}
+	if s.has(id, key) {
+		return nil
+	}
+	return &upstream.Error{Public: "upstream host key differs from the one recorded for " + id, Err: mismatch}
+}
+
+// lockTimeout bounds the wait for another process's lock on the file,
+// which it holds only to read the file and append a line.
+const lockTimeout = 10 * time.Second
+
+// learn records key for id, unknown to s, unless the file already has keys
+// for id: it takes an exclusive flock on the file, re-reads it (another
+// process may have learned id since Open), and appends the line only if id
+// is still unknown. It reports whether it recorded the key; if not, s.keys
+// holds what the file has for id. s.mu must be held.
+func (s *Store) learn(id string, key ssh.PublicKey) (bool, error) {
+	dir := filepath.Dir(s.path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return false, fmt.Errorf("creating directory: %w", err)
+	}
+	_, statErr := os.Stat(s.path)
+	created := errors.Is(statErr, os.ErrNotExist)
+
+	f, err := os.OpenFile(s.path, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return false, err
+	}
+	// Closing the file releases the lock.
+	defer f.Close()
+	if err := lockFile(f, lockTimeout); err != nil {
+		return false, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return false, err
+	}
+	if err := s.load(io.NewSectionReader(f, 0, fi.Size())); err != nil {
+		return false, fmt.Errorf("re-reading %s: %w", s.path, err)
+	}
+	if _, ok := s.keys[id]; ok {
+		return false, nil
+	}
+	if err := appendLine(f, fi.Size(), id, key); err != nil {
+		return false, err
+	}
+	if created {
+		if err := syncDir(dir); err != nil {
+			return false, err
+		}
+	}
 	s.keys[id] = []ssh.PublicKey{key}
 	return true, nil
+}
+
+// lockFile takes an exclusive flock on f, waiting at most timeout for
+// another holder.
+func lockFile(f *os.File, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
+			return fmt.Errorf("locking %s: %w", f.Name(), err)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("locking %s: still locked by another process after %s", f.Name(), timeout)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // has reports whether key is on record for id. s.mu must be held (or s not
@@ -221,46 +365,21 @@ func (s *Store) has(id string, key ssh.PublicKey) bool {
 	return false
 }
 
-// appendLine appends one known_hosts line for id and key to the file and
-// fsyncs it. The line is written with a single write on an O_APPEND
-// descriptor, so a concurrent reader sees either none or all of it; if the
-// file did not end in a newline (edited by hand) one is written first. A
-// newly created file's directory is fsynced too, so that the entry survives
-// a crash. s.mu must be held.
-func (s *Store) appendLine(id string, key ssh.PublicKey) error {
-	dir := filepath.Dir(s.path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("creating directory: %w", err)
-	}
-	_, statErr := os.Stat(s.path)
-	created := errors.Is(statErr, os.ErrNotExist)
-
-	f, err := os.OpenFile(s.path, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o600)
-	if err != nil {
-		return err
-	}
+// appendLine appends one known_hosts line for id and key to f, open with
+// O_APPEND and size bytes long, and fsyncs it. The line is written with a
+// single write, so a concurrent reader sees either none or all of it; if
+// the file did not end in a newline (edited by hand) one is written first.
+func appendLine(f *os.File, size int64, id string, key ssh.PublicKey) error {
 	line := []byte(knownhostsLine(id, key))
-	if needsNewline, err := endsWithoutNewline(f); err != nil {
-		f.Close()
+	if needsNewline, err := endsWithoutNewline(f, size); err != nil {
 		return err
 	} else if needsNewline {
 		line = append([]byte{'\n'}, line...)
 	}
 	if _, err := f.Write(line); err != nil {
-		f.Close()
 		return err
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if created {
-		return syncDir(dir)
-	}
-	return nil
+	return f.Sync()
 }
 
 // knownhostsLine formats one known_hosts entry, newline included.
@@ -268,15 +387,14 @@ func knownhostsLine(id string, key ssh.PublicKey) string {
 	return id + " " + string(ssh.MarshalAuthorizedKey(key))
 }
 
-// endsWithoutNewline reports whether the file f, open for reading, is
-// non-empty and does not end in a newline.
-func endsWithoutNewline(f *os.File) (bool, error) {
-	fi, err := f.Stat()
-	if err != nil || fi.Size() == 0 {
-		return false, err
+// endsWithoutNewline reports whether the file f, open for reading and
+// size bytes long, is non-empty and does not end in a newline.
+func endsWithoutNewline(f *os.File, size int64) (bool, error) {
+	if size == 0 {
+		return false, nil
 	}
 	var b [1]byte
-	if _, err := f.ReadAt(b[:], fi.Size()-1); err != nil {
+	if _, err := f.ReadAt(b[:], size-1); err != nil {
 		return false, err
 	}
 	return b[0] != '\n', nil

@@ -1,0 +1,145 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// usage is `bastion --help`.
+const usage = `usage: bastion <command> [flags]
+
+An SSH bastion for AWS: people reach private Lightsail and EC2 instances
+with their own keys and plain OpenSSH (ssh -J bastion ec2-user@web-1).
+
+commands:
+  serve --config FILE         run the bastion
+  demo                        run a bastion in front of a simulated AWS account
+  check-config --config FILE  validate a config file as serve does (exit 1 on errors)
+  ssh-config --config FILE    print (or --write) a person's ~/.ssh/config stanza and known_hosts lines
+  version                     print the version and VCS revision
+
+"bastion <command> --help" shows a command's flags and an example.
+
+examples:
+  go run ./cmd/bastion demo
+  bastion check-config --config /etc/bastion/config.yaml
+  bastion serve --config /etc/bastion/config.yaml
+`
+
+// commandHelp is the help text of one subcommand around its flags.
+type commandHelp struct {
+	// synopsis is the usage line after "bastion ".
+	synopsis string
+	// about says what the command does, in a paragraph or more.
+	about string
+	// example holds ready-to-run command lines.
+	example string
+}
+
+// helps holds each subcommand's help.
+var helps = map[string]commandHelp{
+	"serve": {
+		synopsis: "serve --config FILE [--dev-log]",
+		about: `Runs the bastion: listens for SSH (listen), serves /metrics, /healthz and
+/readyz on admin_listen, and writes the audit log. The config is checked
+first, as check-config does; a bad one stops the start with one line per
+problem.
+
+signals:
+  SIGHUP            reload users, groups, policies, revoked keys and limits
+                    (an invalid file is refused and the old config kept),
+                    and reopen the audit log
+  SIGTERM, SIGINT   drain: stop accepting, tell live sessions, let them run
+                    until limits.drain_timeout, then exit 0
+  second SIGTERM or SIGINT
+                    exit at once, ending the drain
+  SIGUSR1           reopen the audit log (after logrotate moved it)`,
+		example: `bastion serve --config /etc/bastion/config.yaml
+kill -HUP $(pidof bastion)      # reload`,
+	},
+	"demo": {
+		synopsis: "demo [--state DIR] [--listen ADDR] [--dev-log]",
+		about: `Runs, in one process, a fake AWS account with simulated Lightsail and EC2
+instances (in-process SSH servers running your shell) and a bastion in
+front of it, and prints ssh lines to paste. Ctrl-C stops it, and so does
+the end of the process that started it (go run).`,
+		example: `go run ./cmd/bastion demo
+go run ./cmd/bastion demo --listen 127.0.0.1:2223 --state demo2   # a second one`,
+	},
+	"check-config": {
+		synopsis: "check-config --config FILE [--no-file-checks]",
+		about: `Validates a config file with the parsers serve runs at start, and prints
+"ok" or one line per problem (FILE:LINE: KEY: message), exit 1. Warnings
+(a policy group no user has) are printed and do not fail the check.`,
+		example: `bastion check-config --config /etc/bastion/config.yaml
+go run ./cmd/bastion check-config --no-file-checks --config config.yaml.example`,
+	},
+	"ssh-config": {
+		synopsis: "ssh-config --config FILE [--host HOST[:PORT]] [--user NAME] [--write]",
+		about: `Prints what a person's OpenSSH needs: a "Host bastion" stanza with ProxyJump
+for the provider suffixes, the bastion's host key, and its host CA as
+@cert-authority for the suffixes and the names of the targets the
+providers list now (with the bastion's AWS credentials). Run it where the
+host keys are. --write appends to ~/.ssh/config and ~/.ssh/known_hosts,
+replacing an older line for the same CA: run it again when instances are
+added.`,
+		example: `bastion ssh-config --config /etc/bastion/config.yaml --host bastion.example.com:22
+bastion ssh-config --config config.yaml --host bastion.example.com --user alice --write`,
+	},
+	"version": {
+		synopsis: "version",
+		about:    `Prints the module version and the VCS revision the binary was built from.`,
+		example:  `bastion version`,
+	},
+}
+
+// newFlags returns a flag set for subcommand name that reports errors
+// instead of exiting; --help prints the command's help to out.
+func newFlags(name string, out io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("bastion "+name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() { writeHelp(out, name, fs) }
+	return fs
+}
+
+// writeHelp writes the help of subcommand name: usage, what it does, its
+// flags and an example.
+func writeHelp(w io.Writer, name string, fs *flag.FlagSet) {
+	h := helps[name]
+	fmt.Fprintf(w, "usage: bastion %s\n\n%s\n", h.synopsis, h.about)
+	var flags strings.Builder
+	fs.SetOutput(&flags)
+	fs.PrintDefaults()
+	fs.SetOutput(io.Discard)
+	if flags.Len() > 0 {
+		fmt.Fprintf(w, "\nflags:\n%s", flags.String())
+	}
+	fmt.Fprintf(w, "\nexample:\n")
+	for _, line := range strings.Split(h.example, "\n") {
+		fmt.Fprintf(w, "  %s\n", line)
+	}
+}
+
+// parseFlags parses args: --help prints the help and returns flag.ErrHelp;
+// other flag errors become usage errors.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	// The flag package calls Usage on every error; the help is for
+	// --help only, a mistake gets one line (run prints the usage error).
+	help := fs.Usage
+	fs.Usage = func() {}
+	err := fs.Parse(args)
+	fs.Usage = help
+	if err != nil {
+		if err == flag.ErrHelp {
+			help()
+			return err
+		}
+		return usageError{fmt.Sprintf("%v (see %s --help)", err, fs.Name())}
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Sprintf("unexpected argument %q (see %s --help)", fs.Arg(0), fs.Name())}
+	}
+	return nil
+}
