@@ -84,7 +84,8 @@ type Config struct {
 	// WatchConfig reloads the file when it changes, as SIGHUP does.
 	WatchConfig bool `yaml:"watch_config"`
 	// Ciphers are the SSH ciphers offered to people; empty means the
-	// default (AES-GCM only where the CPU has AES instructions).
+	// default, chosen per client from its version line
+	// (proxy.DefaultServerCiphers).
 	Ciphers []string `yaml:"ciphers"`
 	// ProxyProtocol accepts PROXY protocol headers from load balancers.
 	ProxyProtocol *ProxyProtocol `yaml:"proxy_protocol"`

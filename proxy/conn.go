@@ -148,7 +148,7 @@ func (c *conn) serve() {
 	defer slot.release()
 
 	c.nc.SetDeadline(time.Now().Add(c.srv.handshakeTimeout()))
-	sc, chans, reqs, err := ssh.NewServerConn(c.nc, c.serverConfig())
+	sc, chans, reqs, err := c.srv.serverHandshake(c.nc, c.serverConfig())
 	slot.release()
 	// A connection, not each key an agent offers, is one failed
 	// authentication for throttling; a login clears the address.
@@ -245,7 +245,7 @@ func (c *conn) limitHitLog(log *zap.Logger, limit, reason string) {
 func (c *conn) serverConfig() *ssh.ServerConfig {
 	rules := c.srv.currentRules()
 	cfg := &ssh.ServerConfig{
-		Config:        sshConfig(c.srv.ciphers()),
+		Config:        sshConfig(c.srv.Ciphers),
 		MaxAuthTries:  c.srv.MaxAuthTries,
 		ServerVersion: "SSH-2.0-bastion",
 		PublicKeyCallback: func(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
@@ -599,7 +599,7 @@ func (c *conn) jump(nc ssh.NewChannel, hold *pendingJump) {
 	var up *upstreamConn
 	var l *link
 	cfg := &ssh.ServerConfig{
-		Config:        sshConfig(c.srv.ciphers()),
+		Config:        sshConfig(c.srv.Ciphers),
 		ServerVersion: "SSH-2.0-bastion",
 		NoClientAuth:  true,
 		NoClientAuthCallback: func(meta ssh.ConnMetadata) (*ssh.Permissions, error) {
@@ -614,13 +614,19 @@ func (c *conn) jump(nc ssh.NewChannel, hold *pendingJump) {
 			return &ssh.Permissions{}, nil
 		},
 	}
+	// The plain key too, as sshd offers its key beside a HostCertificate:
+	// a client with the @cert-authority line picks the certificate, one
+	// without a CA for it (PuTTY, paramiko, asyncssh with the key pinned)
+	// the key. AddHostKey keeps one key per format, and these differ.
 	cfg.AddHostKey(signer)
+	cfg.AddHostKey(c.srv.innerKey)
+	c.innerPublicKey(cfg, p.Host)
 
 	// The inner handshake includes the upstream connection, so its
 	// deadline covers the person's part plus each upstream step's own.
 	deadline := 2*c.srv.handshakeTimeout() + c.srv.awsBackstop() + c.srv.dialTimeout()
 	timer := time.AfterFunc(deadline, func() { ch.Close() })
-	isc, ichans, ireqs, err := ssh.NewServerConn(&chanConn{Channel: ch, local: c.nc.LocalAddr(), remote: c.nc.RemoteAddr()}, cfg)
+	isc, ichans, ireqs, err := c.srv.serverHandshake(&chanConn{Channel: ch, local: c.nc.LocalAddr(), remote: c.nc.RemoteAddr()}, cfg)
 	timer.Stop()
 	hold.loggedIn()
 	if err != nil {
@@ -632,6 +638,65 @@ func (c *conn) jump(nc ssh.NewChannel, hold *pendingJump) {
 		return
 	}
 	c.runLink(l, func() { splice(l.ctx, peer{conn: isc, chans: ichans, reqs: ireqs}, up.peer, l, l.logger()) })
+}
+
+// errInnerRefused answers every inner login attempt after one was refused:
+// the reason went to the person, and the audit log, once.
+var errInnerRefused = errors.New("inner login already refused")
+
+// innerPublicKey lets the inner server of a jump to typed also admit
+// publickey, with one of the person's own keys, as what it is: the same
+// login as none, on the same path and audit. paramiko's usual
+// connect(sock=..., pkey=...) tries publickey and nothing else; OpenSSH
+// tries none first, and so signs nothing twice. Once a login attempt was
+// refused (no such target, policy, upstream), later ones get
+// errInnerRefused, so that a client going on to its keys neither repeats
+// the upstream connection nor sees the reason again.
+func (c *conn) innerPublicKey(cfg *ssh.ServerConfig, typed string) {
+	admit := cfg.NoClientAuthCallback
+	var refused bool
+	cfg.NoClientAuthCallback = func(meta ssh.ConnMetadata) (*ssh.Permissions, error) {
+		if refused {
+			return nil, errInnerRefused
+		}
+		perms, err := admit(meta)
+		refused = err != nil
+		return perms, err
+	}
+	cfg.PublicKeyCallback = func(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
+		if refused {
+			return nil, errInnerRefused
+		}
+		if err := c.ownKey(key); err != nil {
+			c.audit(audit.Event{Type: audit.TypeAuthFailure, Method: "publickey", Mode: "jump", Typed: typed, Login: meta.User(),
+				KeyFingerprint: ssh.FingerprintSHA256(key), Reason: auth.FailureReason(err), Error: err.Error()})
+			c.log.Info("inner_key_refused", zap.String("typed", audit.Clip(typed)), zap.String("key_fingerprint", ssh.FingerprintSHA256(key)), zap.Error(err))
+			return nil, err
+		}
+		return cfg.NoClientAuthCallback(meta)
+	}
+}
+
+// errNotOwnKey refuses, on an inner login, a key of another user.
+var errNotOwnKey = errors.New("inner login with a key that is not the person's own")
+
+// ownKey returns nil when key is one of the person's own, by the rules in
+// force now: the key that authenticated the outer connection (for a
+// certificate, the certificate's key), or any key or certificate that
+// authenticates as the same user.
+func (c *conn) ownKey(key ssh.PublicKey) error {
+	a := c.srv.currentRules().Auth
+	id, err := a.Authenticate(key, c.nc.RemoteAddr())
+	if err == nil {
+		if id.User != c.identity.User {
+			return errNotOwnKey
+		}
+		return nil
+	}
+	if _, isCert := key.(*ssh.Certificate); !isCert && ssh.FingerprintSHA256(key) == c.identity.KeyFingerprint && a.Admits(c.identity) {
+		return nil
+	}
+	return err
 }
 
 // clippedError is err as a log field, cut by audit.Clip: errors quote

@@ -114,7 +114,8 @@ type Server struct {
 	// If zero, 6.
 	MaxAuthTries int
 	// Ciphers are the ciphers offered to people (outer and inner legs),
-	// in x/crypto's names. If nil, DefaultServerCiphers.
+	// in x/crypto's names. If empty, DefaultServerCiphers for each
+	// client's software version.
 	Ciphers []string
 	// Metrics receives counters and timings. If nil, none are kept.
 	Metrics *metrics.Metrics
@@ -204,13 +205,6 @@ func orDefault(d, def time.Duration) time.Duration {
 func (s *Server) handshakeTimeout() time.Duration {
 	return orDefault(s.HandshakeTimeout, 10*time.Second)
 }
-func (s *Server) ciphers() []string {
-	if s.Ciphers == nil {
-		return DefaultServerCiphers()
-	}
-	return s.Ciphers
-}
-
 func (s *Server) dialTimeout() time.Duration { return orDefault(s.DialTimeout, 10*time.Second) }
 func (s *Server) awsTimeout() time.Duration  { return orDefault(s.AWSTimeout, 10*time.Second) }
 
