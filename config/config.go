@@ -25,6 +25,9 @@ const (
 	// DefaultFailedAuthPerMinute is how many failed authentications one
 	// address may have in a minute before its next attempts are slowed.
 	DefaultFailedAuthPerMinute = 10
+	// DefaultMaxLinksPerConnection bounds the links one connection
+	// carries at once, as OpenSSH's MaxSessions (10) bounds its sessions.
+	DefaultMaxLinksPerConnection = 10
 	// DefaultMaxRecordingSize caps one session recording.
 	DefaultMaxRecordingSize = 1 << 30
 	// DefaultMinFreeSpace is the free space below which new links are
@@ -81,7 +84,8 @@ type Config struct {
 	// WatchConfig reloads the file when it changes, as SIGHUP does.
 	WatchConfig bool `yaml:"watch_config"`
 	// Ciphers are the SSH ciphers offered to people; empty means the
-	// default (AES-GCM only where the CPU has AES instructions).
+	// default, chosen per client from its version line
+	// (proxy.DefaultServerCiphers).
 	Ciphers []string `yaml:"ciphers"`
 	// ProxyProtocol accepts PROXY protocol headers from load balancers.
 	ProxyProtocol *ProxyProtocol `yaml:"proxy_protocol"`
@@ -236,8 +240,14 @@ type S3 struct {
 	KeepLocal bool `yaml:"keep_local"`
 }
 
-// Limits bounds connections and sessions.
+// Limits bounds connections, links and sessions. A connection is a person's
+// outer SSH connection to the bastion; a link is one upstream connection
+// spliced to a person (one per ProxyJump channel, one per direct-mode
+// connection); a session is an SSH session channel.
 type Limits struct {
+	// IdleTimeout closes a link with no traffic for this long, and
+	// MaxSession (a name older than the word "link") any link this long
+	// after it started.
 	IdleTimeout      Duration `yaml:"idle_timeout"`
 	MaxSession       Duration `yaml:"max_session"`
 	HandshakeTimeout Duration `yaml:"handshake_timeout"`
@@ -246,15 +256,30 @@ type Limits struct {
 	MaxAuthTries     int      `yaml:"max_auth_tries"`
 	// DrainTimeout is how long SIGTERM lets live sessions go on.
 	DrainTimeout Duration `yaml:"drain_timeout"`
-	// MaxSessions bounds concurrent authenticated connections in total;
-	// 0 means no bound.
-	MaxSessions int `yaml:"max_sessions"`
-	// MaxSessionsPerUser bounds one person's concurrent authenticated
-	// connections; 0 means no bound.
-	MaxSessionsPerUser int `yaml:"max_sessions_per_user"`
-	// MaxUnauthenticated bounds connections not yet authenticated; more
-	// are closed at once. One source address may hold a quarter of them
-	// (at least 8).
+	// MaxLinks bounds the links open in total, counting inner logins
+	// still in progress and, for a connection that carries no link yet,
+	// the connection itself; 0 means no bound.
+	MaxLinks int `yaml:"max_links"`
+	// MaxLinksPerUser bounds one person's links, counted as MaxLinks
+	// counts them; 0 means no bound.
+	MaxLinksPerUser int `yaml:"max_links_per_user"`
+	// MaxLinksPerConnection bounds the channels one connection has the
+	// bastion serve at once (ProxyJump links, their inner logins in
+	// progress, and the bastion's own sessions); 0 means no bound.
+	MaxLinksPerConnection int `yaml:"max_links_per_connection"`
+	// MaxSessions is the deprecated name of MaxLinks; Parse moves its
+	// value there, with a warning. A deprecated tag names the key that
+	// replaces a key.
+	MaxSessions int `yaml:"max_sessions" deprecated:"max_links"`
+	// MaxSessionsPerUser is the deprecated name of MaxLinksPerUser.
+	MaxSessionsPerUser int `yaml:"max_sessions_per_user" deprecated:"max_links_per_user"`
+	// MaxUnauthenticated bounds connections not yet authenticated, and
+	// ProxyJump channels whose inner login is not complete. One source
+	// address may hold a quarter of them (plus 8), less while its
+	// connections keep timing out in the handshake. When all are taken,
+	// a newcomer from an address holding fewer than the address holding
+	// the most is admitted in place of that address's oldest; otherwise
+	// it is closed at once.
 	MaxUnauthenticated int `yaml:"max_unauthenticated"`
 	// FailedAuthPerMinute is how many failed authentications one source
 	// address may have per minute before its further attempts are delayed,

@@ -513,12 +513,13 @@ func TestExample(t *testing.T) {
 	}
 }
 
-// schemaKeys lists the key paths of struct type t, lists written as "[]".
+// schemaKeys lists the key paths of struct type t, lists written as "[]";
+// deprecated keys are left out.
 func schemaKeys(t reflect.Type, prefix string) []string {
 	var keys []string
 	for i := range t.NumField() {
 		name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
-		if name == "" || name == "-" {
+		if name == "" || name == "-" || t.Field(i).Tag.Get("deprecated") != "" {
 			continue
 		}
 		key := joinKey(prefix, name)

@@ -89,6 +89,7 @@ func ParseWith(data []byte, path string, o Options) (*Config, error) {
 	}
 	// Keys missing at the top level are reported at line 1.
 	p.lines[""] = 1
+	renameDeprecated(&cfg, d.set, p)
 	applyDefaults(&cfg, d.set)
 	resolvePaths(&cfg, filepath.Dir(path))
 	(&checker{problems: p, skipFiles: o.SkipFiles}).check(&cfg)
@@ -130,6 +131,9 @@ func applyDefaults(c *Config, set map[string]bool) {
 	if !set["limits.failed_auth_per_minute"] {
 		l.FailedAuthPerMinute = DefaultFailedAuthPerMinute
 	}
+	if !set["limits.max_links_per_connection"] {
+		l.MaxLinksPerConnection = DefaultMaxLinksPerConnection
+	}
 	if c.Audit.OnFailure == "" {
 		c.Audit.OnFailure = OnFailureRefuse
 	}
@@ -163,6 +167,35 @@ func applyDefaults(c *Config, set map[string]bool) {
 		if !set["providers.ec2.resolve_cache"] {
 			e.ResolveCache = Duration(DefaultResolveCache)
 		}
+	}
+}
+
+// renameDeprecated moves the values of deprecated keys to the keys that
+// replaced them, with a warning for each one used. A file that sets both
+// names of one key is an error.
+func renameDeprecated(c *Config, set map[string]bool, p *problems) {
+	l := &c.Limits
+	for _, r := range []struct {
+		old, new string
+		from, to *int
+	}{
+		{"limits.max_sessions", "limits.max_links", &l.MaxSessions, &l.MaxLinks},
+		{"limits.max_sessions_per_user", "limits.max_links_per_user", &l.MaxSessionsPerUser, &l.MaxLinksPerUser},
+	} {
+		if !set[r.old] {
+			continue
+		}
+		switch {
+		case set[r.new]:
+			p.errorf(r.old, "set only %s; %s is its deprecated name", r.new, r.old)
+			continue
+		case *r.from < 0:
+			p.errorf(r.old, "must not be negative (0 means no limit)")
+			continue
+		}
+		*r.to, *r.from = *r.from, 0
+		set[r.new] = true
+		p.warnf(r.old, "deprecated; use %s (it counts links and inner logins in progress, not connections)", r.new)
 	}
 }
 

@@ -565,8 +565,9 @@ func (c *checker) checkLimits(l *Limits) {
 		key string
 		v   int
 	}{
-		{"limits.max_sessions", l.MaxSessions},
-		{"limits.max_sessions_per_user", l.MaxSessionsPerUser},
+		{"limits.max_links", l.MaxLinks},
+		{"limits.max_links_per_user", l.MaxLinksPerUser},
+		{"limits.max_links_per_connection", l.MaxLinksPerConnection},
 		{"limits.max_unauthenticated", l.MaxUnauthenticated},
 		{"limits.failed_auth_per_minute", l.FailedAuthPerMinute},
 	} {

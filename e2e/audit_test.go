@@ -253,10 +253,11 @@ func TestScriptedSession(t *testing.T) {
 	var after map[string]float64
 	waitFor(t, "the active gauges to reach 0", 20*time.Second, func() bool {
 		after = scrape(t, w.admin)
-		return after["bastion_sessions_active"] == 0 && after["bastion_connections_active"] == 0
+		return after["bastion_links_active"] == 0 && after["bastion_sessions_active"] == 0 && after["bastion_connections_active"] == 0
 	})
 	for _, series := range []string{
 		`bastion_connections_total`,
+		`bastion_links_total`,
 		`bastion_sessions_total`,
 		`bastion_channels_total{type="session"}`,
 		`bastion_channels_total{type="direct-tcpip"}`,

@@ -204,12 +204,12 @@ func TestIdleAndMaxSession(t *testing.T) {
 }
 
 func TestPerUserLimit(t *testing.T) {
-	w := newOpsWorld(t, "limits: {max_sessions_per_user: 2}\n")
+	w := newOpsWorld(t, "limits: {max_links_per_user: 2}\n")
 	w.background(t, w.bob, "sleep 300")
 	w.background(t, w.bob, "sleep 300")
 	waitFor(t, "two sessions", 20*time.Second, func() bool { return countType(t, w.b, "session_start") == 2 })
 	r := w.bob.ssh(t, nil, "-J", "bastion", w.me+"@web-1", "true")
-	if r.Code == 0 || !strings.Contains(r.Stderr, "bob already has 2 sessions open") {
+	if r.Code == 0 || !strings.Contains(r.Stderr, "bob already has 2 links open") {
 		t.Errorf("third session: got exit %d stderr %q, want the limit message", r.Code, r.Stderr)
 	}
 	if r := w.carol.ssh(t, nil, "-J", "bastion", w.me+"@web-1", "echo ok"); r.Code != 0 {

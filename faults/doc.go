@@ -19,6 +19,7 @@
 //
 //	go test -race ./faults/
 //	go test -race -run TestAbandonedSessions ./faults/ -args -faults.sessions=5000 -faults.seed=7
+//	go test -race -run TestHostileLimitsUnauthLockout ./faults/ -args -faults.lockout_attack=30s
 //
 // The tests are not parallel: goroutine and descriptor counts are
 // process-wide.

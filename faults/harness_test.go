@@ -571,6 +571,12 @@ type bastionOptions struct {
 	// handshakeTimeout, dialTimeout and awsTimeout replace the suite's
 	// defaults.
 	handshakeTimeout, dialTimeout, awsTimeout time.Duration
+	// limits holds more entries of the limits flow map, such as
+	// "max_links_per_user: 2".
+	limits string
+	// policies, if set, replaces the policies list (a YAML flow sequence;
+	// "[]" leaves alice with no policy).
+	policies string
 }
 
 // bastion is an in-process proxy.Server listening on loopback.
@@ -583,6 +589,8 @@ type bastion struct {
 	// served is closed when Serve has returned serveErr.
 	served   chan struct{}
 	serveErr error
+	// audit holds the audit log, one JSON event per line.
+	audit *syncBuffer
 }
 
 // startBastion wires a proxy.Server as cmd/bastion's serve does, from a
@@ -605,9 +613,17 @@ func (e *env) startBastion(opt bastionOptions) *bastion {
 				s.name, s.addr, e.me, e.upKey.Path, authorizedKey(s.hostKey))
 		}
 	}
-	yml.WriteString("policies:\n  - {groups: [dev], targets: [\"*\"], os_users: [\"*\"]}\n")
-	fmt.Fprintf(&yml, "limits: {handshake_timeout: %s, dial_timeout: %s, aws_timeout: %s}\n",
+	if opt.policies != "" {
+		fmt.Fprintf(&yml, "policies: %s\n", opt.policies)
+	} else {
+		yml.WriteString("policies:\n  - {groups: [dev], targets: [\"*\"], os_users: [\"*\"]}\n")
+	}
+	fmt.Fprintf(&yml, "limits: {handshake_timeout: %s, dial_timeout: %s, aws_timeout: %s",
 		cmp.Or(opt.handshakeTimeout, handshakeTimeout), cmp.Or(opt.dialTimeout, dialTimeout), cmp.Or(opt.awsTimeout, awsTimeout))
+	if opt.limits != "" {
+		fmt.Fprintf(&yml, ", %s", opt.limits)
+	}
+	yml.WriteString("}\n")
 	cfg, err := config.Parse([]byte(yml.String()), "")
 	if err != nil {
 		t.Fatalf("config:\n%s\n%v", yml.String(), err)
@@ -673,12 +689,13 @@ func (e *env) startBastion(opt bastionOptions) *bastion {
 		Auth:   auth.NewAuthenticator(cfg),
 		Policy: auth.NewPolicy(cfg),
 		Limits: proxy.Limits{
-			IdleTimeout:         lim.IdleTimeout.D(),
-			MaxSession:          lim.MaxSession.D(),
-			MaxSessions:         lim.MaxSessions,
-			MaxSessionsPerUser:  lim.MaxSessionsPerUser,
-			MaxUnauthenticated:  lim.MaxUnauthenticated,
-			FailedAuthPerMinute: lim.FailedAuthPerMinute,
+			IdleTimeout:           lim.IdleTimeout.D(),
+			MaxSession:            lim.MaxSession.D(),
+			MaxLinks:              lim.MaxLinks,
+			MaxLinksPerUser:       lim.MaxLinksPerUser,
+			MaxLinksPerConnection: lim.MaxLinksPerConnection,
+			MaxUnauthenticated:    lim.MaxUnauthenticated,
+			FailedAuthPerMinute:   lim.FailedAuthPerMinute,
 		},
 	})
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -686,7 +703,7 @@ func (e *env) startBastion(opt bastionOptions) *bastion {
 		t.Fatal(err)
 	}
 	b := &bastion{env: e, srv: srv, addr: l.Addr().String(), hostKey: hostKey.PublicKey(), hostCA: hostCA.PublicKey(),
-		served: make(chan struct{})}
+		served: make(chan struct{}), audit: auditBuf}
 	go func() {
 		defer close(b.served)
 		b.serveErr = srv.Serve(l)

@@ -20,8 +20,13 @@ type Metrics struct {
 
 	connections       prometheus.Counter
 	connectionsActive prometheus.Gauge
+	links             prometheus.Counter
+	linksActive       prometheus.Gauge
+	// sessions and sessionsActive are the deprecated names of links and
+	// linksActive, kept for dashboards.
 	sessions          prometheus.Counter
 	sessionsActive    prometheus.Gauge
+	unauthShed        prometheus.Counter
 	channels          *prometheus.CounterVec
 	authFailures      *prometheus.CounterVec
 	policyDenials     *prometheus.CounterVec
@@ -64,12 +69,16 @@ func New() *Metrics {
 	f := factory{m.reg}
 	m.connections = f.counter("bastion_connections_total", "TCP connections accepted.")
 	m.connectionsActive = f.gauge("bastion_connections_active", "Connections open now, authenticated or not.")
-	m.sessions = f.counter("bastion_sessions_total", "Upstream links spliced (one per person-to-instance connection).")
-	m.sessionsActive = f.gauge("bastion_sessions_active", "Upstream links spliced now.")
+	m.links = f.counter("bastion_links_total", "Links spliced: upstream connections spliced to a person (one per ProxyJump channel, direct-mode connection or menu pick).")
+	m.linksActive = f.gauge("bastion_links_active", "Links spliced now.")
+	m.sessions = f.counter("bastion_sessions_total", "Deprecated: the same as bastion_links_total, which replaces it (it counts links, not SSH sessions).")
+	m.sessionsActive = f.gauge("bastion_sessions_active", "Deprecated: the same as bastion_links_active, which replaces it.")
+	m.unauthShed = f.counter("bastion_unauthenticated_shed_total",
+		"Connections in their handshake and ProxyJump channels in their inner login closed to make room for a newcomer from another address (limits.max_unauthenticated).")
 	m.channels = f.counterVec("bastion_channels_total", "Channels spliced, by type (session, direct-tcpip, …).", "type")
 	m.authFailures = f.counterVec("bastion_auth_failures_total", "Failed authentications, by reason.", "reason")
 	m.policyDenials = f.counterVec("bastion_policy_denials_total", "Policy refusals, by capability (login for a target or OS user).", "capability")
-	m.limitHits = f.counterVec("bastion_limit_hits_total", "Connections or sessions stopped by a limit, by limit.", "limit")
+	m.limitHits = f.counterVec("bastion_limit_hits_total", "Connections, links or channels refused or stopped by a limit, by limit.", "limit")
 	m.awsCalls = f.histogramVec("bastion_aws_call_duration_seconds", "AWS API call latency, retries included, by service, operation and result (ok or error).",
 		[]float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}, "service", "operation", "result")
 	m.awsErrors = f.counterVec("bastion_aws_call_errors_total", "Failed AWS API calls, by service, operation and error code.", "service", "operation", "code")
@@ -107,15 +116,28 @@ func (m *Metrics) ConnectionOpened() (closed func()) {
 	return m.connectionsActive.Dec
 }
 
-// SessionOpened counts a spliced upstream link; call the returned func when
-// it ends.
-func (m *Metrics) SessionOpened() (closed func()) {
+// LinkOpened counts a spliced link (in the deprecated session series
+// too); call the returned func when it ends.
+func (m *Metrics) LinkOpened() (closed func()) {
 	if m == nil {
 		return func() {}
 	}
+	m.links.Inc()
+	m.linksActive.Inc()
 	m.sessions.Inc()
 	m.sessionsActive.Inc()
-	return m.sessionsActive.Dec
+	return func() {
+		m.linksActive.Dec()
+		m.sessionsActive.Dec()
+	}
+}
+
+// UnauthenticatedShed counts a connection or jump channel shed from the
+// unauthenticated slots for a newcomer.
+func (m *Metrics) UnauthenticatedShed() {
+	if m != nil {
+		m.unauthShed.Inc()
+	}
 }
 
 // Channel counts a spliced channel of type typ.
@@ -147,7 +169,7 @@ func (m *Metrics) AuditWriteFailure(what string) {
 	}
 }
 
-// LimitHit counts a connection or session stopped by limit.
+// LimitHit counts a connection, link or channel refused or stopped by limit.
 func (m *Metrics) LimitHit(limit string) {
 	if m != nil {
 		m.limitHits.WithLabelValues(limit).Inc()

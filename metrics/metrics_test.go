@@ -15,7 +15,8 @@ import (
 func TestNilMetricsRecordNothing(t *testing.T) {
 	var m *Metrics
 	m.ConnectionOpened()()
-	m.SessionOpened()()
+	m.LinkOpened()()
+	m.UnauthenticatedShed()
 	m.Channel("session")
 	m.AuthFailure("unknown_key")
 	m.PolicyDenial("shell")
@@ -34,7 +35,8 @@ func TestNilMetricsRecordNothing(t *testing.T) {
 func TestSeries(t *testing.T) {
 	m := New()
 	closed := m.ConnectionOpened()
-	m.SessionOpened()
+	linkClosed := m.LinkOpened()
+	m.UnauthenticatedShed()
 	m.AuthFailure("revoked")
 	m.AWSCall("Lightsail", "GetInstanceAccessDetails", 20*time.Millisecond, errors.New("x"), "AccessDeniedException")
 	m.AWSCall("Lightsail", "GetInstanceAccessDetails", 20*time.Millisecond, errors.New("x"), "")
@@ -47,7 +49,11 @@ func TestSeries(t *testing.T) {
 	}{
 		{"connections_total", testutil.ToFloat64(m.connections), 1},
 		{"connections_active open", testutil.ToFloat64(m.connectionsActive), 1},
-		{"sessions_active", testutil.ToFloat64(m.sessionsActive), 1},
+		{"links_total", testutil.ToFloat64(m.links), 1},
+		{"links_active", testutil.ToFloat64(m.linksActive), 1},
+		{"sessions_total, the deprecated links_total", testutil.ToFloat64(m.sessions), 1},
+		{"sessions_active, the deprecated links_active", testutil.ToFloat64(m.sessionsActive), 1},
+		{"unauthenticated shed", testutil.ToFloat64(m.unauthShed), 1},
 		{"auth failures revoked", testutil.ToFloat64(m.authFailures.WithLabelValues("revoked")), 1},
 		{"aws errors by code", testutil.ToFloat64(m.awsErrors.WithLabelValues("Lightsail", "GetInstanceAccessDetails", "AccessDeniedException")), 1},
 		{"aws errors without code", testutil.ToFloat64(m.awsErrors.WithLabelValues("Lightsail", "GetInstanceAccessDetails", "unknown")), 1},
@@ -63,6 +69,10 @@ func TestSeries(t *testing.T) {
 	closed()
 	if got := testutil.ToFloat64(m.connectionsActive); got != 0 {
 		t.Errorf("connections_active after close: got %v, want 0", got)
+	}
+	linkClosed()
+	if got, old := testutil.ToFloat64(m.linksActive), testutil.ToFloat64(m.sessionsActive); got != 0 || old != 0 {
+		t.Errorf("links_active and sessions_active after the link ended: got %v and %v, want 0 and 0", got, old)
 	}
 }
 

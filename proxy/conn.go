@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -42,6 +43,13 @@ type conn struct {
 	// rejected counts the keys refused during the handshake (only the
 	// handshake goroutine touches it).
 	rejected int
+	// host is the source address, the unit of the per-source limits.
+	host string
+	// units counts the channels the bastion serves for this connection
+	// now (see Server.holdChannel); srv.mu protects it.
+	units int
+	// chanRefusals counts the channel opens refused by a limit.
+	chanRefusals atomic.Int64
 	// chans numbers the connection's channels for the audit log, across
 	// all its links.
 	chans atomic.Int32
@@ -119,18 +127,29 @@ func (c *conn) serve() {
 	if !c.throttle() {
 		return
 	}
-	lim := c.srv.currentRules().Limits
-	host := hostOf(c.nc.RemoteAddr())
-	if !c.srv.holdUnauth(host, lim.MaxUnauthenticated) {
-		c.limitHit("max_unauthenticated", "too many connections in their handshake")
+	host := c.host
+	// Shedding runs on the newcomer's goroutine: it uses the logger as it
+	// is now (serve replaces c.log once authenticated), and spares a
+	// connection that has authenticated meanwhile (its slot is gone
+	// either way).
+	log := c.log
+	slot, why := c.srv.holdUnauth(host, func(reason string) {
+		if _, ok := c.authenticated(); ok {
+			return
+		}
+		c.limitHitLog(log, "max_unauthenticated", reason)
+		c.srv.Metrics.UnauthenticatedShed()
+		c.cancel(errors.New(reason))
+	})
+	if slot == nil {
+		c.limitHit("max_unauthenticated", why)
 		return
 	}
-	authDone := sync.OnceFunc(func() { c.srv.releaseUnauth(host) })
-	defer authDone()
+	defer slot.release()
 
 	c.nc.SetDeadline(time.Now().Add(c.srv.handshakeTimeout()))
-	sc, chans, reqs, err := ssh.NewServerConn(c.nc, c.serverConfig())
-	authDone()
+	sc, chans, reqs, err := c.srv.serverHandshake(c.nc, c.serverConfig())
+	slot.release()
 	// A connection, not each key an agent offers, is one failed
 	// authentication for throttling; a login clears the address.
 	perMinute := c.srv.currentRules().Limits.FailedAuthPerMinute
@@ -138,12 +157,14 @@ func (c *conn) serve() {
 		if c.rejected > 0 {
 			c.srv.failures.fail(host, perMinute)
 		}
+		c.srv.penalties.noLogin(host, errors.Is(err, os.ErrDeadlineExceeded))
 		hf := classifyHandshake(err, c.rejected)
 		c.srv.handshakeFailed(c.log, "outer", hf)
 		c.cancel(hf)
 		return
 	}
 	c.srv.failures.succeeded(host)
+	c.srv.penalties.succeeded(host)
 	c.nc.SetDeadline(time.Time{})
 	c.mu.Lock()
 	c.sc = sc
@@ -164,8 +185,9 @@ func (c *conn) serve() {
 		return
 	}
 
-	if msg := c.srv.admit(c); msg != "" {
-		c.refuse(chans, reqs, "bastion: "+msg)
+	if r := c.srv.admit(c); r != nil {
+		c.limitHit(r.limit, r.msg)
+		c.refuse(chans, reqs, "bastion: "+r.msg)
 		return
 	}
 	defer c.srv.release(c)
@@ -208,11 +230,14 @@ func (c *conn) throttle() bool {
 	}
 }
 
-// limitHit audits and counts a limit that stops the connection.
-func (c *conn) limitHit(limit, reason string) {
+// limitHit audits and counts a limit that refuses or stops the connection
+// or one of its channels.
+func (c *conn) limitHit(limit, reason string) { c.limitHitLog(c.log, limit, reason) }
+
+func (c *conn) limitHitLog(log *zap.Logger, limit, reason string) {
 	c.srv.Metrics.LimitHit(limit)
 	c.audit(audit.Event{Type: audit.TypeLimitExceeded, Limit: limit, Reason: reason})
-	c.log.Info("limit_exceeded", zap.String("limit", limit))
+	log.Info("limit_exceeded", zap.String("limit", limit))
 }
 
 // serverConfig is the outer server's configuration: public keys and user
@@ -220,7 +245,7 @@ func (c *conn) limitHit(limit, reason string) {
 func (c *conn) serverConfig() *ssh.ServerConfig {
 	rules := c.srv.currentRules()
 	cfg := &ssh.ServerConfig{
-		Config:        sshConfig(c.srv.ciphers()),
+		Config:        sshConfig(c.srv.Ciphers),
 		MaxAuthTries:  c.srv.MaxAuthTries,
 		ServerVersion: "SSH-2.0-bastion",
 		PublicKeyCallback: func(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
@@ -320,21 +345,31 @@ func (c *conn) serveJump(chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request) 
 	for nc := range chans {
 		switch nc.ChannelType() {
 		case chanDirectTCPIP:
+			hold, ok := c.holdJump(nc)
+			if !ok {
+				continue
+			}
 			c.wg.Add(1)
 			go func() {
 				defer c.wg.Done()
-				c.jump(nc)
+				defer hold.release()
+				c.jump(nc, hold)
 			}()
 		case chanSession:
+			if !c.holdOwn(nc) {
+				continue
+			}
 			c.wg.Add(1)
 			go func() {
 				defer c.wg.Done()
+				defer c.srv.releaseChannel(c)
 				c.ownSession(nc)
 			}()
 		default:
 			nc.Reject(ssh.UnknownChannelType, "bastion: unsupported channel type "+audit.Clip(nc.ChannelType()))
 		}
 	}
+	c.auditRefusals()
 }
 
 // target is a resolved target with the name the person typed.
@@ -514,7 +549,10 @@ func (c *conn) connectUpstream(t target, osUser, mode string) (*upstreamConn, *l
 //     used unless the inner authentication's Authorize, taken against the
 //     policy in force at that moment, allows the login (connectUpstream);
 //     the check in step 1 is a precondition, not the grant.
-func (c *conn) jump(nc ssh.NewChannel) {
+//
+// hold is the channel's place under the limits; its unauthenticated slot
+// is given back once the inner login completes.
+func (c *conn) jump(nc ssh.NewChannel, hold *pendingJump) {
 	defer c.jumpStarted()()
 	var p tcpipChannel
 	if err := ssh.Unmarshal(nc.ExtraData(), &p); err != nil {
@@ -551,7 +589,7 @@ func (c *conn) jump(nc ssh.NewChannel) {
 		}()
 	}
 
-	ch, chReqs, err := nc.Accept()
+	ch, chReqs, err := hold.accept(nc)
 	if err != nil {
 		return
 	}
@@ -561,7 +599,7 @@ func (c *conn) jump(nc ssh.NewChannel) {
 	var up *upstreamConn
 	var l *link
 	cfg := &ssh.ServerConfig{
-		Config:        sshConfig(c.srv.ciphers()),
+		Config:        sshConfig(c.srv.Ciphers),
 		ServerVersion: "SSH-2.0-bastion",
 		NoClientAuth:  true,
 		NoClientAuthCallback: func(meta ssh.ConnMetadata) (*ssh.Permissions, error) {
@@ -576,14 +614,21 @@ func (c *conn) jump(nc ssh.NewChannel) {
 			return &ssh.Permissions{}, nil
 		},
 	}
+	// The plain key too, as sshd offers its key beside a HostCertificate:
+	// a client with the @cert-authority line picks the certificate, one
+	// without a CA for it (PuTTY, paramiko, asyncssh with the key pinned)
+	// the key. AddHostKey keeps one key per format, and these differ.
 	cfg.AddHostKey(signer)
+	cfg.AddHostKey(c.srv.innerKey)
+	c.innerPublicKey(cfg, p.Host)
 
 	// The inner handshake includes the upstream connection, so its
 	// deadline covers the person's part plus each upstream step's own.
 	deadline := 2*c.srv.handshakeTimeout() + c.srv.awsBackstop() + c.srv.dialTimeout()
 	timer := time.AfterFunc(deadline, func() { ch.Close() })
-	isc, ichans, ireqs, err := ssh.NewServerConn(&chanConn{Channel: ch, local: c.nc.LocalAddr(), remote: c.nc.RemoteAddr()}, cfg)
+	isc, ichans, ireqs, err := c.srv.serverHandshake(&chanConn{Channel: ch, local: c.nc.LocalAddr(), remote: c.nc.RemoteAddr()}, cfg)
 	timer.Stop()
+	hold.loggedIn()
 	if err != nil {
 		if up != nil {
 			up.conn.Close()
@@ -593,6 +638,65 @@ func (c *conn) jump(nc ssh.NewChannel) {
 		return
 	}
 	c.runLink(l, func() { splice(l.ctx, peer{conn: isc, chans: ichans, reqs: ireqs}, up.peer, l, l.logger()) })
+}
+
+// errInnerRefused answers every inner login attempt after one was refused:
+// the reason went to the person, and the audit log, once.
+var errInnerRefused = errors.New("inner login already refused")
+
+// innerPublicKey lets the inner server of a jump to typed also admit
+// publickey, with one of the person's own keys, as what it is: the same
+// login as none, on the same path and audit. paramiko's usual
+// connect(sock=..., pkey=...) tries publickey and nothing else; OpenSSH
+// tries none first, and so signs nothing twice. Once a login attempt was
+// refused (no such target, policy, upstream), later ones get
+// errInnerRefused, so that a client going on to its keys neither repeats
+// the upstream connection nor sees the reason again.
+func (c *conn) innerPublicKey(cfg *ssh.ServerConfig, typed string) {
+	admit := cfg.NoClientAuthCallback
+	var refused bool
+	cfg.NoClientAuthCallback = func(meta ssh.ConnMetadata) (*ssh.Permissions, error) {
+		if refused {
+			return nil, errInnerRefused
+		}
+		perms, err := admit(meta)
+		refused = err != nil
+		return perms, err
+	}
+	cfg.PublicKeyCallback = func(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
+		if refused {
+			return nil, errInnerRefused
+		}
+		if err := c.ownKey(key); err != nil {
+			c.audit(audit.Event{Type: audit.TypeAuthFailure, Method: "publickey", Mode: "jump", Typed: typed, Login: meta.User(),
+				KeyFingerprint: ssh.FingerprintSHA256(key), Reason: auth.FailureReason(err), Error: err.Error()})
+			c.log.Info("inner_key_refused", zap.String("typed", audit.Clip(typed)), zap.String("key_fingerprint", ssh.FingerprintSHA256(key)), zap.Error(err))
+			return nil, err
+		}
+		return cfg.NoClientAuthCallback(meta)
+	}
+}
+
+// errNotOwnKey refuses, on an inner login, a key of another user.
+var errNotOwnKey = errors.New("inner login with a key that is not the person's own")
+
+// ownKey returns nil when key is one of the person's own, by the rules in
+// force now: the key that authenticated the outer connection (for a
+// certificate, the certificate's key), or any key or certificate that
+// authenticates as the same user.
+func (c *conn) ownKey(key ssh.PublicKey) error {
+	a := c.srv.currentRules().Auth
+	id, err := a.Authenticate(key, c.nc.RemoteAddr())
+	if err == nil {
+		if id.User != c.identity.User {
+			return errNotOwnKey
+		}
+		return nil
+	}
+	if _, isCert := key.(*ssh.Certificate); !isCert && ssh.FingerprintSHA256(key) == c.identity.KeyFingerprint && a.Admits(c.identity) {
+		return nil
+	}
+	return err
 }
 
 // clippedError is err as a log field, cut by audit.Clip: errors quote
@@ -608,7 +712,7 @@ func clippedError(err error) zap.Field {
 func (c *conn) runLink(l *link, relay func()) {
 	c.trackLink(l)
 	defer c.untrackLink(l)
-	defer c.srv.Metrics.SessionOpened()()
+	defer c.srv.Metrics.LinkOpened()()
 	stopLimits := l.runLimits()
 	relay()
 	stopLimits()

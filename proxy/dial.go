@@ -34,16 +34,25 @@ var kexAlgorithms = []string{
 // assembly for the SSH construction.
 var hasAESGCM = (cpu.X86.HasAES && cpu.X86.HasPCLMULQDQ) || (cpu.ARM64.HasAES && cpu.ARM64.HasPMULL)
 
-// DefaultServerCiphers returns the ciphers the bastion offers people when
-// the configuration names none: with AES-GCM in hardware, only AES-GCM, so
-// that OpenSSH clients (which prefer chacha20-poly1305, then AES-CTR) pick
-// it; every OpenSSH since 6.2, PuTTY since 0.76 and Go's x/crypto have it.
-// Without, x/crypto's defaults.
-func DefaultServerCiphers() []string {
-	if hasAESGCM {
+// DefaultServerCiphers returns the ciphers the bastion offers a client
+// whose identification line (RFC 4253 §4.2) names the software version
+// software, when the configuration names none. The client's preference
+// decides among what is offered, and OpenSSH prefers chacha20-poly1305,
+// then AES-CTR, both several times slower here than AES-GCM; so with
+// AES-GCM in hardware, OpenSSH 6.2 and later (which all have it) are
+// offered only AES-GCM. Every other client (PuTTY, paramiko, libssh2,
+// asyncssh, x/crypto, and OpenSSH before 6.2) is offered the broad set,
+// AEAD first: paramiko before 3.5 and libssh2 before 1.11 have neither
+// AES-GCM nor chacha20-poly1305. Without AES-GCM in hardware, x/crypto's
+// defaults, for everyone.
+func DefaultServerCiphers(software string) []string {
+	if !hasAESGCM {
+		return nil
+	}
+	if isOpenSSHWithGCM(software) {
 		return []string{ssh.CipherAES128GCM, ssh.CipherAES256GCM}
 	}
-	return nil
+	return []string{ssh.CipherAES128GCM, ssh.CipherAES256GCM, ssh.CipherChaCha20Poly1305, ssh.CipherAES128CTR, ssh.CipherAES192CTR, ssh.CipherAES256CTR}
 }
 
 // upstreamCiphers is the preference of the bastion as a client: the

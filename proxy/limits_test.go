@@ -56,32 +56,3 @@ func TestFailureTracker(t *testing.T) {
 		t.Errorf("disabled: got %v, %v; want 0, true", d, ok)
 	}
 }
-
-func TestUnauthSlots(t *testing.T) {
-	s := &Server{}
-	s.init()
-	per := perSourceUnauth(20) // 13
-	for i := range per {
-		if !s.holdUnauth("a", 20) {
-			t.Fatalf("slot %d for a refused", i)
-		}
-	}
-	if s.holdUnauth("a", 20) {
-		t.Errorf("a over its share: got a slot, want none")
-	}
-	for i := range 20 - per {
-		if !s.holdUnauth("b", 20) {
-			t.Fatalf("slot %d for b refused", i)
-		}
-	}
-	if s.holdUnauth("c", 20) {
-		t.Errorf("over the total: got a slot, want none")
-	}
-	s.releaseUnauth("a")
-	if !s.holdUnauth("c", 20) {
-		t.Errorf("after a release: got none, want a slot")
-	}
-	if !s.holdUnauth("d", 0) {
-		t.Errorf("no limit: got none, want a slot")
-	}
-}

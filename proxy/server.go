@@ -42,17 +42,32 @@ type Rules struct {
 	RevokeLive bool
 }
 
-// Limits bound what connections and sessions may use. Zero values mean no
+// Limits bound what connections and links may use. Zero values mean no
 // limit.
+//
+// Words: a connection is a person's outer SSH connection to the bastion; a
+// link is one upstream connection spliced to a person (one per ProxyJump
+// channel, one per direct-mode connection, one per menu pick); a session is
+// an SSH session channel.
 type Limits struct {
 	// IdleTimeout closes a link with no payload either way for this long.
 	IdleTimeout time.Duration
 	// MaxSession closes a link this long after it started.
 	MaxSession time.Duration
-	// MaxSessions bounds authenticated connections in total, and
-	// MaxSessionsPerUser one person's.
-	MaxSessions, MaxSessionsPerUser int
-	// MaxUnauthenticated bounds connections still in their handshake.
+	// MaxLinks bounds the links in total, and MaxLinksPerUser one
+	// person's. Both count what a person holds open or is opening
+	// upstream: every channel the bastion serves (a ProxyJump link, live
+	// or with its inner login in progress, or the bastion's own session),
+	// and at least one per authenticated connection, so that connections
+	// carrying nothing yet are bounded too. A direct-mode connection is
+	// one link.
+	MaxLinks, MaxLinksPerUser int
+	// MaxLinksPerConnection bounds the channels one connection has the
+	// bastion serve at once, as OpenSSH's MaxSessions does.
+	MaxLinksPerConnection int
+	// MaxUnauthenticated bounds connections still in their handshake and
+	// ProxyJump channels whose inner login is not complete (see
+	// unauthTable).
 	MaxUnauthenticated int
 	// FailedAuthPerMinute is how many failed authentications a source
 	// address may have per minute before its connections are delayed.
@@ -99,7 +114,8 @@ type Server struct {
 	// If zero, 6.
 	MaxAuthTries int
 	// Ciphers are the ciphers offered to people (outer and inner legs),
-	// in x/crypto's names. If nil, DefaultServerCiphers.
+	// in x/crypto's names. If empty, DefaultServerCiphers for each
+	// client's software version.
 	Ciphers []string
 	// Metrics receives counters and timings. If nil, none are kept.
 	Metrics *metrics.Metrics
@@ -113,11 +129,12 @@ type Server struct {
 	innerKey ssh.Signer
 	certs    *certCache
 
-	// unauthMu protects unauth and unauthBy: connections that have not
-	// finished authenticating, in total and by source address.
-	unauthMu sync.Mutex
-	unauth   int
-	unauthBy map[string]int
+	// unauth holds the slots of connections in their handshake and of
+	// jump channels in their inner login.
+	unauth unauthTable
+	// penalties lowers the unauthenticated share of addresses whose
+	// handshakes keep timing out, and ranks addresses for shedding.
+	penalties *penaltyBox
 	// failures throttles addresses with many failed authentications.
 	failures *failureTracker
 	// hsLog rate-limits the log lines of failed handshakes.
@@ -129,12 +146,16 @@ type Server struct {
 	auditAlarm atomic.Int32
 	bg         sync.WaitGroup
 
-	mu        sync.Mutex // protects listeners, conns, users and closed
+	// mu protects listeners, conns, users, links, closed and every conn's
+	// units.
+	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	conns     map[*conn]struct{}
-	// users counts authenticated connections per user; authed their sum.
+	// users counts links per user, as Limits.MaxLinksPerUser counts them
+	// (every authenticated connection counts max(1, its units)); links is
+	// their sum.
 	users  map[string]int
-	authed int
+	links  int
 	closed bool
 	connWG sync.WaitGroup // one per tracked conn
 }
@@ -184,13 +205,6 @@ func orDefault(d, def time.Duration) time.Duration {
 func (s *Server) handshakeTimeout() time.Duration {
 	return orDefault(s.HandshakeTimeout, 10*time.Second)
 }
-func (s *Server) ciphers() []string {
-	if s.Ciphers == nil {
-		return DefaultServerCiphers()
-	}
-	return s.Ciphers
-}
-
 func (s *Server) dialTimeout() time.Duration { return orDefault(s.DialTimeout, 10*time.Second) }
 func (s *Server) awsTimeout() time.Duration  { return orDefault(s.AWSTimeout, 10*time.Second) }
 
@@ -209,7 +223,8 @@ func (s *Server) init() {
 		s.listeners = map[net.Listener]struct{}{}
 		s.conns = map[*conn]struct{}{}
 		s.users = map[string]int{}
-		s.unauthBy = map[string]int{}
+		s.penalties = newPenaltyBox(time.Now)
+		s.unauth.score = s.penalties.score
 		s.failures = newFailureTracker(time.Now)
 	})
 }
@@ -276,68 +291,97 @@ func (s *Server) newConn(nc net.Conn) *conn {
 		return nil
 	}
 	ctx, cancel := context.WithCancelCause(context.Background())
-	c := &conn{srv: s, nc: nc, id: newID(), ctx: ctx, cancel: cancel}
+	c := &conn{srv: s, nc: nc, id: newID(), host: hostOf(nc.RemoteAddr()), ctx: ctx, cancel: cancel}
 	s.conns[c] = struct{}{}
 	s.connWG.Add(1)
 	return c
 }
 
-// holdUnauth takes one of the unauthenticated connection slots for a
-// connection from host, or reports false when there is none: max in total,
-// and a quarter of max (at least 8) per source address, so that one address
-// cannot take every slot and lock others out. max 0 means no limit. A true
-// result must be given back with releaseUnauth.
-func (s *Server) holdUnauth(host string, max int) bool {
-	s.unauthMu.Lock()
-	defer s.unauthMu.Unlock()
-	if max > 0 && (s.unauth >= max || s.unauthBy[host] >= perSourceUnauth(max)) {
-		return false
+// holdUnauth takes an unauthenticated slot for host under the current
+// limits, or returns nil and the reason it is refused. onShed closes what
+// holds the slot if a newcomer takes its place.
+func (s *Server) holdUnauth(host string, onShed func(reason string)) (*unauthSlot, string) {
+	max := s.currentRules().Limits.MaxUnauthenticated
+	share := perSourceUnauth(max)
+	if s.penalties.penalized(host) {
+		share = penalizedShare(share)
 	}
-	s.unauth++
-	s.unauthBy[host]++
-	return true
+	return s.unauth.hold(host, max, share, onShed)
 }
 
-// perSourceUnauth is the share of max unauthenticated connections one
-// source address may hold.
-func perSourceUnauth(max int) int { return min(max, 8+max/4) }
-
-func (s *Server) releaseUnauth(host string) {
-	s.unauthMu.Lock()
-	defer s.unauthMu.Unlock()
-	s.unauth--
-	if s.unauthBy[host]--; s.unauthBy[host] <= 0 {
-		delete(s.unauthBy, host)
-	}
+// refusal is a limit that refuses a connection or a channel: its name (the
+// audit event's limit) and the sentence the person is told.
+type refusal struct {
+	limit, msg string
 }
 
-// admit counts an authenticated connection against the session limits, or
-// returns the reason it is refused.
-func (s *Server) admit(c *conn) string {
+// admit counts an authenticated connection against the link limits (as
+// one link until it carries more), or returns why it is refused.
+func (s *Server) admit(c *conn) *refusal {
 	lim := s.currentRules().Limits
-	user := c.identity.User
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	switch {
-	case lim.MaxSessions > 0 && s.authed >= lim.MaxSessions:
-		c.limitHit("max_sessions", "the bastion is at its session limit")
-		return fmt.Sprintf("the bastion is at its limit of %d sessions; try again later", lim.MaxSessions)
-	case lim.MaxSessionsPerUser > 0 && s.users[user] >= lim.MaxSessionsPerUser:
-		c.limitHit("max_sessions_per_user", "user at their session limit")
-		return fmt.Sprintf("%s already has %d sessions open, the most allowed", user, lim.MaxSessionsPerUser)
+	if r := s.linkRoomLocked(lim, c.identity.User); r != nil {
+		return r
 	}
-	s.users[user]++
-	s.authed++
-	return ""
+	s.users[c.identity.User]++
+	s.links++
+	return nil
+}
+
+// linkRoomLocked returns why user may not have one more link, or nil.
+func (s *Server) linkRoomLocked(lim Limits, user string) *refusal {
+	switch {
+	case lim.MaxLinks > 0 && s.links >= lim.MaxLinks:
+		return &refusal{"max_links", fmt.Sprintf("the bastion is at its limit of %d links; try again later", lim.MaxLinks)}
+	case lim.MaxLinksPerUser > 0 && s.users[user] >= lim.MaxLinksPerUser:
+		return &refusal{"max_links_per_user", fmt.Sprintf("%s already has %d links open, the most allowed", user, lim.MaxLinksPerUser)}
+	}
+	return nil
 }
 
 // release undoes admit.
 func (s *Server) release(c *conn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.authed--
-	if s.users[c.identity.User]--; s.users[c.identity.User] <= 0 {
-		delete(s.users, c.identity.User)
+	s.dropLinkLocked(c.identity.User)
+}
+
+func (s *Server) dropLinkLocked(user string) {
+	s.links--
+	if s.users[user]--; s.users[user] <= 0 {
+		delete(s.users, user)
+	}
+}
+
+// holdChannel counts a channel that c asks the bastion to serve (a
+// ProxyJump link or an own session) against the link limits, or returns why
+// it is refused. The connection's first channel is the link admit already
+// counted. A nil result must be given back with releaseChannel.
+func (s *Server) holdChannel(c *conn) *refusal {
+	lim := s.currentRules().Limits
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n := lim.MaxLinksPerConnection; n > 0 && c.units >= n {
+		return &refusal{"max_links_per_connection", fmt.Sprintf("this connection already has %d links open, the most allowed; open another connection", n)}
+	}
+	if c.units >= 1 {
+		if r := s.linkRoomLocked(lim, c.identity.User); r != nil {
+			return r
+		}
+		s.users[c.identity.User]++
+		s.links++
+	}
+	c.units++
+	return nil
+}
+
+// releaseChannel undoes holdChannel.
+func (s *Server) releaseChannel(c *conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c.units--; c.units >= 1 {
+		s.dropLinkLocked(c.identity.User)
 	}
 }
 
@@ -413,6 +457,7 @@ func (s *Server) closeConns(cause error) {
 
 // ActiveConns returns the number of live connections.
 func (s *Server) ActiveConns() int {
+	s.init()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.conns)

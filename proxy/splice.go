@@ -216,10 +216,10 @@ func spliceChannel(dir direction, nc ssh.NewChannel, to ssh.Conn, g guard, log *
 	}
 	if dir == fromPerson {
 		obs := g.observe(dir, typ, nc.ExtraData(), src)
-		pipeChannel(typ, src, srcReqs, dst, dstReqs, g, obs)
+		pipeChannel(typ, src, srcReqs, dst, dstReqs, g, obs, log)
 	} else {
 		obs := g.observe(dir, typ, nc.ExtraData(), dst)
-		pipeChannel(typ, dst, dstReqs, src, srcReqs, g, obs)
+		pipeChannel(typ, dst, dstReqs, src, srcReqs, g, obs, log)
 	}
 }
 
@@ -232,14 +232,30 @@ func spliceChannel(dir direction, nc ssh.NewChannel, to ssh.Conn, g guard, log *
 // copied, so the person never sees a command end before its last output.
 // A side's close is passed on once that side's data and requests are done.
 //
+// On a session channel the person gets data, then exit-status or
+// exit-signal, then EOF, then close, in whichever order the instance sent
+// them (OpenSSH's sshd sends EOF before exit-status): the EOF towards the
+// person is held until the exit status has been relayed, or the instance
+// closed the channel without one. A client may answer EOF with CLOSE at
+// once (PuTTY does, when its own side is done), and x/crypto then refuses
+// to send anything more on the channel: a status relayed after the EOF
+// would be lost.
+//
 // obs, if non-nil, sees every request and byte, and is told when the
-// channel is done.
-func pipeChannel(typ string, person ssh.Channel, personReqs <-chan *ssh.Request, up ssh.Channel, upReqs <-chan *ssh.Request, g guard, obs channelObserver) {
+// channel is done. log receives relay failures.
+func pipeChannel(typ string, person ssh.Channel, personReqs <-chan *ssh.Request, up ssh.Channel, upReqs <-chan *ssh.Request, g guard, obs channelObserver, log *zap.Logger) {
 	// Extended data is stderr, which only session channels carry (RFC
 	// 4254 §5.2); other channels skip its copy loops.
 	stderr := typ == chanSession
 	toUp := newCopier(person, up, fromPerson, obs, stderr)
 	toPerson := newCopier(up, person, fromUpstream, obs, stderr)
+	// exited is closed once the instance's exit status is on its way to
+	// the person, or its requests have ended (it closed the channel).
+	exited := make(chan struct{})
+	exit := sync.OnceFunc(func() { close(exited) })
+	if typ == chanSession {
+		toPerson.hold = exited
+	}
 	personEnd := &channelEnd{Channel: person}
 	upEnd := &channelEnd{Channel: up}
 	var wg sync.WaitGroup
@@ -248,11 +264,11 @@ func pipeChannel(typ string, person ssh.Channel, personReqs <-chan *ssh.Request,
 	go func() { defer wg.Done(); toPerson.run() }()
 	go func() {
 		defer wg.Done()
-		forwardRequests(fromPerson, typ, personReqs, upEnd, personEnd, toUp, g, obs)
+		forwardRequests(fromPerson, typ, personReqs, upEnd, personEnd, toUp, g, obs, func() {}, log)
 	}()
 	go func() {
 		defer wg.Done()
-		forwardRequests(fromUpstream, typ, upReqs, personEnd, upEnd, toPerson, g, obs)
+		forwardRequests(fromUpstream, typ, upReqs, personEnd, upEnd, toPerson, g, obs, exit, log)
 	}()
 	wg.Wait()
 	person.Close()
@@ -280,9 +296,10 @@ func (e *channelEnd) close() {
 }
 
 // forwardRequests relays the channel requests of one direction in order.
-// When reqs ends (the sender closed its end), it waits for that direction's
-// data to be copied and closes the receiving end.
-func forwardRequests(dir direction, chanType string, reqs <-chan *ssh.Request, to, from *channelEnd, c *copier, g guard, obs channelObserver) {
+// exited is called once an exit-status or exit-signal has been sent on, and
+// when reqs ends (the sender closed its end); then it waits for that
+// direction's data and EOF to be copied and closes the receiving end.
+func forwardRequests(dir direction, chanType string, reqs <-chan *ssh.Request, to, from *channelEnd, c *copier, g guard, obs channelObserver, exited func(), log *zap.Logger) {
 	for req := range reqs {
 		if ok, msg := g.allowRequest(dir, chanType, req); !ok {
 			if dir == fromPerson && (req.Type == reqShell || req.Type == reqExec || req.Type == reqSubsystem) {
@@ -303,8 +320,11 @@ func forwardRequests(dir direction, chanType string, reqs <-chan *ssh.Request, t
 			}
 			continue
 		}
-		if req.Type == reqExitStatus || req.Type == reqExitSignal {
-			<-c.done
+		isExit := req.Type == reqExitStatus || req.Type == reqExitSignal
+		if isExit {
+			// After the last data, before the EOF (which c holds
+			// until exited is called, on session channels).
+			<-c.drained
 		}
 		if obs != nil {
 			// Before sending: a shell's first output may follow its
@@ -314,15 +334,30 @@ func forwardRequests(dir direction, chanType string, reqs <-chan *ssh.Request, t
 				continue
 			}
 		}
+		var err error
 		if !req.WantReply {
-			to.SendRequest(req.Type, false, req.Payload)
-			continue
+			_, err = to.SendRequest(req.Type, false, req.Payload)
+		} else {
+			from.replying.Lock()
+			var ok bool
+			ok, err = to.SendRequest(req.Type, true, req.Payload)
+			req.Reply(ok && err == nil, nil)
+			from.replying.Unlock()
 		}
-		from.replying.Lock()
-		ok, err := to.SendRequest(req.Type, true, req.Payload)
-		req.Reply(ok && err == nil, nil)
-		from.replying.Unlock()
+		if err != nil {
+			// The other end closed the channel first; for an exit
+			// status, the person's client reports no status.
+			lvl := zap.DebugLevel
+			if isExit {
+				lvl = zap.InfoLevel
+			}
+			log.Log(lvl, "channel_request_relay_failed", zap.String("request", req.Type), zap.Stringer("dir", dir), zap.Error(err))
+		}
+		if isExit {
+			exited()
+		}
 	}
+	exited()
 	<-c.done
 	to.close()
 }
@@ -345,13 +380,16 @@ func refuseSession(req *ssh.Request, person, up *channelEnd, msg string) {
 }
 
 // copier copies one direction of a channel: data and extended data until
-// the source's EOF, then EOF (CloseWrite) to the destination. done is closed
-// when both streams are drained and EOF has been passed on.
+// the source's EOF, then EOF (CloseWrite) to the destination. drained is
+// closed when both streams are drained, and done once EOF has been passed
+// on too. If hold is set, EOF waits for it to be closed.
 type copier struct {
 	src, dst ssh.Channel
 	dir      direction
 	obs      channelObserver // may be nil
 	stderr   bool            // copy extended data too
+	drained  chan struct{}
+	hold     <-chan struct{} // may be nil
 	done     chan struct{}
 	// n counts the bytes of data and of extended data, each written by
 	// its own goroutine and read after done.
@@ -359,7 +397,7 @@ type copier struct {
 }
 
 func newCopier(src, dst ssh.Channel, dir direction, obs channelObserver, stderr bool) *copier {
-	return &copier{src: src, dst: dst, dir: dir, obs: obs, stderr: stderr, done: make(chan struct{})}
+	return &copier{src: src, dst: dst, dir: dir, obs: obs, stderr: stderr, drained: make(chan struct{}), done: make(chan struct{})}
 }
 
 func (c *copier) run() {
@@ -377,6 +415,10 @@ func (c *copier) run() {
 	c.copy(c.dst, c.src, false)
 	// Extended data may not follow EOF, so wait for stderr too.
 	wg.Wait()
+	close(c.drained)
+	if c.hold != nil {
+		<-c.hold
+	}
 	c.dst.CloseWrite()
 }
 

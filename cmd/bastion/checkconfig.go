@@ -19,7 +19,8 @@ import (
 
 // cmdCheckConfig validates a config file the way serve does, for CI
 // pipelines and a unit's pre-start: exit 0 and "ok" (after a "warning:"
-// line per doubtful but valid setting), or exit 1 with one line per problem.
+// line per doubtful but valid setting, such as a deprecated key), or exit 1
+// with one line per problem.
 func cmdCheckConfig(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := newFlags("check-config", stdout)
 	cf := addConfigFlag(fs)
