@@ -9,15 +9,6 @@ import (
 	"bastion/upstream/provider"
 )
 
-// providerDirs maps each registered provider kind to the package that
-// implements it, whose AWS calls must be exactly its descriptor's
-// IAMActions.
-var providerDirs = map[string]string{
-	provider.NameLightsail: "upstream/lightsail",
-	provider.NameEC2:       "upstream/instanceconnect",
-	provider.NameStatic:    "upstream/static",
-}
-
 // TestIAMActionsMatchRegistry checks the provider registry against the code
 // and the shipped policy: each provider package calls exactly the IAM
 // actions its descriptor lists, and the policy allows every one of them.
@@ -36,9 +27,9 @@ func TestIAMActionsMatchRegistry(t *testing.T) {
 	}
 	for _, d := range provider.All() {
 		t.Run(d.Name, func(t *testing.T) {
-			dir, ok := providerDirs[d.Name]
-			if !ok {
-				t.Fatalf("provider %q has no package in providerDirs", d.Name)
+			dir := d.Dir
+			if dir == "" {
+				t.Fatalf("provider %q has no Dir", d.Name)
 			}
 			var called []string
 			for _, c := range s.calls {

@@ -27,6 +27,7 @@ var (
 	// Lightsail is Amazon Lightsail (package upstream/lightsail).
 	Lightsail = Descriptor{
 		Name:                NameLightsail,
+		Dir:                 "upstream/lightsail",
 		Regional:            true,
 		Lists:               true,
 		IAMActions:          []string{"lightsail:GetInstance", "lightsail:GetInstanceAccessDetails", "lightsail:GetInstances"},
@@ -38,6 +39,7 @@ var (
 	// upstream/instanceconnect).
 	EC2 = Descriptor{
 		Name:                NameEC2,
+		Dir:                 "upstream/instanceconnect",
 		Regional:            true,
 		Lists:               true,
 		IAMActions:          []string{"ec2:DescribeInstances", "ec2-instance-connect:SendSSHPublicKey"},
@@ -48,6 +50,7 @@ var (
 	// Static is hosts named in the config (package upstream/static).
 	Static = Descriptor{
 		Name:  NameStatic,
+		Dir:   "upstream/static",
 		Lists: true,
 	}
 )

@@ -31,6 +31,9 @@ type Descriptor struct {
 	// Lists reports whether the kind can list every target it serves
 	// (its Provider implements upstream.Lister).
 	Lists bool
+	// Dir is the folder of the package that implements the kind, relative
+	// to the module root (upstream/lightsail); the IAM test scans it.
+	Dir string
 	// IAMActions are the AWS actions the kind calls, as "service:Action";
 	// the IAM policy in deploy/iam must grant exactly these.
 	IAMActions []string
