@@ -140,6 +140,9 @@ func applyDefaults(c *Config, set map[string]bool) {
 	if !set["audit.min_free_space"] {
 		c.Audit.MinFreeSpace = DefaultMinFreeSpace
 	}
+	// Provider defaults are the values of their descriptors (package
+	// provider); this is the layer that applies them to a file, see
+	// awsutil.Settings.
 	if ls := c.Providers.Lightsail; ls != nil {
 		if ls.Address == "" {
 			ls.Address = provider.Lightsail.DefaultAddress
