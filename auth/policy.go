@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"bastion/config"
+	"bastion/upstream/provider"
 )
 
 // Target is what a policy matches a connection's destination against.
@@ -130,7 +131,7 @@ func matchesTarget(patterns []string, t Target) bool {
 }
 
 func matchTarget(pat string, t Target) bool {
-	for _, prov := range []string{"lightsail", "ec2", "static"} {
+	for _, prov := range provider.Names() {
 		if rest, ok := strings.CutPrefix(pat, prov+":"); ok {
 			if t.Provider != prov {
 				return false

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"bastion/upstream/provider"
 )
 
 // Defaults for keys left out of the file.
@@ -17,7 +19,7 @@ const (
 	DefaultDialTimeout      = 10 * time.Second
 	DefaultAWSTimeout       = 10 * time.Second
 	DefaultMaxAuthTries     = 6
-	DefaultResolveCache     = 30 * time.Second
+	DefaultResolveCache     = provider.DefaultResolveCache
 	DefaultDrainTimeout     = 30 * time.Second
 	// DefaultMaxUnauthenticated bounds connections still in their
 	// handshake or authentication.
@@ -135,8 +137,8 @@ type Providers struct {
 
 // Address choices for AWS providers.
 const (
-	AddressPublic  = "public"
-	AddressPrivate = "private"
+	AddressPublic  = provider.AddressPublic
+	AddressPrivate = provider.AddressPrivate
 )
 
 // Host key policies for EC2.

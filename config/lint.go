@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"bastion/upstream/provider"
 )
 
 // knownRegions are the AWS regions (commercial, China, GovCloud and the
@@ -31,9 +33,6 @@ var knownRegions = []string{
 	"us-gov-east-1", "us-gov-west-1",
 	"us-iso-east-1", "us-iso-west-1", "us-isob-east-1", "us-isof-east-1", "us-isof-south-1", "eu-isoe-west-1",
 }
-
-// targetProviders are the provider prefixes of a policy target pattern.
-var targetProviders = []string{"lightsail", "ec2", "static"}
 
 // lint runs the checks for names that are well formed but cannot be what
 // the operator meant: unknown AWS regions and target pattern prefixes are
@@ -96,7 +95,7 @@ func (c *checker) checkPolicyGroups(cfg *Config, key string, groups []string) {
 // "[provider:]tag:KEY=GLOB" (auth.Policy's matchTarget).
 func targetPatternProblem(pat string) string {
 	rest := pat
-	for _, p := range targetProviders {
+	for _, p := range provider.Names() {
 		if r, ok := strings.CutPrefix(rest, p+":"); ok {
 			rest = r
 			break
@@ -122,10 +121,10 @@ func targetPatternProblem(pat string) string {
 		return fmt.Sprintf("%q: unknown region %q after the provider%s", pat, prefix, didYouMean(prefix, knownRegions))
 	}
 	var candidates []string
-	for _, c := range append(append([]string{"tag"}, targetProviders...), knownRegions...) {
+	for _, c := range append(append([]string{"tag"}, provider.Names()...), knownRegions...) {
 		candidates = append(candidates, c+":")
 	}
-	return fmt.Sprintf("%q: unknown prefix %q (want lightsail:, ec2:, static:, tag:KEY=VALUE or a region)%s", pat, prefix+":", didYouMean(prefix+":", candidates))
+	return fmt.Sprintf("%q: unknown prefix %q (want %s, tag:KEY=VALUE or a region)%s", pat, prefix+":", strings.Join(provider.Prefixes(), ", "), didYouMean(prefix+":", candidates))
 }
 
 // didYouMean returns `; did you mean "X"?` for the candidate closest to s,

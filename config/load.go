@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"bastion/internal/secfile"
+	"bastion/upstream/provider"
 )
 
 // Load reads and parses the configuration file at path, as Parse does, and
@@ -143,29 +144,32 @@ func applyDefaults(c *Config, set map[string]bool) {
 	if !set["audit.min_free_space"] {
 		c.Audit.MinFreeSpace = DefaultMinFreeSpace
 	}
+	// Provider defaults are the values of their descriptors (package
+	// provider); this is the layer that applies them to a file, see
+	// awsutil.Settings.
 	if ls := c.Providers.Lightsail; ls != nil {
 		if ls.Address == "" {
-			ls.Address = AddressPublic
+			ls.Address = provider.Lightsail.DefaultAddress
 		}
 		if !set["providers.lightsail.port"] {
-			ls.Port = 22
+			ls.Port = provider.Lightsail.DefaultPort
 		}
 		if !set["providers.lightsail.resolve_cache"] {
-			ls.ResolveCache = Duration(DefaultResolveCache)
+			ls.ResolveCache = Duration(provider.Lightsail.DefaultResolveCache)
 		}
 	}
 	if e := c.Providers.EC2; e != nil {
 		if e.Address == "" {
-			e.Address = AddressPrivate
+			e.Address = provider.EC2.DefaultAddress
 		}
 		if e.HostKeys == "" {
 			e.HostKeys = HostKeysTOFU
 		}
 		if !set["providers.ec2.port"] {
-			e.Port = 22
+			e.Port = provider.EC2.DefaultPort
 		}
 		if !set["providers.ec2.resolve_cache"] {
-			e.ResolveCache = Duration(DefaultResolveCache)
+			e.ResolveCache = Duration(provider.EC2.DefaultResolveCache)
 		}
 	}
 }

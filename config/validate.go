@@ -17,6 +17,7 @@ import (
 	"golang.org/x/crypto/ssh/knownhosts"
 
 	"bastion/internal/secfile"
+	"bastion/upstream/provider"
 )
 
 var (
@@ -24,10 +25,6 @@ var (
 	targetNameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
 	regionRe     = regexp.MustCompile(`^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d+$`)
 )
-
-// targetSuffixes end the target names that select a provider; a static
-// target's own name must not end in one.
-var targetSuffixes = []string{".lightsail", ".ec2", ".static"}
 
 // capabilities are the values allowed in a policy's allow and deny lists.
 var capabilities = []string{CapShell, CapExec, CapSFTP, CapSCP, CapPortForwarding, CapAgentForwarding, CapX11}
@@ -358,7 +355,7 @@ func (c *checker) checkStatic(targets []Static) {
 		case !targetNameRe.MatchString(s.Name):
 			c.errorf(nameKey, "%q is not a valid target name (letters, digits, '.', '_' and '-', starting with a letter or digit)", s.Name)
 		case hasTargetSuffix(s.Name):
-			c.errorf(nameKey, "%q must not end in .lightsail, .ec2 or .static (they select a provider)", s.Name)
+			c.errorf(nameKey, "%q must not end in %s (they select a provider)", s.Name, provider.Or(provider.Suffixes()))
 		case first[s.Name] != "":
 			c.errorf(nameKey, "duplicate static target %q (first at line %d)", s.Name, c.lineOf(first[s.Name]))
 		default:
@@ -399,7 +396,7 @@ func (c *checker) checkStatic(targets []Static) {
 
 // hasTargetSuffix reports whether name ends in a provider suffix.
 func hasTargetSuffix(name string) bool {
-	for _, s := range targetSuffixes {
+	for _, s := range provider.Suffixes() {
 		if strings.HasSuffix(name, s) {
 			return true
 		}

@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strings"
 	"sync"
+
+	"bastion/upstream/provider"
 )
 
 var (
@@ -49,13 +51,12 @@ func ParseQuery(typed string) (Query, error) {
 	s := typed
 	var q Query
 	if i := strings.LastIndexByte(s, '.'); i > 0 {
-		switch p := strings.ToLower(s[i+1:]); p {
-		case ProviderLightsail, ProviderEC2, ProviderStatic:
-			q.Provider = p
+		if d, ok := provider.Lookup(strings.ToLower(s[i+1:])); ok {
+			q.Provider = d.Name
 			s = s[:i]
 			if j := strings.LastIndexByte(s, '.'); j > 0 && IsRegion(s[j+1:]) {
-				if p == ProviderStatic {
-					return Query{}, fmt.Errorf("parsing target %q: static targets have no region", typed)
+				if !d.Regional {
+					return Query{}, fmt.Errorf("parsing target %q: %s targets have no region", typed, d.Name)
 				}
 				q.Region = s[j+1:]
 				s = s[:j]

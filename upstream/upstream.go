@@ -16,14 +16,16 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"bastion/upstream/provider"
 )
 
 // Provider names, as used in target names ("web-1.lightsail") and policies
-// ("lightsail:web-*").
+// ("lightsail:web-*"). Package provider owns them and what they mean.
 const (
-	ProviderLightsail = "lightsail"
-	ProviderEC2       = "ec2"
-	ProviderStatic    = "static"
+	ProviderLightsail = provider.NameLightsail
+	ProviderEC2       = provider.NameEC2
+	ProviderStatic    = provider.NameStatic
 )
 
 // Query is a parsed target name: what the person typed as the host.

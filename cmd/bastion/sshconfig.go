@@ -21,6 +21,7 @@ import (
 	"bastion/metrics"
 	"bastion/proxy"
 	"bastion/upstream"
+	"bastion/upstream/provider"
 )
 
 // cmdSSHConfig prints what a person's OpenSSH needs to use the bastion: an
@@ -31,12 +32,22 @@ import (
 // `ssh -J bastion ec2-user@web-1` verifies and no other name does. With
 // --write it adds them to the files, replacing an older line for the same
 // CA.
+// defaultHostPatterns returns "*.lightsail *.ec2 *.static": a Host pattern
+// for each registered provider's target suffix.
+func defaultHostPatterns() string {
+	var pats []string
+	for _, s := range provider.Suffixes() {
+		pats = append(pats, "*"+s)
+	}
+	return strings.Join(pats, " ")
+}
+
 func cmdSSHConfig(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("ssh-config", stdout)
 	cf := addConfigFlag(fs)
 	host := fs.String("host", "", "the bastion's address as people reach it (default: the listen address)")
 	user := fs.String("user", "", "the person's bastion user name (default: ssh's default)")
-	hosts := fs.String("hosts", "*.lightsail *.ec2 *.static", "space-separated Host patterns to send through the bastion")
+	hosts := fs.String("hosts", defaultHostPatterns(), "space-separated Host patterns to send through the bastion")
 	write := fs.Bool("write", false, "append to ~/.ssh/config and ~/.ssh/known_hosts unless already there")
 	sshDir := fs.String("ssh-dir", "", "folder of config and known_hosts for --write (default ~/.ssh)")
 	if err := parseFlags(fs, args); err != nil {

@@ -29,19 +29,20 @@ import (
 
 	"bastion/upstream"
 	"bastion/upstream/awsutil"
+	"bastion/upstream/provider"
 	"bastion/upstream/tofu"
 )
 
 // Address choices for Config.Address.
 const (
-	AddressPrivate = "private"
-	AddressPublic  = "public"
+	AddressPrivate = provider.AddressPrivate
+	AddressPublic  = provider.AddressPublic
 )
 
-// Defaults for zero Config fields.
+// Defaults for zero Config fields, from provider.EC2.
 const (
-	DefaultPort         = 22
-	DefaultResolveCache = 30 * time.Second
+	DefaultPort         = provider.DefaultPort
+	DefaultResolveCache = provider.DefaultResolveCache
 )
 
 // KeyLifetime is how long EC2 Instance Connect keeps a pushed key.
@@ -104,6 +105,12 @@ type Config struct {
 	Observe awsutil.Observer
 	// Now returns the current time; if nil, time.Now. Tests set it.
 	Now func() time.Time
+}
+
+// settings returns the fields cfg shares with every AWS provider.
+func (cfg Config) settings() awsutil.Settings {
+	return awsutil.Settings{Regions: cfg.Regions, Address: cfg.Address, Port: cfg.Port, ResolveCache: cfg.ResolveCache,
+		CallTimeout: cfg.CallTimeout, Now: cfg.Now, Logger: cfg.Logger}
 }
 
 // Provider finds EC2 instances and pushes keys to them. It is safe for
@@ -195,46 +202,13 @@ func NewWithClients(clients map[string]Clients, hostKeys HostKeys, cfg Config) (
 	if hostKeys == nil {
 		return nil, errors.New("instanceconnect: no host key store")
 	}
-	if len(cfg.Regions) == 0 {
-		for r := range clients {
-			cfg.Regions = append(cfg.Regions, r)
-		}
-		slices.Sort(cfg.Regions)
+	s := cfg.settings()
+	log, err := awsutil.Settle(&s, "instanceconnect", provider.EC2, [2]string{AddressPrivate, AddressPublic},
+		clients, func(c Clients) bool { return c.EC2 != nil && c.Connect != nil }, "no clients for region")
+	if err != nil {
+		return nil, err
 	}
-	if len(cfg.Regions) == 0 {
-		return nil, errors.New("instanceconnect: no regions configured")
-	}
-	for _, r := range cfg.Regions {
-		if c := clients[r]; c.EC2 == nil || c.Connect == nil {
-			return nil, fmt.Errorf("instanceconnect: no clients for region %q", r)
-		}
-	}
-	switch cfg.Address {
-	case "":
-		cfg.Address = AddressPrivate
-	case AddressPublic, AddressPrivate:
-	default:
-		return nil, fmt.Errorf("instanceconnect: address %q is neither %q nor %q", cfg.Address, AddressPrivate, AddressPublic)
-	}
-	if cfg.Port == 0 {
-		cfg.Port = DefaultPort
-	}
-	if cfg.Port < 1 || cfg.Port > 65535 {
-		return nil, fmt.Errorf("instanceconnect: port %d out of range", cfg.Port)
-	}
-	if cfg.ResolveCache == 0 {
-		cfg.ResolveCache = DefaultResolveCache
-	}
-	if cfg.CallTimeout <= 0 {
-		cfg.CallTimeout = awsutil.DefaultCallTimeout
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	log := cfg.Logger
-	if log == nil {
-		log = zap.NewNop()
-	}
+	cfg.Regions, cfg.Address, cfg.Port, cfg.ResolveCache, cfg.CallTimeout, cfg.Now = s.Regions, s.Address, s.Port, s.ResolveCache, s.CallTimeout, s.Now
 	source := cfg.HostKeys
 	if source == "" {
 		source = tofu.ModeNameTOFU
@@ -244,7 +218,7 @@ func NewWithClients(clients map[string]Clients, hostKeys HostKeys, cfg Config) (
 		clients:       clients,
 		hostKeys:      hostKeys,
 		hostKeySource: source,
-		log:           log.With(zap.String("provider", upstream.ProviderEC2)),
+		log:           log,
 		byName:        make(map[cacheKey]lookupEntry),
 		byID:          make(map[cacheKey]lookupEntry),
 	}, nil

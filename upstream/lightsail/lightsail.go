@@ -9,8 +9,6 @@ package lightsail
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"regexp"
 	"slices"
 	"sync"
@@ -25,18 +23,19 @@ import (
 
 	"bastion/upstream"
 	"bastion/upstream/awsutil"
+	"bastion/upstream/provider"
 )
 
 // Address choices for Config.Address.
 const (
-	AddressPublic  = "public"
-	AddressPrivate = "private"
+	AddressPublic  = provider.AddressPublic
+	AddressPrivate = provider.AddressPrivate
 )
 
-// Defaults for zero Config fields.
+// Defaults for zero Config fields, from provider.Lightsail.
 const (
-	DefaultPort         = 22
-	DefaultResolveCache = 30 * time.Second
+	DefaultPort         = provider.DefaultPort
+	DefaultResolveCache = provider.DefaultResolveCache
 )
 
 // refreshBefore is how long before their expiry cached access details are
@@ -73,6 +72,12 @@ type Config struct {
 	Observe awsutil.Observer
 	// Now returns the current time; if nil, time.Now. Tests set it.
 	Now func() time.Time
+}
+
+// settings returns the fields cfg shares with every AWS provider.
+func (cfg Config) settings() awsutil.Settings {
+	return awsutil.Settings{Regions: cfg.Regions, Address: cfg.Address, Port: cfg.Port, ResolveCache: cfg.ResolveCache,
+		CallTimeout: cfg.CallTimeout, Now: cfg.Now, Logger: cfg.Logger}
 }
 
 // Provider finds Lightsail instances and issues credentials for them. It is
@@ -127,50 +132,17 @@ func New(awsCfg aws.Config, cfg Config) (*Provider, error) {
 // NewWithClients returns a Provider that uses clients[region] for each of
 // cfg.Regions; if cfg.Regions is empty, every region in clients is used.
 func NewWithClients(clients map[string]API, cfg Config) (*Provider, error) {
-	if len(cfg.Regions) == 0 {
-		for r := range clients {
-			cfg.Regions = append(cfg.Regions, r)
-		}
-		slices.Sort(cfg.Regions)
+	s := cfg.settings()
+	log, err := awsutil.Settle(&s, "lightsail", provider.Lightsail, [2]string{AddressPublic, AddressPrivate},
+		clients, func(c API) bool { return c != nil }, "no client for region")
+	if err != nil {
+		return nil, err
 	}
-	if len(cfg.Regions) == 0 {
-		return nil, errors.New("lightsail: no regions configured")
-	}
-	for _, r := range cfg.Regions {
-		if clients[r] == nil {
-			return nil, fmt.Errorf("lightsail: no client for region %q", r)
-		}
-	}
-	switch cfg.Address {
-	case "":
-		cfg.Address = AddressPublic
-	case AddressPublic, AddressPrivate:
-	default:
-		return nil, fmt.Errorf("lightsail: address %q is neither %q nor %q", cfg.Address, AddressPublic, AddressPrivate)
-	}
-	if cfg.Port == 0 {
-		cfg.Port = DefaultPort
-	}
-	if cfg.Port < 1 || cfg.Port > 65535 {
-		return nil, fmt.Errorf("lightsail: port %d out of range", cfg.Port)
-	}
-	if cfg.ResolveCache == 0 {
-		cfg.ResolveCache = DefaultResolveCache
-	}
-	if cfg.CallTimeout <= 0 {
-		cfg.CallTimeout = awsutil.DefaultCallTimeout
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	log := cfg.Logger
-	if log == nil {
-		log = zap.NewNop()
-	}
+	cfg.Regions, cfg.Address, cfg.Port, cfg.ResolveCache, cfg.CallTimeout, cfg.Now = s.Regions, s.Address, s.Port, s.ResolveCache, s.CallTimeout, s.Now
 	return &Provider{
 		cfg:        cfg,
 		clients:    clients,
-		log:        log.With(zap.String("provider", upstream.ProviderLightsail)),
+		log:        log,
 		instances:  make(map[cacheKey]instanceEntry),
 		access:     make(map[cacheKey]*accessDetails),
 		prefetched: make(map[cacheKey]prefetch),

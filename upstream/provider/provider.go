@@ -1,0 +1,138 @@
+// Package provider is the one list of upstream provider kinds and what each
+// one means outside its own package: its name, which is also its target
+// suffix (".lightsail"), its policy prefix ("lightsail:") and its config
+// section (providers.lightsail); whether its targets carry a region; whether
+// it can list its targets; the IAM actions it calls; and the defaults of its
+// config keys.
+//
+// The package imports nothing of the AWS SDK, so that config, auth and
+// upstream can all read it. Each provider kind is registered once, in
+// builtin.go, as a database/sql driver or a Caddy module registers itself;
+// the provider packages themselves register their constructors with the
+// assembly that builds them.
+package provider
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Descriptor describes one provider kind.
+type Descriptor struct {
+	// Name names the kind: target names end in "."+Name, policy target
+	// patterns start with Name+":", and its config section is
+	// providers.Name. Lower case letters and digits.
+	Name string
+	// Regional reports whether the kind's targets live in an AWS region
+	// that a target name may give (web-1.us-east-1.lightsail).
+	Regional bool
+	// Lists reports whether the kind can list every target it serves
+	// (its Provider implements upstream.Lister).
+	Lists bool
+	// Dir is the folder of the package that implements the kind, relative
+	// to the module root (upstream/lightsail); the IAM test scans it.
+	Dir string
+	// IAMActions are the AWS actions the kind calls, as "service:Action";
+	// the IAM policy in deploy/iam must grant exactly these.
+	IAMActions []string
+	// DefaultAddress is the address choice used when the config leaves
+	// address out; empty if the kind has none.
+	DefaultAddress string
+	// DefaultPort is the SSH port used when the config leaves port out;
+	// zero if the kind has none.
+	DefaultPort int
+	// DefaultResolveCache is how long name lookups are cached when the
+	// config leaves resolve_cache out; zero if the kind does not cache.
+	DefaultResolveCache time.Duration
+}
+
+// Suffix returns the target name suffix that selects d, such as ".ec2".
+func (d Descriptor) Suffix() string { return "." + d.Name }
+
+// Prefix returns the policy target pattern prefix that selects d, such as
+// "ec2:".
+func (d Descriptor) Prefix() string { return d.Name + ":" }
+
+// Section returns d's config section, such as "providers.ec2".
+func (d Descriptor) Section() string { return "providers." + d.Name }
+
+// mu protects registry.
+var (
+	mu       sync.RWMutex
+	registry []Descriptor
+)
+
+// Register adds d to the registry. It panics if d.Name is empty, not lower
+// case, or already registered; it is meant to be called from init.
+func Register(d Descriptor) {
+	if d.Name == "" || strings.ToLower(d.Name) != d.Name || strings.ContainsAny(d.Name, ".: ") {
+		panic(fmt.Sprintf("provider: invalid name %q", d.Name))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, r := range registry {
+		if r.Name == d.Name {
+			panic(fmt.Sprintf("provider: %q registered twice", d.Name))
+		}
+	}
+	registry = append(registry, d)
+}
+
+// All returns the registered descriptors in registration order.
+func All() []Descriptor {
+	mu.RLock()
+	defer mu.RUnlock()
+	return append([]Descriptor(nil), registry...)
+}
+
+// Lookup returns the descriptor named name.
+func Lookup(name string) (Descriptor, bool) {
+	mu.RLock()
+	defer mu.RUnlock()
+	for _, d := range registry {
+		if d.Name == name {
+			return d, true
+		}
+	}
+	return Descriptor{}, false
+}
+
+// Names returns the registered names in registration order.
+func Names() []string {
+	var out []string
+	for _, d := range All() {
+		out = append(out, d.Name)
+	}
+	return out
+}
+
+// Suffixes returns the registered target suffixes in registration order.
+func Suffixes() []string {
+	var out []string
+	for _, d := range All() {
+		out = append(out, d.Suffix())
+	}
+	return out
+}
+
+// Prefixes returns the registered policy prefixes in registration order.
+func Prefixes() []string {
+	var out []string
+	for _, d := range All() {
+		out = append(out, d.Prefix())
+	}
+	return out
+}
+
+// Or joins items as "a, b or c".
+func Or(items []string) string {
+	switch len(items) {
+	case 0:
+		return ""
+	case 1:
+		return items[0]
+	}
+	return strings.Join(items[:len(items)-1], ", ") + " or " + items[len(items)-1]
+}
