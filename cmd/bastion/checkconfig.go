@@ -8,11 +8,10 @@ import (
 	"io/fs"
 	"os"
 
-	"go.uber.org/zap"
 	"golang.org/x/crypto/ssh"
 
+	"bastion/assemble"
 	"bastion/config"
-	"bastion/metrics"
 	"bastion/proxy"
 	"bastion/upstream/secretref"
 )
@@ -74,9 +73,9 @@ func preflight(ctx context.Context, cfg *config.Config, files bool) error {
 	}
 	var err error
 	if files {
-		_, err = newProviders(ctx, cfg, zap.NewNop(), nil, &awsLoader{}, metrics.New())
+		_, err = assemble.Providers(ctx, cfg, assemble.Options{})
 	} else {
-		_, err = newAWSProviders(ctx, cfg, zap.NewNop(), nil, &awsLoader{}, metrics.New())
+		_, err = assemble.AWSProviders(ctx, cfg, assemble.Options{})
 		for _, st := range cfg.Providers.Static {
 			if st.HostKey == "" {
 				continue

@@ -20,6 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"golang.org/x/crypto/ssh"
 
+	"bastion/assemble"
 	"bastion/config"
 	"bastion/internal/awsfake"
 	"bastion/internal/siminstance"
@@ -205,16 +206,16 @@ limits: {drain_timeout: 5s}
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	b, err := newBastion(ctx, cfg, log, &awsCfg)
+	b, err := assemble.New(ctx, cfg, assemble.Options{Logger: log, AWS: &awsCfg})
 	if err != nil {
 		return err
 	}
-	defer b.close()
+	defer b.Close()
 	l, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listening on %s (choose another with --listen): %w", cfg.Listen, err)
 	}
-	sshConfig, knownHosts, err := writeDemoSSHConfig(dir, l.Addr().(*net.TCPAddr), keyPath, b.srv.HostKey.PublicKey(), b.srv.HostCA.PublicKey())
+	sshConfig, knownHosts, err := writeDemoSSHConfig(dir, l.Addr().(*net.TCPAddr), keyPath, b.Server.HostKey.PublicKey(), b.Server.HostCA.PublicKey())
 	if err != nil {
 		return err
 	}
@@ -238,7 +239,7 @@ Ctrl-C stops the demo.
 		filepath.Join(dir, "audit.jsonl"), filepath.Join(dir, "bastion.log"), filepath.Join(dir, "recordings"))
 	stopWatch := watchParent(ctx, stop)
 	defer stopWatch()
-	err = b.serve(ctx, l, cfgPath)
+	err = serve(ctx, b, l, cfgPath, cfg.WatchConfig, cfg.Limits.DrainTimeout.D(), log)
 	if errors.Is(err, proxy.ErrServerClosed) {
 		return nil
 	}

@@ -14,11 +14,10 @@ import (
 	"sort"
 	"strings"
 
-	"go.uber.org/zap"
 	"golang.org/x/crypto/ssh"
 
+	"bastion/assemble"
 	"bastion/config"
-	"bastion/metrics"
 	"bastion/proxy"
 	"bastion/upstream"
 	"bastion/upstream/provider"
@@ -124,7 +123,7 @@ func targetNames(ctx context.Context, cfg *config.Config) ([]string, error) {
 	for _, st := range cfg.Providers.Static {
 		set[st.Name] = true
 	}
-	providers, err := newAWSProviders(ctx, cfg, zap.NewNop(), nil, &awsLoader{}, metrics.New())
+	providers, err := assemble.AWSProviders(ctx, cfg, assemble.Options{})
 	if err == nil && len(providers) > 0 {
 		lctx, cancel := context.WithTimeout(ctx, 2*cfg.Limits.AWSTimeout.D())
 		var all []upstream.Target
@@ -176,7 +175,7 @@ func bastionAddress(flagHost, listen string) (string, string, error) {
 // SDK's default credentials).
 func existingPublicKey(cfg *config.Config, key, value string) (ssh.PublicKey, error) {
 	if config.IsAWSKeyRef(value) {
-		s, err := loadHostKey(context.Background(), key, value, &awsLoader{}, cfg.Limits.AWSTimeout.D(), zap.NewNop(), nil)
+		s, err := assemble.LoadHostKey(context.Background(), cfg, key, value)
 		if err != nil {
 			return nil, err
 		}
