@@ -13,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"bastion/internal/testkit"
 )
 
 // pollInterval is how often readiness and quiescence conditions are
@@ -218,13 +220,4 @@ func runTool(ctx context.Context, name string, args ...string) (string, error) {
 }
 
 // lookTool finds an OpenSSH tool on PATH or in /usr/sbin (sshd).
-func lookTool(name string) (string, error) {
-	if p, err := exec.LookPath(name); err == nil {
-		return p, nil
-	}
-	p := filepath.Join("/usr/sbin", name)
-	if st, err := os.Stat(p); err == nil && !st.IsDir() {
-		return p, nil
-	}
-	return "", fmt.Errorf("%s not found on PATH or in /usr/sbin: install OpenSSH with `apt-get install openssh-server openssh-client`", name)
-}
+func lookTool(name string) (string, error) { return testkit.LookTool(name) }

@@ -2,9 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
-	"encoding/pem"
 	"fmt"
 	"net"
 	"os"
@@ -18,6 +15,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"bastion/internal/awsfake"
+	"bastion/internal/testkit"
 )
 
 // awsRegion is the fake account's one region.
@@ -39,41 +37,12 @@ const (
 )
 
 // keypair is an ed25519 key on disk in OpenSSH format.
-type keypair struct {
-	Private string // path of the private key (mode 0600)
-	Signer  ssh.Signer
-}
+type keypair = testkit.Key
 
-// AuthorizedKey returns the public key in authorized_keys form.
-func (k keypair) AuthorizedKey() string { return authorizedKey(k.Signer.PublicKey()) }
-
-func authorizedKey(k ssh.PublicKey) string {
-	return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k)))
-}
+func authorizedKey(k ssh.PublicKey) string { return testkit.AuthorizedKey(k) }
 
 // newKey creates an ed25519 key in dir.
-func newKey(dir, name string) (keypair, error) {
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		return keypair{}, err
-	}
-	block, err := ssh.MarshalPrivateKey(priv, name)
-	if err != nil {
-		return keypair{}, err
-	}
-	signer, err := ssh.NewSignerFromKey(priv)
-	if err != nil {
-		return keypair{}, err
-	}
-	k := keypair{Private: filepath.Join(dir, name), Signer: signer}
-	if err := os.WriteFile(k.Private, pem.EncodeToMemory(block), 0o600); err != nil {
-		return keypair{}, err
-	}
-	if err := os.WriteFile(k.Private+".pub", []byte(k.AuthorizedKey()+" "+name+"\n"), 0o644); err != nil {
-		return keypair{}, err
-	}
-	return k, nil
-}
+func newKey(dir, name string) (keypair, error) { return testkit.WriteKey(dir, name) }
 
 // sshd is a running OpenSSH server.
 type sshd struct {
