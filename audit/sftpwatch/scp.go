@@ -424,24 +424,14 @@ func (s *SCP) feedSource(p []byte) {
 			}
 			p = p[1:]
 		case srcLine, srcTrailMsg:
-			i := bytes.IndexByte(p, '\n')
-			chunk := p
-			if i >= 0 {
-				chunk = p[:i]
-			}
-			if len(s.line)+len(chunk) > maxLine {
-				s.fail("scp record too long")
-				return
-			}
-			if len(s.line) == 0 && len(chunk) > 0 && s.src == srcLine && !validRecordStart(chunk[0]) {
+			if len(s.line) == 0 && len(p) > 0 && p[0] != '\n' && s.src == srcLine && !validRecordStart(p[0]) {
 				s.fail("source sent no scp record")
 				return
 			}
-			s.line = append(s.line, chunk...)
-			if i < 0 {
+			var complete bool
+			if p, complete = s.appendLine(&s.line, p, "scp record too long"); !complete {
 				return
 			}
-			p = p[i+1:]
 			if s.src == srcTrailMsg {
 				s.trailMessage()
 			} else {
@@ -589,23 +579,34 @@ func (s *SCP) feedSink(p []byte) {
 			p = p[1:]
 			continue
 		}
-		i := bytes.IndexByte(p, '\n')
-		chunk := p
-		if i >= 0 {
-			chunk = p[:i]
-		}
-		if len(s.msg)+len(chunk) > maxLine {
-			s.fail("scp message too long")
+		var complete bool
+		if p, complete = s.appendLine(&s.msg, p, "scp message too long"); !complete {
 			return
 		}
-		s.msg = append(s.msg, chunk...)
-		if i < 0 {
-			return
-		}
-		p = p[i+1:]
 		s.answering = false
 		s.answer(scpAnswer{msg: string(s.msg)})
 	}
+}
+
+// appendLine appends to *line the bytes of p up to its first newline and
+// returns what follows that newline, and whether the line is complete. A
+// line longer than maxLine fails the transfer with tooLong (and is not
+// complete).
+func (s *SCP) appendLine(line *[]byte, p []byte, tooLong string) (rest []byte, complete bool) {
+	i := bytes.IndexByte(p, '\n')
+	chunk := p
+	if i >= 0 {
+		chunk = p[:i]
+	}
+	if len(*line)+len(chunk) > maxLine {
+		s.fail(tooLong)
+		return nil, false
+	}
+	*line = append(*line, chunk...)
+	if i < 0 {
+		return nil, false
+	}
+	return p[i+1:], true
 }
 
 // push queues an item for the sink's answer, matching it at once with an

@@ -631,15 +631,7 @@ func (w *Watcher) complete(q *request, rep *reply) {
 		}
 		// OpenSSH's sftp-server frees a handle whether or not close(2)
 		// succeeded.
-		f := w.file(&q.h)
-		if f == nil {
-			return
-		}
-		w.drop(&q.h, f)
-		if !f.dir {
-			w.report(Op{Kind: KindClose, Path: f.path, Mode: f.mode,
-				BytesRead: f.read, BytesWritten: f.wrote, Status: status})
-		}
+		w.closeHandle(q, Op{Status: status})
 	case reqStat:
 		if rep.typ == fxpAttrs || w.expect(q, rep, fxpStatus) {
 			w.report(Op{Kind: KindStat, Path: q.path, Status: status})
@@ -729,6 +721,20 @@ func (w *Watcher) open(h *handleRef, q *request, mode string) bool {
 	return !w.dead
 }
 
+// closeHandle forgets the handle q closes and reports the close of its
+// file (not of a directory), with the outcome fields of done.
+func (w *Watcher) closeHandle(q *request, done Op) {
+	f := w.file(&q.h)
+	if f == nil {
+		return
+	}
+	w.drop(&q.h, f)
+	if !f.dir {
+		done.Kind, done.Path, done.Mode, done.BytesRead, done.BytesWritten = KindClose, f.path, f.mode, f.read, f.wrote
+		w.report(done)
+	}
+}
+
 // drop forgets handle h of file f.
 func (w *Watcher) drop(h *handleRef, f *file) {
 	key := h.key()
@@ -742,15 +748,7 @@ func (w *Watcher) abort(q *request) {
 	case reqOther, reqRead, reqWrite:
 		return
 	case reqClose:
-		f := w.file(&q.h)
-		if f == nil {
-			return
-		}
-		w.drop(&q.h, f)
-		if !f.dir {
-			w.report(Op{Kind: KindClose, Path: f.path, Mode: f.mode,
-				BytesRead: f.read, BytesWritten: f.wrote, Aborted: true})
-		}
+		w.closeHandle(q, Op{Aborted: true})
 		return
 	}
 	op := w.op(q)
