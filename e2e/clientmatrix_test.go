@@ -127,12 +127,9 @@ func clientMatrix() []matrixRow {
 			opUpload: curlUpload("sftp"), opDownload: curlDownload("sftp"),
 			opSCPUpload: curlUpload("scp"), opSCPDownload: curlDownload("scp"),
 			opList: curlList, opWrongKey: curlWrongKey,
-			// No scp_only: the scp capability's grammar (issue 10 item 2)
-			// refuses libssh2's command lines, "scp -t '/path'" and
-			// "scp -pf '/path'" (a quoted path, run-together flags), as
-			// exec; and libssh2 1.10 then reports the refused upload as
-			// done. Curl's scp_only belongs here once the grammar takes
-			// them.
+			// libssh2 runs its flags together with the mode and quotes
+			// the path ("scp -pf '/path'"), which the scp grammar takes.
+			opSCPOnly: scpOnly(curlUpload("scp"), curlDownload("scp")),
 		}},
 		// lftp and git verify host keys with OpenSSH, which the openssh
 		// row holds; they have no wrong_host_key case of their own.

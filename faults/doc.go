@@ -1,5 +1,6 @@
 // Package faults is the bastion's fault-injection suite (issue 6). It holds
-// tests only: each one builds a proxy.Server in process, on loopback, in
+// tests only: each one builds a bastion in process with the assembly that
+// `bastion serve` uses (package assemble), on loopback, in
 // front of a real OpenSSH sshd or an in-process siminstance, with the real
 // AWS SDK talking to internal/awsfake where AWS is involved, and then breaks
 // something on purpose: the instance dies mid-transfer, the person's client

@@ -32,15 +32,12 @@ import (
 	"go.uber.org/zap/zaptest"
 	"golang.org/x/crypto/ssh"
 
+	"bastion/assemble"
 	"bastion/audit"
-	"bastion/auth"
 	"bastion/config"
 	"bastion/internal/awsfake"
 	"bastion/internal/siminstance"
 	"bastion/proxy"
-	"bastion/upstream"
-	"bastion/upstream/lightsail"
-	"bastion/upstream/static"
 )
 
 // Deadlines of the suite. The bastion's own timeouts are short so that the
@@ -593,8 +590,9 @@ type bastion struct {
 	audit *syncBuffer
 }
 
-// startBastion wires a proxy.Server as cmd/bastion's serve does, from a
-// config text: alice (the env's person key, group dev) may log in to every
+// startBastion builds a bastion with the assembly `bastion serve` uses
+// (package assemble), from a config text, with the audit log in memory and
+// AWS at the fake: alice (the env's person key, group dev) may log in to every
 // target as any OS user.
 func (e *env) startBastion(opt bastionOptions) *bastion {
 	t := e.t
@@ -629,75 +627,18 @@ func (e *env) startBastion(opt bastionOptions) *bastion {
 		t.Fatalf("config:\n%s\n%v", yml.String(), err)
 	}
 
-	log := logger(t)
-	hostKey, _, err := proxy.LoadOrCreateKey(cfg.HostKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hostCA, _, err := proxy.LoadOrCreateKey(cfg.HostCAKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var providers []upstream.Provider
-	if ls := cfg.Providers.Lightsail; ls != nil {
-		// As cmd/bastion's awsProviders: resolve_cache 0 means no cache.
-		p, err := lightsail.New(opt.aws.awsConfig(), lightsail.Config{
-			Regions: ls.Regions, Address: ls.Address, Port: ls.Port, ResolveCache: -1,
-			CallTimeout: cfg.Limits.AWSTimeout.D(), Logger: log.Named("lightsail"),
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		providers = append(providers, p)
-	}
-	if len(cfg.Providers.Static) > 0 {
-		var hosts []static.Host
-		for _, st := range cfg.Providers.Static {
-			signer, err := static.LoadSigner(st.PrivateKey)
-			if err != nil {
-				t.Fatal(err)
-			}
-			hk, _, _, _, err := ssh.ParseAuthorizedKey([]byte(st.HostKey))
-			if err != nil {
-				t.Fatal(err)
-			}
-			hosts = append(hosts, static.Host{Name: st.Name, Address: st.Address, User: st.User, Signer: signer, HostKey: hk})
-		}
-		p, err := static.New(hosts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		providers = append(providers, p)
-	}
-
 	auditBuf := &syncBuffer{}
-	srv := &proxy.Server{
-		HostKey:          hostKey,
-		HostCA:           hostCA,
-		Resolver:         &upstream.Resolver{Providers: providers},
-		Logger:           log,
-		Audit:            audit.NewLogger(auditBuf),
-		HandshakeTimeout: cfg.Limits.HandshakeTimeout.D(),
-		DialTimeout:      cfg.Limits.DialTimeout.D(),
-		AWSTimeout:       cfg.Limits.AWSTimeout.D(),
-		MaxAuthTries:     cfg.Limits.MaxAuthTries,
+	opts := assemble.Options{Logger: logger(t), Audit: audit.NewLogger(auditBuf), Stderr: io.Discard}
+	if opt.aws != nil {
+		awsCfg := opt.aws.awsConfig()
+		opts.AWS = &awsCfg
 	}
-	// As cmd/bastion's rulesFrom: the limits are the config's, defaults
-	// included, so that the faults meet the limits people run with.
-	lim := cfg.Limits
-	srv.SetRules(&proxy.Rules{
-		Auth:   auth.NewAuthenticator(cfg),
-		Policy: auth.NewPolicy(cfg),
-		Limits: proxy.Limits{
-			IdleTimeout:           lim.IdleTimeout.D(),
-			MaxSession:            lim.MaxSession.D(),
-			MaxLinks:              lim.MaxLinks,
-			MaxLinksPerUser:       lim.MaxLinksPerUser,
-			MaxLinksPerConnection: lim.MaxLinksPerConnection,
-			MaxUnauthenticated:    lim.MaxUnauthenticated,
-			FailedAuthPerMinute:   lim.FailedAuthPerMinute,
-		},
-	})
+	built, err := assemble.New(t.Context(), cfg, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := built.Server
+	hostKey, hostCA := srv.HostKey, srv.HostCA
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -709,7 +650,7 @@ func (e *env) startBastion(opt bastionOptions) *bastion {
 		b.serveErr = srv.Serve(l)
 	}()
 	t.Cleanup(func() {
-		srv.Close()
+		built.Close()
 		select {
 		case <-b.served:
 			if !errors.Is(b.serveErr, proxy.ErrServerClosed) {

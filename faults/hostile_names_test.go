@@ -24,12 +24,11 @@ import (
 	"go.uber.org/zap/zapcore"
 	"golang.org/x/crypto/ssh"
 
+	"bastion/assemble"
 	"bastion/audit"
 	"bastion/auth"
 	"bastion/config"
 	"bastion/proxy"
-	"bastion/upstream"
-	"bastion/upstream/static"
 )
 
 // Hostile target names (issue 10 item 1): a logged-in person, with or
@@ -129,35 +128,22 @@ limits: {handshake_timeout: %s, dial_timeout: %s, aws_timeout: %s}
 	if err != nil {
 		t.Fatalf("config:\n%s\n%v", yml, err)
 	}
-	hostKey, _, err := proxy.LoadOrCreateKey(cfg.HostKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caKey, _, err := proxy.LoadOrCreateKey(cfg.HostCAKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := cfg.Providers.Static[0]
-	signer, err := static.LoadSigner(st.PrivateKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sp, err := static.New([]static.Host{{Name: st.Name, Address: st.Address, User: st.User, Signer: signer, HostKey: sim.inst.HostKey()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nb := &namesBastion{ca: &countingCA{Signer: caKey}, audit: &tailSink{}, log: &tailSink{}, mallory: mallory, env: e, hostKey: hostKey.PublicKey()}
-	nb.srv = &proxy.Server{
-		HostKey:  hostKey,
-		HostCA:   nb.ca,
-		Resolver: &upstream.Resolver{Providers: []upstream.Provider{sp}},
+	nb := &namesBastion{audit: &tailSink{}, log: &tailSink{}, mallory: mallory, env: e}
+	built, err := assemble.New(t.Context(), cfg, assemble.Options{
 		Logger: zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()),
 			zapcore.AddSync(nb.log), zap.InfoLevel)),
-		Audit:            audit.NewLogger(nb.audit),
-		HandshakeTimeout: cfg.Limits.HandshakeTimeout.D(),
-		DialTimeout:      cfg.Limits.DialTimeout.D(),
-		AWSTimeout:       cfg.Limits.AWSTimeout.D(),
+		Audit:  audit.NewLogger(nb.audit),
+		Stderr: io.Discard,
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
+	nb.srv = built.Server
+	nb.hostKey = nb.srv.HostKey.PublicKey()
+	// The CA counts what it signs; no limits, so that every open reaches
+	// the name checks.
+	nb.ca = &countingCA{Signer: nb.srv.HostCA}
+	nb.srv.HostCA = nb.ca
 	nb.srv.SetRules(&proxy.Rules{Auth: auth.NewAuthenticator(cfg), Policy: auth.NewPolicy(cfg)})
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -167,7 +153,7 @@ limits: {handshake_timeout: %s, dial_timeout: %s, aws_timeout: %s}
 	served := make(chan error, 1)
 	go func() { served <- nb.srv.Serve(l) }()
 	t.Cleanup(func() {
-		nb.srv.Close()
+		built.Close()
 		select {
 		case err := <-served:
 			if !errors.Is(err, proxy.ErrServerClosed) {

@@ -113,20 +113,24 @@ type upstreamConn struct {
 	addr string
 }
 
-// dialUpstream connects to creds.Addr, verifies the host key and logs in.
-// The dial and the handshake each have their deadline; cancelling ctx
-// aborts both.
+// dialUpstream connects to the instance (over creds.Dial, or TCP to
+// creds.Addr), verifies the host key and logs in. The dial and the
+// handshake each have their deadline; cancelling ctx aborts both.
 func dialUpstream(ctx context.Context, creds *upstream.Credentials, dialTimeout, handshakeTimeout time.Duration) (*upstreamConn, error) {
-	d := net.Dialer{Timeout: dialTimeout}
-	nc, err := d.DialContext(ctx, "tcp", creds.Addr)
+	nc, err := dialTransport(ctx, creds, dialTimeout)
 	if err != nil {
 		return nil, &publicError{msg: dialFailure(creds.Addr, err, dialTimeout), err: err}
 	}
-	// x/crypto/ssh ignores contexts; close the socket on cancel and bound
-	// the handshake with a deadline.
+	// x/crypto/ssh ignores contexts; close the connection on cancel and
+	// bound the handshake with a deadline.
 	stop := context.AfterFunc(ctx, func() { nc.Close() })
 	defer stop()
-	nc.SetDeadline(time.Now().Add(handshakeTimeout))
+	if err := nc.SetDeadline(time.Now().Add(handshakeTimeout)); err != nil {
+		// A provider's transport without deadlines is closed at the
+		// deadline instead.
+		t := time.AfterFunc(handshakeTimeout, func() { nc.Close() })
+		defer t.Stop()
+	}
 	cfg := &ssh.ClientConfig{
 		Config:            sshConfig(upstreamCiphers()),
 		User:              creds.User,
@@ -143,6 +147,51 @@ func dialUpstream(ctx context.Context, creds *upstream.Credentials, dialTimeout,
 	nc.SetDeadline(time.Time{})
 	return &upstreamConn{peer: peer{conn: c, chans: chans, reqs: reqs}, addr: creds.Addr}, nil
 }
+
+// dialTransport opens the connection the upstream SSH handshake runs over:
+// the provider's own (creds.Dial) or TCP to creds.Addr, within timeout and
+// until ctx is done. A Dial hook that does not return in time is given up
+// on; the connection it returns later is closed.
+func dialTransport(ctx context.Context, creds *upstream.Credentials, timeout time.Duration) (net.Conn, error) {
+	if creds.Dial == nil {
+		d := net.Dialer{Timeout: timeout}
+		return d.DialContext(ctx, "tcp", creds.Addr)
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	type dialed struct {
+		nc  net.Conn
+		err error
+	}
+	done := make(chan dialed, 1)
+	go func() {
+		nc, err := creds.Dial(ctx)
+		done <- dialed{nc, err}
+	}()
+	select {
+	case d := <-done:
+		switch {
+		case d.err != nil:
+			if d.nc != nil {
+				d.nc.Close()
+			}
+			return nil, fmt.Errorf("dialing %s with the provider's transport: %w", creds.Addr, d.err)
+		case d.nc == nil:
+			return nil, fmt.Errorf("dialing %s with the provider's transport: %w", creds.Addr, errNoTransport)
+		}
+		return d.nc, nil
+	case <-ctx.Done():
+		go func() {
+			if d := <-done; d.nc != nil {
+				d.nc.Close()
+			}
+		}()
+		return nil, fmt.Errorf("dialing %s with the provider's transport: %w", creds.Addr, ctx.Err())
+	}
+}
+
+// errNoTransport is a Dial hook's nil connection with a nil error.
+var errNoTransport = errors.New("the dial hook returned no connection")
 
 func dialFailure(addr string, err error, timeout time.Duration) string {
 	var ne net.Error

@@ -16,11 +16,11 @@ import (
 )
 
 // link is one spliced person-to-instance connection. It is the splice's
-// guard: the policy decides, and the audit trail, recordings and metrics
-// watch every channel through it.
+// guard: its policy guard decides, and the audit trail, recordings and
+// metrics watch every channel through it.
 type link struct {
-	*policyGuard
-	c *conn
+	policy *policyGuard
+	c      *conn
 	// ev holds the fields every event of the link carries.
 	ev    audit.Event
 	start time.Time
@@ -45,8 +45,10 @@ type link struct {
 	writers sync.WaitGroup
 }
 
+// newLink returns the link of c that g guards, whose events carry the
+// fields of ev.
 func newLink(c *conn, g *policyGuard, ev audit.Event) *link {
-	l := &link{policyGuard: g, c: c, ev: ev, start: time.Now(), sessions: map[ssh.Channel]struct{}{}}
+	l := &link{policy: g, c: c, ev: ev, start: time.Now(), sessions: map[ssh.Channel]struct{}{}}
 	l.ctx, l.cancel = context.WithCancelCause(c.ctx)
 	l.last.Store(l.start.UnixNano())
 	return l
@@ -175,8 +177,18 @@ func (l *link) watchLimits(idle, maxSession time.Duration) {
 	}
 }
 
+// allowChannel asks the link's policy guard.
+func (l *link) allowChannel(dir direction, typ string, extra []byte) (bool, string) {
+	return l.policy.allowChannel(dir, typ, extra)
+}
+
+// allowRequest asks the link's policy guard.
+func (l *link) allowRequest(dir direction, chanType string, req *ssh.Request) (bool, string) {
+	return l.policy.allowRequest(dir, chanType, req)
+}
+
 func (l *link) allowGlobal(dir direction, req *ssh.Request) bool {
-	ok := l.policyGuard.allowGlobal(dir, req)
+	ok := l.policy.allowGlobal(dir, req)
 	if ok && dir == fromPerson && (req.Type == reqTCPIPForward || req.Type == reqStreamlocalForward) {
 		if dest, parsed := listenDest(req); parsed {
 			l.audit(audit.Event{Type: audit.TypeForwardListen, Kind: "remote", Dest: dest})
@@ -283,3 +295,37 @@ func (l *link) logger() *zap.Logger {
 }
 
 var _ guard = (*link)(nil)
+
+// runLink runs relay, which splices the person's side and the upstream
+// until both end or l.ctx is done (a limit, a revocation, a drain
+// deadline), with the link tracked, counted, watched by its limits and
+// audited at its end.
+func (c *conn) runLink(l *link, relay func()) {
+	c.trackLink(l)
+	defer c.untrackLink(l)
+	defer c.srv.Metrics.LinkOpened()()
+	stopLimits := l.runLimits()
+	relay()
+	stopLimits()
+	l.writers.Wait()
+	l.endAudit()
+}
+
+// trackLink and untrackLink keep the connection's set of live links, which
+// drains and revocations tell.
+func (c *conn) trackLink(l *link) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.links == nil {
+		c.links = map[*link]struct{}{}
+	}
+	c.links[l] = struct{}{}
+}
+
+func (c *conn) untrackLink(l *link) {
+	c.mu.Lock()
+	delete(c.links, l)
+	c.mu.Unlock()
+	c.touch()
+	c.wakeWatcher()
+}

@@ -446,7 +446,7 @@ func (c *conn) menuLink(ch ssh.Channel, reqs <-chan *ssh.Request, pty *ptyReques
 	c.runLink(l, func() {
 		stop := context.AfterFunc(l.ctx, func() { ch.Close(); uch.Close() })
 		defer stop()
-		pipeChannel(chanSession, ch, reqs, uch, ureqs, l, obs, l.logger())
+		(&channelSplice{typ: chanSession, g: l, obs: obs, log: l.logger()}).pipe(ch, reqs, uch, ureqs)
 	})
 	return true
 }

@@ -20,33 +20,52 @@ type scpServer struct {
 // command line holding any of them is not "just scp".
 const scpShellSpecial = ";&|<>$`\\\"'(){}*?[]~!#^="
 
-// parseSCPServer reports whether cmd is exactly the command line OpenSSH's
-// scp -O asks the remote end to run, and returns what it asks.
+// parseSCPServer reports whether cmd is exactly the command line a
+// legacy scp client (scp -O) asks the remote end to run, and returns what
+// it asks.
 //
 // OpenSSH (scp.c, 9.x) builds it as "scp" followed by " -v", " -r", " -p"
 // and " -d" as asked, then " -t " (upload) or " -f " (download), then "-- "
 // when the path begins with '-', then the path (an empty path becomes
-// "."). Other scp clients send the same flags in other orders, and -q, so
-// the grammar is:
+// "."). Other scp clients send the same flags in other orders, and -q;
+// libssh2 (curl's scp://) runs them together with the mode ("-pf") and
+// single-quotes the path. So the grammar is:
 //
-//	scp [-v] [-r] [-p] [-d] [-q] (-t|-f) [--] PATH
+//	scp FLAGS [--] PATH
 //
-// with each optional flag at most once and in any order, words separated by
-// single spaces, the bare program name "scp" (not a path: the OS user's
-// PATH finds it, as for any scp), exactly one PATH that does not begin with
-// '-' unless "--" comes first, and no shell metacharacter, control
-// character or invalid UTF-8 anywhere. A path with spaces, globs or quotes
-// is therefore refused as scp (it is an exec).
+// where FLAGS is separate words from -v -r -p -d -q and then -t or -f, or
+// those letters run together in one word ending in t or f, each letter at
+// most once; words are separated by single spaces; the program is the bare
+// name "scp" (not a path: the OS user's PATH finds it, as for any scp);
+// and there is exactly one PATH, which does not begin with '-' unless "--"
+// comes first. Outside quotes, no shell metacharacter, control character
+// or invalid UTF-8 may appear anywhere. A PATH may instead be one
+// single-quoted word, 'PATH', holding anything but a quote, a backslash
+// (fish reads escapes inside single quotes), '!' (csh history) or a
+// control character: every shell then passes it to scp literally. Any
+// other path with spaces, globs or quotes is refused as scp (it is an
+// exec).
 func parseSCPServer(cmd string) (scpServer, bool) {
 	if !utf8.ValidString(cmd) {
 		return scpServer{}, false
 	}
-	for _, r := range cmd {
-		if r < 0x20 || (r >= 0x7f && r < 0xa0) || strings.ContainsRune(scpShellSpecial, r) {
+	head, quoted := cmd, ""
+	if i := strings.Index(cmd, " '"); i >= 0 {
+		head, quoted = cmd[:i], cmd[i+1:]
+		inner, ok := strings.CutPrefix(quoted, "'")
+		inner, ok2 := strings.CutSuffix(inner, "'")
+		if !ok || !ok2 || inner == "" || strings.ContainsAny(inner, "'\\!") || hasControl(inner) {
 			return scpServer{}, false
 		}
+		quoted = inner
 	}
-	words := strings.Split(cmd, " ")
+	if hasControl(head) || strings.ContainsAny(head, scpShellSpecial) {
+		return scpServer{}, false
+	}
+	words := strings.Split(head, " ")
+	if quoted != "" {
+		words = append(words, quoted)
+	}
 	if len(words) < 3 || words[0] != "scp" {
 		return scpServer{}, false
 	}
@@ -55,16 +74,17 @@ func parseSCPServer(cmd string) (scpServer, bool) {
 	i := 1
 flags:
 	for ; i < len(words); i++ {
-		switch w := words[i]; w {
-		case "-t", "-f":
-			s.sink = w == "-t"
-			break flags
-		default:
-			// One of the flags -v -r -p -d -q, each at most once.
-			if len(w) != 2 || w[0] != '-' {
-				return scpServer{}, false
+		w := words[i]
+		if len(w) < 2 || w[0] != '-' || w == "--" {
+			return scpServer{}, false
+		}
+		for j := 1; j < len(w); j++ {
+			if j == len(w)-1 && (w[j] == 't' || w[j] == 'f') {
+				s.sink = w[j] == 't'
+				break flags
 			}
-			k := strings.IndexByte("vrpdq", w[1])
+			// One of the flags -v -r -p -d -q, each at most once.
+			k := strings.IndexByte("vrpdq", w[j])
 			if k < 0 || seen[k] {
 				return scpServer{}, false
 			}
@@ -85,4 +105,14 @@ flags:
 	}
 	s.path = rest[0]
 	return s, true
+}
+
+// hasControl reports whether s holds a C0 or C1 control character or DEL.
+func hasControl(s string) bool {
+	for _, r := range s {
+		if r < 0x20 || (r >= 0x7f && r < 0xa0) {
+			return true
+		}
+	}
+	return false
 }

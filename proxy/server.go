@@ -74,6 +74,27 @@ type Limits struct {
 	FailedAuthPerMinute int
 }
 
+// Locks, and the order they are taken in: a goroutine holding one may take
+// only those listed after it, never one before.
+//
+//  1. Server.mu: the listeners, the connections, the link counts (users,
+//     links) and every conn's units.
+//  2. conn.mu: one connection's authed, identity and links. SetRules,
+//     endLinksForAudit and Shutdown take it under Server.mu, through
+//     conn.authenticated and conn.liveLinks.
+//  3. link.mu: one link's set of live sessions, and its writers' Add.
+//     Shutdown takes it under both, through conn.notify and link.say.
+//  4. Leaves, under which no other lock is taken: conn.idle.mu,
+//     session.mu (a recording), unauthTable.mu, penaltyBox.mu,
+//     failureTracker.mu, certCache.mu, handshakeLog.mu, failureLog.mu,
+//     and channelEnd.replying, which is held across the round trip of a
+//     relayed request's reply and is never taken with another.
+//
+// No audit event is written (an audit write may fsync, and fails closed)
+// and no network write is made while Server.mu or conn.mu is held: their
+// critical sections copy what they need and let go first. link.mu is held
+// only to start the goroutines that write to sessions, not for the writes.
+
 // Server is an SSH bastion. Set the fields, call SetRules, then Serve.
 // Fields must not change after Serve is called.
 type Server struct {

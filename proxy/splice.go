@@ -214,16 +214,27 @@ func spliceChannel(dir direction, nc ssh.NewChannel, to ssh.Conn, g guard, log *
 		go ssh.DiscardRequests(dstReqs)
 		return
 	}
+	s := &channelSplice{typ: typ, g: g, log: log}
 	if dir == fromPerson {
-		obs := g.observe(dir, typ, nc.ExtraData(), src)
-		pipeChannel(typ, src, srcReqs, dst, dstReqs, g, obs, log)
+		s.obs = g.observe(dir, typ, nc.ExtraData(), src)
+		s.pipe(src, srcReqs, dst, dstReqs)
 	} else {
-		obs := g.observe(dir, typ, nc.ExtraData(), dst)
-		pipeChannel(typ, dst, dstReqs, src, srcReqs, g, obs, log)
+		s.obs = g.observe(dir, typ, nc.ExtraData(), dst)
+		s.pipe(dst, dstReqs, src, srcReqs)
 	}
 }
 
-// pipeChannel copies data, extended data, requests, EOF and close between
+// channelSplice is the splice of one channel: its type, the guard that
+// rules its requests, the observer that sees them and its bytes (nil for
+// none), and the log that receives relay failures.
+type channelSplice struct {
+	typ string
+	g   guard
+	obs channelObserver
+	log *zap.Logger
+}
+
+// pipe copies data, extended data, requests, EOF and close between
 // the person's end of a channel and the upstream end, in both directions.
 //
 // Ordering (RFC 4254 §5.3, §6.10): within one direction, data and stderr
@@ -241,19 +252,19 @@ func spliceChannel(dir direction, nc ssh.NewChannel, to ssh.Conn, g guard, log *
 // to send anything more on the channel: a status relayed after the EOF
 // would be lost.
 //
-// obs, if non-nil, sees every request and byte, and is told when the
-// channel is done. log receives relay failures.
-func pipeChannel(typ string, person ssh.Channel, personReqs <-chan *ssh.Request, up ssh.Channel, upReqs <-chan *ssh.Request, g guard, obs channelObserver, log *zap.Logger) {
+// s.obs, if non-nil, sees every request and byte, and is told when the
+// channel is done.
+func (s *channelSplice) pipe(person ssh.Channel, personReqs <-chan *ssh.Request, up ssh.Channel, upReqs <-chan *ssh.Request) {
 	// Extended data is stderr, which only session channels carry (RFC
 	// 4254 §5.2); other channels skip its copy loops.
-	stderr := typ == chanSession
-	toUp := newCopier(person, up, fromPerson, obs, stderr)
-	toPerson := newCopier(up, person, fromUpstream, obs, stderr)
+	stderr := s.typ == chanSession
+	toUp := newCopier(person, up, fromPerson, s.obs, stderr)
+	toPerson := newCopier(up, person, fromUpstream, s.obs, stderr)
 	// exited is closed once the instance's exit status is on its way to
 	// the person, or its requests have ended (it closed the channel).
 	exited := make(chan struct{})
 	exit := sync.OnceFunc(func() { close(exited) })
-	if typ == chanSession {
+	if s.typ == chanSession {
 		toPerson.hold = exited
 	}
 	personEnd := &channelEnd{Channel: person}
@@ -264,17 +275,17 @@ func pipeChannel(typ string, person ssh.Channel, personReqs <-chan *ssh.Request,
 	go func() { defer wg.Done(); toPerson.run() }()
 	go func() {
 		defer wg.Done()
-		forwardRequests(fromPerson, typ, personReqs, upEnd, personEnd, toUp, g, obs, func() {}, log)
+		s.forwardRequests(fromPerson, personReqs, upEnd, personEnd, toUp, func() {})
 	}()
 	go func() {
 		defer wg.Done()
-		forwardRequests(fromUpstream, typ, upReqs, personEnd, upEnd, toPerson, g, obs, exit, log)
+		s.forwardRequests(fromUpstream, upReqs, personEnd, upEnd, toPerson, exit)
 	}()
 	wg.Wait()
 	person.Close()
 	up.Close()
-	if obs != nil {
-		obs.closed(toUp.bytes(), toPerson.bytes())
+	if s.obs != nil {
+		s.obs.closed(toUp.bytes(), toPerson.bytes())
 	}
 }
 
@@ -299,9 +310,9 @@ func (e *channelEnd) close() {
 // exited is called once an exit-status or exit-signal has been sent on, and
 // when reqs ends (the sender closed its end); then it waits for that
 // direction's data and EOF to be copied and closes the receiving end.
-func forwardRequests(dir direction, chanType string, reqs <-chan *ssh.Request, to, from *channelEnd, c *copier, g guard, obs channelObserver, exited func(), log *zap.Logger) {
+func (s *channelSplice) forwardRequests(dir direction, reqs <-chan *ssh.Request, to, from *channelEnd, c *copier, exited func()) {
 	for req := range reqs {
-		if ok, msg := g.allowRequest(dir, chanType, req); !ok {
+		if ok, msg := s.g.allowRequest(dir, s.typ, req); !ok {
 			if dir == fromPerson && (req.Type == reqShell || req.Type == reqExec || req.Type == reqSubsystem) {
 				refuseSession(req, from, to, msg)
 				continue
@@ -326,10 +337,10 @@ func forwardRequests(dir direction, chanType string, reqs <-chan *ssh.Request, t
 			// until exited is called, on session channels).
 			<-c.drained
 		}
-		if obs != nil {
+		if s.obs != nil {
 			// Before sending: a shell's first output may follow its
 			// reply at once, and the recorder must exist by then.
-			if msg := obs.request(dir, req); msg != "" {
+			if msg := s.obs.request(dir, req); msg != "" {
 				refuseSession(req, from, to, msg)
 				continue
 			}
@@ -351,7 +362,7 @@ func forwardRequests(dir direction, chanType string, reqs <-chan *ssh.Request, t
 			if isExit {
 				lvl = zap.InfoLevel
 			}
-			log.Log(lvl, "channel_request_relay_failed", zap.String("request", req.Type), zap.Stringer("dir", dir), zap.Error(err))
+			s.log.Log(lvl, "channel_request_relay_failed", zap.String("request", req.Type), zap.Stringer("dir", dir), zap.Error(err))
 		}
 		if isExit {
 			exited()

@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"time"
 
@@ -80,8 +81,20 @@ func (t Target) String() string {
 // Credentials are what the bastion needs to open the upstream SSH connection.
 // They hold private key material: never log them, never write them to disk.
 type Credentials struct {
-	// Addr is the host:port to dial.
+	// Addr is the host:port to dial. With Dial set, it still names the
+	// instance: in the audit log, in messages, and as the host given to
+	// HostKeyCallback.
 	Addr string
+	// Dial, if set, opens the transport to the instance in place of a TCP
+	// connection to Addr: a tunnel, an endpoint on another host, a stream
+	// connected already. ctx carries the dial timeout and is cancelled
+	// when the person goes away; Dial must return when ctx is done (the
+	// proxy gives up waiting then, and closes a connection returned
+	// later). The SSH handshake over the returned connection has the
+	// handshake deadline (set with SetDeadline), and the connection is
+	// closed if the person goes away. Nil, the default, dials Addr over
+	// TCP.
+	Dial func(ctx context.Context) (net.Conn, error)
 	// User is the OS user to log in as.
 	User string
 	// Signer authenticates the bastion to the instance (a plain key or a

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	mrand "math/rand/v2"
 	"net"
 	"os"
 	"os/signal"
@@ -16,72 +15,13 @@ import (
 	"syscall"
 	"time"
 
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"golang.org/x/crypto/ssh"
 
 	"bastion/assemble"
 	"bastion/config"
-	"bastion/internal/awsfake"
-	"bastion/internal/siminstance"
+	"bastion/internal/demo"
 	"bastion/proxy"
 )
-
-// demoRegion is the simulated account's one region.
-const demoRegion = "us-east-1"
-
-// demoInstance is one simulated instance: an in-process SSH server on its
-// own loopback address, registered with the fake as Lightsail or EC2, with
-// the OS users such an instance has (sessions run as the person running
-// the demo, whichever of them logs in).
-type demoInstance struct {
-	name, provider, id string
-	users              []string
-}
-
-// demoInstances are an Amazon Linux and an Ubuntu Lightsail instance (one
-// default user each, as GetInstanceAccessDetails reports) and an Amazon
-// Linux EC2 instance.
-var demoInstances = []demoInstance{
-	{name: "web-1", provider: "lightsail", users: []string{"ec2-user"}},
-	{name: "web-2", provider: "lightsail", users: []string{"ubuntu"}},
-	{name: "api-1", provider: "ec2", id: "i-0a1b2c3d4e5f60718", users: []string{"ec2-user"}},
-}
-
-// demoListeners returns n listeners on distinct random loopback addresses
-// (127.x.y.z) sharing one port, as a provider's instances share port 22 in
-// AWS. Random addresses and a port the kernel picks let a second demo, or
-// a test beside one, start without colliding.
-func demoListeners(n int) ([]net.Listener, error) {
-	var err error
-	for range 20 {
-		var ls []net.Listener
-		port, seen := "0", map[string]bool{}
-		for len(ls) < n {
-			ip := fmt.Sprintf("127.%d.%d.%d", 1+mrand.IntN(254), mrand.IntN(256), 1+mrand.IntN(254))
-			if seen[ip] {
-				continue
-			}
-			seen[ip] = true
-			var l net.Listener
-			if l, err = net.Listen("tcp", net.JoinHostPort(ip, port)); err != nil {
-				break
-			}
-			_, port, _ = net.SplitHostPort(l.Addr().String())
-			ls = append(ls, l)
-		}
-		if len(ls) == n {
-			return ls, nil
-		}
-		for _, l := range ls {
-			l.Close()
-		}
-		if errors.Is(err, syscall.EADDRNOTAVAIL) {
-			return nil, fmt.Errorf("listening on loopback addresses other than 127.0.0.1 (Linux has all of 127.0.0.0/8; macOS needs `sudo ifconfig lo0 alias ADDRESS`): %w", err)
-		}
-	}
-	return nil, fmt.Errorf("listening for the simulated instances: %w", err)
-}
 
 // cmdDemo runs a bastion in front of a simulated AWS account: the AWS fake
 // with Lightsail and EC2 instances that are in-process SSH servers (a real
@@ -115,98 +55,23 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 
-	fake, err := awsfake.Start(awsfake.Options{Logger: log.Named("awsfake"), RSAKeyPool: 2})
+	account, err := demo.Start(ctx, log)
 	if err != nil {
-		return fmt.Errorf("starting the AWS fake: %w", err)
-	}
-	defer fake.Close()
-	ports := map[string]string{}
-	for _, provider := range []string{"lightsail", "ec2"} {
-		var mine []demoInstance
-		for _, d := range demoInstances {
-			if d.provider == provider {
-				mine = append(mine, d)
-			}
-		}
-		ls, err := demoListeners(len(mine))
-		if err != nil {
-			return err
-		}
-		for i, d := range mine {
-			ip, port, _ := net.SplitHostPort(ls[i].Addr().String())
-			ports[provider] = port
-			auth := siminstance.TrustCA(fake.LightsailCA())
-			if d.provider == "ec2" {
-				id := d.id
-				auth = siminstance.AcceptKeys(func(user string) []ssh.PublicKey { return fake.PushedKeys(id, user) })
-			}
-			inst, err := siminstance.Start(siminstance.Options{Listener: ls[i], Authorize: auth, Name: d.name, Users: d.users, Logger: log.Named(d.name)})
-			if err != nil {
-				for _, l := range ls[i+1:] {
-					l.Close()
-				}
-				return fmt.Errorf("starting simulated instance %s: %w", d.name, err)
-			}
-			defer inst.Close()
-			if d.provider == "lightsail" {
-				fake.AddLightsailInstance(awsfake.LightsailInstance{Name: d.name, Region: demoRegion, Username: d.users[0],
-					PublicIP: ip, PrivateIP: ip, HostKeys: []ssh.PublicKey{inst.HostKey()}, Tags: map[string]string{"env": "demo"}})
-			} else {
-				fake.AddEC2Instance(awsfake.EC2Instance{ID: d.id, Region: demoRegion, AvailabilityZone: demoRegion + "a",
-					PrivateIP: ip, PublicIP: ip, Tags: map[string]string{"Name": d.name, "env": "demo"}})
-			}
-		}
-	}
-
-	keyPath := filepath.Join(dir, "id_ed25519")
-	key, _, err := proxy.LoadOrCreateKey(keyPath)
-	if err != nil {
-		return fmt.Errorf("demo key: %w", err)
-	}
-	pub := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(key.PublicKey())))
-	if err := os.WriteFile(keyPath+".pub", []byte(pub+" bastion-demo\n"), 0o644); err != nil {
 		return err
 	}
-	cfgPath := filepath.Join(dir, "config.yaml")
-	cfgText := fmt.Sprintf(`# Written by "bastion demo": the bastion in front of the simulated account.
-listen: %q
-host_key: host_ed25519
-host_ca_key: host_ca_ed25519
-users:
-  - {name: demo, keys_file: id_ed25519.pub, groups: [dev]}
-providers:
-  lightsail: {regions: [%s], port: %s}
-  ec2: {regions: [%s], port: %s, host_keys: tofu, known_hosts: ec2_known_hosts}
-policies:
-  - {groups: [dev], targets: ["*"], os_users: ["*"], allow: [port_forwarding, agent_forwarding]}
-audit:
-  log: audit.jsonl
-  recordings: recordings
-admin_listen: 127.0.0.1:0
-limits: {drain_timeout: 5s}
-`, *listen, demoRegion, ports["lightsail"], demoRegion, ports["ec2"])
-	if err := os.WriteFile(cfgPath, []byte(cfgText), 0o600); err != nil {
+	defer account.Close()
+	keyPath, cfgPath, err := account.WriteState(dir, *listen)
+	if err != nil {
 		return err
 	}
 	cfg, err := config.Load(cfgPath)
 	if err != nil {
 		return fmt.Errorf("demo config:\n%w", err)
 	}
-	awsCfg, err := awsconfig.LoadDefaultConfig(ctx,
-		awsconfig.WithRegion(demoRegion),
-		awsconfig.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(fake.AccessKeyID(), fake.SecretAccessKey(), "")),
-		awsconfig.WithBaseEndpoint(fake.URL()),
-		// The person's own AWS profile has no say in the demo.
-		awsconfig.WithSharedConfigFiles([]string{}),
-		awsconfig.WithSharedCredentialsFiles([]string{}),
-	)
-	if err != nil {
-		return fmt.Errorf("demo AWS config: %w", err)
-	}
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	b, err := assemble.New(ctx, cfg, assemble.Options{Logger: log, AWS: &awsCfg})
+	b, err := assemble.New(ctx, cfg, assemble.Options{Logger: log, AWS: &account.AWS})
 	if err != nil {
 		return err
 	}
@@ -235,7 +100,7 @@ known_hosts lines that trust the bastion and its host CA for its targets (in %[6
 %[7]sAudit log: %[8]s    Recordings: %[10]s    Logs: %[9]s
 Metrics: the admin address printed below (/metrics, /healthz, /readyz)
 Ctrl-C stops the demo.
-`, l.Addr(), fake.URL(), me.Username, sshConfig, cfgPath, filepath.Join(dir, "known_hosts"), indent(knownHosts, "  "),
+`, l.Addr(), account.Fake.URL(), me.Username, sshConfig, cfgPath, filepath.Join(dir, "known_hosts"), indent(knownHosts, "  "),
 		filepath.Join(dir, "audit.jsonl"), filepath.Join(dir, "bastion.log"), filepath.Join(dir, "recordings"))
 	stopWatch := watchParent(ctx, stop)
 	defer stopWatch()
@@ -254,13 +119,7 @@ func writeDemoSSHConfig(dir string, addr *net.TCPAddr, keyPath string, hostKey, 
 	kh := filepath.Join(dir, "known_hosts")
 	// The same trust `bastion ssh-config` hands out: the host CA for the
 	// provider suffixes and the demo's target names, nothing else.
-	names := []string{"*.lightsail", "*.ec2"}
-	for _, d := range demoInstances {
-		names = append(names, d.name)
-		if d.id != "" {
-			names = append(names, d.id)
-		}
-	}
+	names := append([]string{"*.lightsail", "*.ec2"}, demo.TargetNames()...)
 	known := knownHostsLines(addr.IP.String(), strconv.Itoa(addr.Port), hostKey, ca, names)
 	if err := os.WriteFile(kh, []byte(known), 0o644); err != nil {
 		return "", "", err
