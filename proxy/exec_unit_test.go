@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"crypto/ed25519"
+	"crypto/rand"
 	"strings"
 	"testing"
 
@@ -256,4 +258,73 @@ func TestGlobalCapabilityUnit(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestGuardReadsRulesNowUnit checks what policyGuard's doc promises: each
+// decision reads the rules in force at that moment, so that a reload
+// reaches a live link, the person's key line options included.
+func TestGuardReadsRulesNowUnit(t *testing.T) {
+	pub, _, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ssh.NewPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rulesFor := func(deny []string, opts config.KeyOptions) *Rules {
+		cfg := &config.Config{
+			Users: []config.User{{Name: "alice", PublicKeys: []ssh.PublicKey{key}, KeyOptions: []config.KeyOptions{opts}}},
+			Policies: []config.Policy{{
+				Users: []string{"alice"}, Targets: []string{"web-1"}, OSUsers: []string{"ec2-user"},
+				Allow: []string{config.CapPortForwarding}, Deny: deny,
+			}},
+		}
+		return &Rules{Auth: auth.NewAuthenticator(cfg), Policy: auth.NewPolicy(cfg)}
+	}
+	current := rulesFor(nil, config.KeyOptions{})
+	g := &policyGuard{
+		rules: func() *Rules { return current },
+		base: auth.Request{
+			Identity: auth.Identity{User: "alice", KeyFingerprint: ssh.FingerprintSHA256(key)},
+			Target:   auth.Target{Provider: "static", Name: "web-1", ID: "web-1"},
+			OSUser:   "ec2-user",
+		},
+		typed:  "web-1",
+		denied: func(string, string) {},
+	}
+	forward := tcpipExtra("10.0.0.1", 22)
+	steps := []struct {
+		name    string
+		rules   *Rules
+		exec    bool
+		forward bool
+		// command is what an exec of "id" becomes.
+		command string
+	}{
+		{"as loaded", current, true, true, "id"},
+		{"exec denied", rulesFor([]string{config.CapExec}, config.KeyOptions{}), false, true, "id"},
+		{"key line forbids forwarding", rulesFor(nil, config.KeyOptions{NoPortForwarding: true}), true, false, "id"},
+		{"key line forces a command", rulesFor(nil, config.KeyOptions{Command: "uptime"}), true, true, wantForced("uptime", "id")},
+		{"back as loaded", current, true, true, "id"},
+	}
+	for _, s := range steps {
+		current = s.rules
+		req := execReq("id")
+		ok, msg := g.allowRequest(fromPerson, chanSession, req)
+		var p struct{ Command string }
+		ssh.Unmarshal(req.Payload, &p)
+		if ok != s.exec || p.Command != s.command {
+			t.Errorf("%s: exec got %v %q, command %q; want %v, %q", s.name, ok, msg, p.Command, s.exec, s.command)
+		}
+		if ok, msg := g.allowChannel(fromPerson, chanDirectTCPIP, forward); ok != s.forward {
+			t.Errorf("%s: forward got %v %q, want %v", s.name, ok, msg, s.forward)
+		}
+	}
+}
+
+// wantForced returns the command line that runs force for an exec of cmd.
+func wantForced(force, cmd string) string {
+	line, _ := forcedCommand(force, execReq(cmd))
+	return line
 }

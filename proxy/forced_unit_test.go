@@ -130,10 +130,6 @@ func TestForcedRewriteUnit(t *testing.T) {
 		Users: []string{"alice"}, Targets: []string{"web-1"}, OSUsers: []string{"ec2-user"},
 		Deny: []string{config.CapExec},
 	}}}
-	wantExec := func(orig string) string {
-		cmd, _ := forcedCommand(force, execReq(orig))
-		return cmd
-	}
 	tests := []struct {
 		name string
 		cfg  *config.Config
@@ -145,10 +141,10 @@ func TestForcedRewriteUnit(t *testing.T) {
 		asked    string
 	}{
 		{name: "shell", cfg: allowAll, req: &ssh.Request{Type: reqShell}, ok: true, typ: reqExec, cmd: force},
-		{name: "exec", cfg: allowAll, req: execReq("rm -rf /"), ok: true, typ: reqExec, cmd: wantExec("rm -rf /")},
-		{name: "exec with a quote", cfg: allowAll, req: execReq("'; id"), ok: true, typ: reqExec, cmd: wantExec("'; id")},
+		{name: "exec", cfg: allowAll, req: execReq("rm -rf /"), ok: true, typ: reqExec, cmd: wantForced(force, "rm -rf /")},
+		{name: "exec with a quote", cfg: allowAll, req: execReq("'; id"), ok: true, typ: reqExec, cmd: wantForced(force, "'; id")},
 		{name: "sftp", cfg: allowAll, req: subsystemReq("sftp"), ok: true, typ: reqExec, cmd: force},
-		{name: "scp without exec", cfg: noExec, req: execReq("scp -t /tmp/x"), typ: reqExec, cmd: wantExec("scp -t /tmp/x"), asked: config.CapExec},
+		{name: "scp without exec", cfg: noExec, req: execReq("scp -t /tmp/x"), typ: reqExec, cmd: wantForced(force, "scp -t /tmp/x"), asked: config.CapExec},
 		{name: "sftp without exec", cfg: noExec, req: subsystemReq("sftp"), typ: reqExec, cmd: force, asked: config.CapExec},
 		{name: "shell without exec", cfg: noExec, req: &ssh.Request{Type: reqShell}, typ: reqExec, cmd: force, asked: config.CapExec},
 		{name: "exec with a NUL", cfg: allowAll, req: execReq("a\x00b"), typ: reqExec},
