@@ -134,6 +134,10 @@ type Providers struct {
 	Lightsail *Lightsail `yaml:"lightsail"`
 	EC2       *EC2       `yaml:"ec2"`
 	Static    []Static   `yaml:"static"`
+	// Sections holds the sections of registered provider kinds that bring
+	// their own section type (provider.Descriptor.NewSection), by kind
+	// name: what NewSection returned, decoded and validated.
+	Sections map[string]any `yaml:"-"`
 }
 
 // Address choices for AWS providers.
