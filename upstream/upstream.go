@@ -5,9 +5,9 @@
 // proxy parses what the person typed into a Query, asks a Resolver (which fans
 // out to every configured Provider) for the one matching Target, and then asks
 // that Target's Provider for Credentials. This package does not import the
-// AWS SDK: the AWS providers' sub-packages (lightsail, instanceconnect, with
-// awsutil and secretref) do, as do the recording uploader (audit/recording)
-// and the assembly (assemble).
+// AWS SDK: the AWS providers' sub-packages and the code that builds them
+// (upstream/build, assemble) do, and so does the recording uploader
+// (audit/recording).
 package upstream
 
 import (
