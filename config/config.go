@@ -83,7 +83,8 @@ type Config struct {
 	// RevokeLiveSessions, when a reload removes a user or revokes their
 	// key, closes that person's live connections too (with a message).
 	RevokeLiveSessions bool `yaml:"revoke_live_sessions"`
-	// WatchConfig reloads the file when it changes, as SIGHUP does.
+	// WatchConfig reloads the file when it changes, as SIGHUP does (but
+	// without reopening the audit log).
 	WatchConfig bool `yaml:"watch_config"`
 	// Ciphers are the SSH ciphers offered to people; empty means the
 	// default, chosen per client from its version line

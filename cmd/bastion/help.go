@@ -4,7 +4,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
+	"unicode"
 )
 
 // usage is `bastion --help`.
@@ -136,10 +138,27 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 			help()
 			return err
 		}
-		return usageError{fmt.Sprintf("%v (see %s --help)", err, fs.Name())}
+		// The flag package quotes nothing: a typed flag name goes to the
+		// terminal escaped, as the unexpected argument below does.
+		return usageError{fmt.Sprintf("%s (see %s --help)", escapeControl(err.Error()), fs.Name())}
 	}
 	if fs.NArg() > 0 {
 		return usageError{fmt.Sprintf("unexpected argument %q (see %s --help)", fs.Arg(0), fs.Name())}
 	}
 	return nil
+}
+
+// escapeControl returns s with each rune that is not printable written as
+// strconv quotes it ("\x1b", "\n"), and the rest as it is.
+func escapeControl(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if unicode.IsPrint(r) {
+			b.WriteRune(r)
+			continue
+		}
+		q := strconv.QuoteRune(r)
+		b.WriteString(q[1 : len(q)-1])
+	}
+	return b.String()
 }
