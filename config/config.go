@@ -148,8 +148,9 @@ const (
 
 // Host key policies for EC2.
 const (
-	HostKeysTOFU   = "tofu"
-	HostKeysPinned = "pinned"
+	HostKeysTOFU    = "tofu"
+	HostKeysPinned  = "pinned"
+	HostKeysConsole = "console"
 )
 
 // Lightsail configures the Lightsail provider.
@@ -170,8 +171,15 @@ type EC2 struct {
 	Address string `yaml:"address"`
 	// Port is the instances' SSH port; default 22.
 	Port int `yaml:"port"`
-	// HostKeys is HostKeysTOFU (default) or HostKeysPinned.
+	// HostKeys is HostKeysTOFU (default), HostKeysPinned or
+	// HostKeysConsole (each instance's keys read from the block cloud-init
+	// prints on its console, pinned before the first connection).
 	HostKeys string `yaml:"host_keys"`
+	// HostKeysFallback is what host_keys: console does for an instance
+	// whose console shows no host key block (no cloud-init, output
+	// truncated): "refuse" (default) or "tofu" (trust its first key, in
+	// known_hosts).
+	HostKeysFallback string `yaml:"host_keys_fallback"`
 	// KnownHosts is the known_hosts file: the TOFU store (written) or the
 	// pinned list (read only), keyed by instance id.
 	KnownHosts string `yaml:"known_hosts"`

@@ -330,8 +330,16 @@ func (c *checker) checkEC2(e *EC2) {
 	const key = "providers.ec2"
 	c.checkAWS(key, e.Regions, e.Address, e.Port, e.ResolveCache)
 	pinned := e.HostKeys == HostKeysPinned
-	if !pinned && e.HostKeys != HostKeysTOFU {
-		c.errorf(key+".host_keys", "%q is not %q or %q", e.HostKeys, HostKeysTOFU, HostKeysPinned)
+	switch e.HostKeys {
+	case HostKeysTOFU, HostKeysPinned, HostKeysConsole:
+	default:
+		c.errorf(key+".host_keys", "%q is not %q, %q or %q", e.HostKeys, HostKeysTOFU, HostKeysPinned, HostKeysConsole)
+	}
+	switch {
+	case e.HostKeysFallback != "" && e.HostKeysFallback != "refuse" && e.HostKeysFallback != "tofu":
+		c.errorf(key+".host_keys_fallback", "%q is not \"refuse\" or \"tofu\"", e.HostKeysFallback)
+	case e.HostKeysFallback == "tofu" && e.HostKeys != HostKeysConsole:
+		c.warnf(key+".host_keys_fallback", "has no effect: it applies to host_keys: %s only", HostKeysConsole)
 	}
 	if e.KnownHosts == "" {
 		c.errorf(key+".known_hosts", "required: the file of instances' host keys (written on first use with tofu, only read with pinned)")
