@@ -196,15 +196,11 @@ func startBastionIn(t testing.TB, dir, configBody string, env ...string) *bastio
 
 func readPublicKeyOf(t testing.TB, privPath string) ssh.PublicKey {
 	t.Helper()
-	data, err := os.ReadFile(privPath)
+	k, err := testkit.PublicKeyOf(privPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := ssh.ParsePrivateKey(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s.PublicKey()
+	return k
 }
 
 // AuditLines returns the audit log, one event a line.

@@ -192,17 +192,8 @@ func newLogPath(dir, name string) string {
 	}
 }
 
-func publicKeyOf(privPath string) (ssh.PublicKey, error) {
-	data, err := os.ReadFile(privPath)
-	if err != nil {
-		return nil, err
-	}
-	s, err := ssh.ParsePrivateKey(data)
-	if err != nil {
-		return nil, fmt.Errorf("parsing %s: %w", privPath, err)
-	}
-	return s.PublicKey(), nil
-}
+// publicKeyOf reads the public half of the private key at privPath.
+func publicKeyOf(privPath string) (ssh.PublicKey, error) { return testkit.PublicKeyOf(privPath) }
 
 // awsEnv points the bastion's AWS SDK at the fake, and nowhere else.
 func awsEnv(fake *awsfake.Server) []string {
