@@ -2,26 +2,15 @@ package instanceconnect
 
 import (
 	"bytes"
-	"crypto/ed25519"
-	"crypto/rand"
 	"strings"
 	"testing"
 
 	"golang.org/x/crypto/ssh"
+
+	"bastion/internal/testkit"
 )
 
-func consoleKey(t testing.TB) ssh.PublicKey {
-	t.Helper()
-	pub, _, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	k, err := ssh.NewPublicKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
+func consoleKey(t testing.TB) ssh.PublicKey { return testkit.NewSigner(t).PublicKey() }
 
 func keyLine(k ssh.PublicKey) string {
 	return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k))) + " root@ip-10-0-0-1"
