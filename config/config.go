@@ -92,6 +92,9 @@ type Config struct {
 	Ciphers []string `yaml:"ciphers"`
 	// ProxyProtocol accepts PROXY protocol headers from load balancers.
 	ProxyProtocol *ProxyProtocol `yaml:"proxy_protocol"`
+	// Fleet, if set, keeps the state the replicas share in one DynamoDB
+	// table (EC2 host keys learned on first use, so far).
+	Fleet *Fleet `yaml:"fleet"`
 
 	// TrustedUserCAs holds TrustedUserCAKeys parsed.
 	TrustedUserCAs []ssh.PublicKey `yaml:"-"`
@@ -127,6 +130,18 @@ type User struct {
 	// KeyOptions holds the authorized_keys options of each key line:
 	// KeyOptions[i] are those of PublicKeys[i].
 	KeyOptions []KeyOptions `yaml:"-"`
+}
+
+// Fleet configures the shared state of a bastion's replicas.
+type Fleet struct {
+	// DynamoDBTable is the table's name; `bastion fleet init` creates it.
+	DynamoDBTable string `yaml:"dynamodb_table"`
+	// Replica names this replica in what it writes; default the host name.
+	Replica string `yaml:"replica"`
+	// Advertise is the host:port other replicas would reach this one on
+	// for a cross-replica watch, which is not built yet: it is validated
+	// and warned about, and nothing listens on it.
+	Advertise string `yaml:"advertise"`
 }
 
 // Providers configures where targets come from.

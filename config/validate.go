@@ -73,6 +73,7 @@ func (c *checker) check(cfg *Config) {
 		c.checkEC2(e)
 	}
 	c.checkStatic(cfg.Providers.Static)
+	c.checkFleet(cfg.Fleet)
 	c.checkPolicies(cfg)
 	c.checkLimits(&cfg.Limits)
 	c.checkRevoked(cfg)
@@ -658,4 +659,26 @@ func fileMessage(file string, err error) string {
 		err = pe.Err
 	}
 	return fmt.Sprintf("reading %s: %v", file, err)
+}
+
+// dynamoDBTableName is what DynamoDB accepts as a table name.
+var dynamoDBTableName = regexp.MustCompile(`^[a-zA-Z0-9_.-]{3,255}$`)
+
+func (c *checker) checkFleet(f *Fleet) {
+	if f == nil {
+		return
+	}
+	if !dynamoDBTableName.MatchString(f.DynamoDBTable) {
+		c.errorf("fleet.dynamodb_table", "%q is not a DynamoDB table name (3 to 255 of a-z, A-Z, 0-9, _ . -)", f.DynamoDBTable)
+	}
+	if len(f.Replica) > 128 || strings.ContainsFunc(f.Replica, func(r rune) bool { return r < 0x21 || r == 0x7f }) {
+		c.errorf("fleet.replica", "must be at most 128 bytes without blanks or control characters")
+	}
+	if f.Advertise != "" {
+		if _, _, err := net.SplitHostPort(f.Advertise); err != nil {
+			c.errorf("fleet.advertise", "%q is not host:port", f.Advertise)
+		} else {
+			c.warnf("fleet.advertise", "cross-replica watch is not built yet: nothing listens on %s", f.Advertise)
+		}
+	}
 }

@@ -10,14 +10,15 @@ import (
 	"time"
 
 	"bastion/fleet"
+	"bastion/internal/testkit"
 )
 
-func newStore(t *testing.T, d *dynalite, replica string) *fleet.Store {
-	return &fleet.Store{Client: d.client(t), Table: "bastion-fleet", Replica: replica, CallTimeout: 5 * time.Second}
+func newStore(t *testing.T, d *testkit.Dynalite, replica string) *fleet.Store {
+	return &fleet.Store{Client: clientFor(t, d.URL), Table: "bastion-fleet", Replica: replica, CallTimeout: 5 * time.Second}
 }
 
 func TestStoreInitIdempotent(t *testing.T) {
-	d := startDynalite(t)
+	d := testkit.StartDynalite(t)
 	s := newStore(t, d, "a")
 	created, err := s.Init(t.Context(), 30*time.Second)
 	if err != nil && !errors.Is(err, fleet.ErrNoTTL) || !created {
@@ -33,7 +34,7 @@ func TestStoreInitIdempotent(t *testing.T) {
 // replicas: exactly one key is stored, every learner gets that key back,
 // and a replica's later Get sees it.
 func TestStoreHostKeysFirstWins(t *testing.T) {
-	d := startDynalite(t)
+	d := testkit.StartDynalite(t)
 	a, b := newStore(t, d, "a"), newStore(t, d, "b")
 	if _, err := a.Init(t.Context(), 30*time.Second); err != nil && !errors.Is(err, fleet.ErrNoTTL) {
 		t.Fatal(err)
@@ -76,7 +77,7 @@ func TestStoreHostKeysFirstWins(t *testing.T) {
 
 // TestStoreHostKeysBounded refuses what would grow an item without bound.
 func TestStoreHostKeysBounded(t *testing.T) {
-	d := startDynalite(t)
+	d := testkit.StartDynalite(t)
 	s := newStore(t, d, "a")
 	if _, err := s.Init(t.Context(), 30*time.Second); err != nil && !errors.Is(err, fleet.ErrNoTTL) {
 		t.Fatal(err)
@@ -133,8 +134,7 @@ func TestStoreUnreachable(t *testing.T) {
 			c.Close()
 		}
 	}()
-	d := &dynalite{URL: "http://" + l.Addr().String()}
-	s := &fleet.Store{Client: d.client(t), Table: "bastion-fleet", Replica: "a", CallTimeout: 300 * time.Millisecond}
+	s := &fleet.Store{Client: clientFor(t, "http://"+l.Addr().String()), Table: "bastion-fleet", Replica: "a", CallTimeout: 300 * time.Millisecond}
 	start := time.Now()
 	_, err = s.Get(t.Context(), "i-0123456789abcdef0")
 	if err == nil {

@@ -27,6 +27,7 @@ import (
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/sync/singleflight"
 
+	"bastion/fleet"
 	"bastion/upstream"
 	"bastion/upstream/awsutil"
 	"bastion/upstream/provider"
@@ -100,6 +101,10 @@ type Config struct {
 	// OnHostKeyLearned, if non-nil, is called when New's store learns an
 	// instance's host key on first use (for the audit log).
 	OnHostKeyLearned func(id string, key ssh.PublicKey)
+	// Fleet, if non-nil, makes trust on first use fleet-wide (tofu.Fleet):
+	// the first key any replica learns wins, and KnownHosts is this
+	// replica's cache of it. Used with HostKeys tofu only.
+	Fleet fleet.HostKeys
 	// ResolveCache is how long DescribeInstances results (addresses
 	// included) are reused; if zero, DefaultResolveCache; negative
 	// disables caching.
@@ -204,6 +209,11 @@ func New(awsCfg aws.Config, cfg Config) (*Provider, error) {
 			cfg.OnHostKeyLearned(id, key)
 		}
 	}
+	var hostKeys HostKeys = store
+	if cfg.Fleet != nil && (cfg.HostKeys == "" || cfg.HostKeys == tofu.ModeNameTOFU) {
+		hostKeys = &tofu.Fleet{Local: store, Remote: cfg.Fleet, OnLearn: store.OnLearn,
+			OnDegraded: func(err error) { log.Warn("fleet store unreachable", zap.Error(err)) }}
+	}
 	clients := make(map[string]Clients, len(cfg.Regions))
 	for _, r := range cfg.Regions {
 		ec2c := ec2.NewFromConfig(awsCfg, func(o *ec2.Options) { o.Region = r })
@@ -216,7 +226,7 @@ func New(awsCfg aws.Config, cfg Config) (*Provider, error) {
 		}
 		clients[r] = c
 	}
-	return NewWithClients(clients, store, cfg)
+	return NewWithClients(clients, hostKeys, cfg)
 }
 
 // NewWithClients returns a Provider that uses clients[region] for each of

@@ -33,6 +33,7 @@ func fromConfig(ctx context.Context, env build.Env) (upstream.Provider, error) {
 		Port:             ec.Port,
 		HostKeys:         ec.HostKeys,
 		HostKeysFallback: ec.HostKeysFallback,
+		Fleet:            env.Fleet,
 		KnownHosts:       ec.KnownHosts,
 		ResolveCache:     build.ResolveCache(ec.ResolveCache),
 		CallTimeout:      env.Config.Limits.AWSTimeout.D(),
