@@ -29,7 +29,7 @@ func StartDynalite(t *testing.T) *Dynalite {
 	t.Helper()
 	bin, err := exec.LookPath("dynalite")
 	if err != nil {
-		t.Fatalf("dynalite not found on PATH (the README's test command installs it: npm install -g dynalite@4.0.0): %v", err)
+		t.Fatalf("dynalite not found on PATH (./scripts/test, the README's test command, installs dynalite@4.0.0 and puts it on PATH): %v", err)
 	}
 	for attempt := 0; attempt < 5; attempt++ {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
