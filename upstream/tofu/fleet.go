@@ -113,7 +113,9 @@ func (f *Fleet) cache(id string, key ssh.PublicKey) {
 	_, has := f.Local.keys[id]
 	agrees := has && f.Local.has(id, key)
 	if !has {
-		f.Local.learn(id, key)
+		// A failed write (a full disk) loses only the offline cache:
+		// while the fleet store answers, it decides.
+		_, _ = f.Local.learn(id, key)
 	}
 	f.Local.mu.Unlock()
 	if has && !agrees {
