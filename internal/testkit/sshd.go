@@ -22,6 +22,10 @@ import (
 // sshdAttempts is how many ports LaunchSSHD tries before giving up.
 const sshdAttempts = 5
 
+// pickPort chooses the port of each attempt; a test replaces it to make a
+// port be taken.
+var pickPort = kernelPort
+
 // sshdReady is the line sshd -e prints once it listens.
 var sshdReady = regexp.MustCompile(`Server listening on 127\.0\.0\.1 port (\d+)`)
 
@@ -92,7 +96,7 @@ func LaunchSSHD(ctx context.Context, c SSHDConfig) (*SSHD, error) {
 	s := &SSHD{HostKey: hk, Dir: c.Dir, ConfigPath: filepath.Join(c.Dir, "sshd_config")}
 	var last error
 	for attempt := 0; attempt < sshdAttempts; attempt++ {
-		port, err := kernelPort()
+		port, err := pickPort()
 		if err != nil {
 			return nil, err
 		}

@@ -2,6 +2,7 @@ package testkit
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"strings"
@@ -118,4 +119,28 @@ func me(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return strings.TrimSpace(string(out))
+}
+
+// TestLaunchSSHDRetriesTakenPort takes the first port the launcher picks:
+// sshd fails to bind it, and the launcher starts it on another.
+func TestLaunchSSHDRetriesTakenPort(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	takenPort := taken.Addr().(*net.TCPAddr).Port
+	calls := 0
+	pickPort = func() (int, error) {
+		calls++
+		if calls == 1 {
+			return takenPort, nil
+		}
+		return kernelPort()
+	}
+	t.Cleanup(func() { pickPort = kernelPort })
+	s := StartSSHD(t, SSHDConfig{})
+	if s.Port == takenPort || calls != 2 {
+		t.Fatalf("sshd on port %d after %d attempts; want another port than the taken %d after 2", s.Port, calls, takenPort)
+	}
 }
