@@ -3,26 +3,26 @@ package assemble
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"go.uber.org/zap"
-	"golang.org/x/crypto/ssh"
 
 	"bastion/audit"
 	"bastion/audit/recording"
 	"bastion/config"
+	"bastion/fleet"
 	"bastion/metrics"
 	"bastion/upstream"
 	"bastion/upstream/awsutil"
-	"bastion/upstream/instanceconnect"
-	"bastion/upstream/lightsail"
-	"bastion/upstream/static"
-	"bastion/upstream/tofu"
+	"bastion/upstream/build"
+	_ "bastion/upstream/builtin"
 )
 
 // awsLoader loads the AWS SDK config once, when first needed: from the
@@ -65,93 +65,47 @@ func AWSProviders(ctx context.Context, cfg *config.Config, opt Options) ([]upstr
 	return newProviders(ctx, cfg, cmp.Or(opt.Logger, zap.NewNop()), opt.Audit, &awsLoader{given: opt.AWS}, nil, false)
 }
 
-// newProviders builds the providers cfg configures, in the order the
-// resolver asks them: Lightsail, EC2 and, if withStatic, static. The SDK
-// config is loaded only if an AWS provider is configured. al and m may be
-// nil.
-func newProviders(ctx context.Context, cfg *config.Config, log *zap.Logger, al *audit.Logger, loader *awsLoader, m *metrics.Metrics, withStatic bool) ([]upstream.Provider, error) {
-	var out []upstream.Provider
-	timeout := cfg.Limits.AWSTimeout.D()
-	var awsCfg aws.Config
-	if cfg.Providers.Lightsail != nil || cfg.Providers.EC2 != nil {
-		var err error
-		if awsCfg, err = loader.load(ctx); err != nil {
-			return nil, err
-		}
-	}
-	if ls := cfg.Providers.Lightsail; ls != nil {
-		p, err := lightsail.New(awsCfg, lightsail.Config{
-			Regions:      ls.Regions,
-			Address:      ls.Address,
-			Port:         ls.Port,
-			ResolveCache: cacheTTL(ls.ResolveCache),
-			CallTimeout:  timeout,
-			Logger:       log.Named("lightsail"),
-			Observe:      m.AWSCall,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("providers.lightsail: %w", err)
-		}
-		out = append(out, p)
-	}
-	if ec := cfg.Providers.EC2; ec != nil {
-		p, err := instanceconnect.New(awsCfg, instanceconnect.Config{
-			Regions:      ec.Regions,
-			Address:      ec.Address,
-			Port:         ec.Port,
-			HostKeys:     ec.HostKeys,
-			KnownHosts:   ec.KnownHosts,
-			ResolveCache: cacheTTL(ec.ResolveCache),
-			CallTimeout:  timeout,
-			Logger:       log.Named("ec2"),
-			Observe:      m.AWSCall,
-			OnHostKeyLearned: func(id string, key ssh.PublicKey) {
-				fp := ssh.FingerprintSHA256(key)
-				log.Info("host_key_learned", zap.String("instance_id", id), zap.String("fingerprint", fp))
-				// host_key_fingerprint, as host_key_verified has it:
-				// key_fingerprint names the person's key everywhere else.
-				// It is kept, with the same value, for existing readers.
-				al.Emit(audit.Event{Type: audit.TypeHostKeyLearned, Provider: upstream.ProviderEC2, InstanceID: id,
-					HostKeyFingerprint: fp, HostKeySource: tofu.ModeNameTOFU, KeyFingerprint: fp})
-			},
-		})
-		if err != nil {
-			return nil, fmt.Errorf("providers.ec2: %w", err)
-		}
-		out = append(out, p)
-	}
-	if withStatic && len(cfg.Providers.Static) > 0 {
-		hosts := make([]static.Host, 0, len(cfg.Providers.Static))
-		for _, st := range cfg.Providers.Static {
-			signer, err := static.LoadSigner(st.PrivateKey)
-			if err != nil {
-				return nil, fmt.Errorf("providers.static %s: %w", st.Name, err)
-			}
-			h := static.Host{Name: st.Name, Address: st.Address, User: st.User, Signer: signer, KnownHosts: st.KnownHosts, Tags: st.Tags}
-			if st.HostKey != "" {
-				h.HostKey, _, _, _, err = ssh.ParseAuthorizedKey([]byte(st.HostKey))
-				if err != nil {
-					return nil, fmt.Errorf("providers.static %s: host_key: %w", st.Name, err)
-				}
-			}
-			hosts = append(hosts, h)
-		}
-		p, err := static.New(hosts)
+// newProviders builds the providers cfg configures, through the
+// constructors the provider kinds register (package upstream/build), in
+// the registry's order: the order the resolver asks them. The SDK config
+// is loaded only if an AWS kind asks for it. al and m may be nil; without
+// withFiles, kinds that read key files (static) are left out.
+func newProviders(ctx context.Context, cfg *config.Config, log *zap.Logger, al *audit.Logger, loader *awsLoader, m *metrics.Metrics, withFiles bool) ([]upstream.Provider, error) {
+	env := build.Env{Config: cfg, AWS: loader.load, Logger: log, Audit: al, Metrics: m, Files: withFiles}
+	if cfg.Fleet != nil {
+		st, err := newFleetStore(ctx, cfg, loader)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, p)
+		env.Fleet = st
 	}
-	return out, nil
+	return build.Providers(ctx, env)
 }
 
-// cacheTTL maps the config's resolve_cache (0 = no caching) to the
-// providers' convention (0 = default, negative = none).
-func cacheTTL(d config.Duration) time.Duration {
-	if d == 0 {
-		return -1
+// newFleetStore returns the fleet store of fleet.dynamodb_table, with a
+// DynamoDB client from the SDK config (AWS_ENDPOINT_URL_DYNAMODB points it
+// elsewhere, as for dynalite in tests).
+func newFleetStore(ctx context.Context, cfg *config.Config, loader *awsLoader) (*fleet.Store, error) {
+	awsCfg, err := loader.load(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("fleet: %w", err)
 	}
-	return d.D()
+	replica := cfg.Fleet.Replica
+	if replica == "" {
+		if replica, err = os.Hostname(); err != nil {
+			return nil, fmt.Errorf("fleet.replica: no host name to default to: %w", err)
+		}
+	}
+	return &fleet.Store{Client: dynamodb.NewFromConfig(awsCfg), Table: cfg.Fleet.DynamoDBTable, Replica: replica}, nil
+}
+
+// FleetStore returns the fleet store cfg configures, for `bastion fleet
+// init`.
+func FleetStore(ctx context.Context, cfg *config.Config, opt Options) (*fleet.Store, error) {
+	if cfg.Fleet == nil {
+		return nil, errors.New("the config has no fleet section (fleet.dynamodb_table)")
+	}
+	return newFleetStore(ctx, cfg, &awsLoader{given: opt.AWS})
 }
 
 // newUploader returns the S3 uploader of audit.s3. With a custom S3

@@ -1,5 +1,6 @@
 // Package auth decides who a person is and what they may do. It makes
-// decisions only: no I/O, no network, no clock other than the one passed in.
+// decisions only: no I/O, no network. Its one clock is
+// Authenticator.Clock, time.Now when unset.
 package auth
 
 import (

@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"bastion/upstream/provider"
 )
 
 // readDocument parses data as a single YAML document and returns its root
@@ -140,12 +142,41 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, key string, line i
 		name := kv.key.Value
 		fkey := joinKey(key, name)
 		i, ok := fields[name]
+		if !ok && d.registeredSection(v, kv, fkey) {
+			continue
+		}
 		if !ok {
 			d.p.decodeError(kv.key.Line, fkey, "unknown key")
 			continue
 		}
 		d.decode(kv.value, v.Field(i), fkey, kv.key.Line)
 	}
+}
+
+// registeredSection decodes kv into the section of the provider kind it
+// names, if v is the providers mapping and the kind brings its own section
+// type (provider.Descriptor.NewSection), and reports whether it did.
+func (d *decoder) registeredSection(v reflect.Value, kv pair, fkey string) bool {
+	ps, ok := v.Addr().Interface().(*Providers)
+	if !ok {
+		return false
+	}
+	desc, ok := provider.Lookup(kv.key.Value)
+	if !ok || desc.NewSection == nil {
+		return false
+	}
+	sec := desc.NewSection()
+	d.decode(kv.value, reflect.ValueOf(sec).Elem(), fkey, kv.key.Line)
+	if desc.Validate != nil {
+		for _, err := range desc.Validate(sec) {
+			d.p.decodeError(kv.key.Line, fkey, "%v", err)
+		}
+	}
+	if ps.Sections == nil {
+		ps.Sections = map[string]any{}
+	}
+	ps.Sections[desc.Name] = sec
+	return true
 }
 
 // decodeMap stores mapping n into map v, whose keys are strings.

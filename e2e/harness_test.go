@@ -66,30 +66,22 @@ func currentUser(t testing.TB) string {
 	return u.Username
 }
 
-// freePort returns a loopback TCP port that was free a moment ago.
-func freePort(t testing.TB) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+// freePort returns a loopback TCP port that was free a moment ago, for a
+// client that binds a port itself (ssh -L, -R): servers get listeners or
+// retry (testkit.LaunchSSHD), never this.
+func freePort(t testing.TB) int { return testkit.FreePort(t) }
 
 // keypair is an ed25519 key written to disk in OpenSSH format.
 type keypair = testkit.Key
 
-func newKey(t testing.TB, dir, name string) keypair {
-	t.Helper()
-	return testkit.NewKey(t, dir, name)
-}
+func newKey(t testing.TB, dir, name string) keypair { return testkit.NewKey(t, dir, name) }
 
 func writeFile(t testing.TB, path, content string, mode os.FileMode) {
 	t.Helper()
 	testkit.WriteFile(t, path, content, mode)
 }
 
-// waitFor polls cond until it returns true or the deadline passes.
+// waitFor waits until cond holds or the deadline passes.
 func waitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
 	testkit.WaitFor(t, what, timeout, cond)
@@ -108,9 +100,9 @@ func waitListening(t testing.TB, addr string, timeout time.Duration) {
 	})
 }
 
-// process is a started background process, stopped (by pid, with its
-// descendants) at cleanup.
+// process is a started background process, stopped (by pid) at cleanup.
 type process struct {
+	*testkit.Process
 	cmd *exec.Cmd
 	out *syncBuffer
 	// done is closed when the process has exited.
@@ -121,11 +113,11 @@ type process struct {
 type syncBuffer = testkit.SyncBuffer
 
 // startProcess starts cmd with its output captured, and registers a cleanup
-// that kills it by pid and waits for it.
+// that kills it and its descendants by pid and waits for it.
 func startProcess(t testing.TB, cmd *exec.Cmd) *process {
 	t.Helper()
 	p := testkit.StartProcess(t, cmd)
-	return &process{cmd: p.Cmd, out: p.Out, done: p.Done()}
+	return &process{Process: p, cmd: p.Cmd, out: p.Out, done: p.Done()}
 }
 
 // sshd is a real OpenSSH server standing in for an instance.
@@ -133,7 +125,7 @@ type sshd struct {
 	Addr    string
 	HostKey keypair
 	Dir     string
-	proc    *testkit.Process
+	proc    *process
 }
 
 // sshdOptions adjust the generated sshd_config.
@@ -144,11 +136,12 @@ type sshdOptions struct {
 	Extra []string
 }
 
-// startSSHD runs sshd -D on a loopback port with a fresh host key.
+// startSSHD runs sshd -D on loopback with a fresh host key (the test kit's
+// launcher, which retries if another process takes its port first).
 func startSSHD(t testing.TB, opt sshdOptions) *sshd {
 	t.Helper()
-	d := testkit.StartSSHD(t, testkit.SSHDConfig{AuthorizedKeys: opt.AuthorizedKeys, Extra: opt.Extra})
-	return &sshd{Addr: d.Addr, HostKey: d.HostKey, Dir: d.Dir, proc: d.Proc}
+	s := testkit.StartSSHD(t, testkit.SSHDConfig{AuthorizedKeys: opt.AuthorizedKeys, Extra: opt.Extra})
+	return &sshd{Addr: s.Addr, HostKey: s.HostKey, Dir: s.Dir, proc: &process{Process: s.Proc, cmd: s.Proc.Cmd, out: s.Proc.Out, done: s.Proc.Done()}}
 }
 
 // bastionProc is a running `bastion serve`.
@@ -176,6 +169,8 @@ func startBastion(t testing.TB, configBody string, env ...string) *bastionProc {
 func startBastionIn(t testing.TB, dir, configBody string, env ...string) *bastionProc {
 	t.Helper()
 	b := &bastionProc{Dir: dir, Config: filepath.Join(dir, "config.yaml"), AuditPath: filepath.Join(dir, "audit.jsonl")}
+	// Port 0: the bastion binds a port the kernel picks and says which on
+	// its "listening on" line, so no other process can take it first.
 	head := "listen: 127.0.0.1:0\nhost_key: host_ed25519\nhost_ca_key: host_ca_ed25519\naudit:\n  log: audit.jsonl\n"
 	writeFile(t, b.Config, head+configBody, 0o600)
 	cmd := exec.Command(bastionBin, "serve", "--config", b.Config)
@@ -201,15 +196,11 @@ func startBastionIn(t testing.TB, dir, configBody string, env ...string) *bastio
 
 func readPublicKeyOf(t testing.TB, privPath string) ssh.PublicKey {
 	t.Helper()
-	data, err := os.ReadFile(privPath)
+	k, err := testkit.PublicKeyOf(privPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := ssh.ParsePrivateKey(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s.PublicKey()
+	return k
 }
 
 // AuditLines returns the audit log, one event a line.

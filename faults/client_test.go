@@ -137,7 +137,7 @@ func TestOpenSSHClientKilled(t *testing.T) {
 		t.Fatalf("bastion connections during the transfer: got %d, want 1", b.srv.ActiveConns())
 	}
 	cmd.Process.Kill()
-	<-p.Done()
+	<-p.done
 
 	waitFor(t, "sshd's processes serving the connection to exit", endTimeout, func() bool { return d.sessions() == 0 })
 	base.back(t, b.srv)

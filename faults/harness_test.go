@@ -17,7 +17,6 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -96,7 +95,7 @@ func newKey(t *testing.T, dir, name string) keypair {
 // authorizedKey returns k in authorized_keys format, without a newline.
 func authorizedKey(k ssh.PublicKey) string { return testkit.AuthorizedKey(k) }
 
-// waitFor polls cond until it holds, failing the test after timeout.
+// waitFor waits until cond holds, failing the test after timeout.
 func waitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
 	testkit.WaitFor(t, what, timeout, cond)
@@ -208,18 +207,28 @@ func (b baseline) waitGoroutines(t *testing.T) {
 // ---------------------------------------------------------------------------
 // Processes.
 
+// process is a started background process, killed by pid at cleanup.
+type process struct {
+	*testkit.Process
+	cmd  *exec.Cmd
+	out  *syncBuffer
+	done <-chan struct{} // closed when the process has exited
+}
+
 // startProcess starts cmd with its output captured (unless cmd.Stdout is
-// set) and registers a cleanup that kills it and its descendants by pid.
-func startProcess(t *testing.T, cmd *exec.Cmd) *testkit.Process {
+// set) and registers a cleanup that kills it and its descendants by pid and
+// waits for it.
+func startProcess(t *testing.T, cmd *exec.Cmd) *process {
 	t.Helper()
-	return testkit.StartProcess(t, cmd)
+	p := testkit.StartProcess(t, cmd)
+	return &process{Process: p, cmd: p.Cmd, out: p.Out, done: p.Done()}
 }
 
 // descendants returns the pids of every living descendant of pid.
 func descendants(pid int) []int { return testkit.Descendants(pid) }
 
 // lookTool finds an OpenSSH tool on PATH or in /usr/sbin (sshd), failing
-// the test if it is missing.
+// the test (never skipping it) when it is missing.
 func lookTool(t *testing.T, name string) string {
 	t.Helper()
 	return testkit.Tool(t, name)
@@ -233,7 +242,7 @@ func lookTool(t *testing.T, name string) string {
 type sshd struct {
 	addr    string
 	hostKey ssh.PublicKey
-	proc    *testkit.Process
+	proc    *process
 }
 
 func (e *env) startSSHD() *sshd {
@@ -243,29 +252,27 @@ func (e *env) startSSHD() *sshd {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := testkit.StartSSHD(t, testkit.SSHDConfig{
-		Dir:            dir,
-		AuthorizedKeys: []string{authorizedKey(e.upKey.Signer.PublicKey())},
-	})
-	return &sshd{addr: d.Addr, hostKey: d.HostKey.Signer.PublicKey(), proc: d.Proc}
+	d := testkit.StartSSHD(t, testkit.SSHDConfig{Dir: dir, AuthorizedKeys: []string{authorizedKey(e.upKey.Signer.PublicKey())}})
+	return &sshd{addr: d.Addr, hostKey: d.HostKey.Signer.PublicKey(),
+		proc: &process{Process: d.Proc, cmd: d.Proc.Cmd, out: d.Proc.Out, done: d.Proc.Done()}}
 }
 
 // sessions returns the number of sshd processes serving connections (the
 // listener's descendants).
-func (s *sshd) sessions() int { return len(descendants(s.proc.PID())) }
+func (s *sshd) sessions() int { return len(descendants(s.proc.cmd.Process.Pid)) }
 
 // killSessions kills, by pid, every process serving a connection: the
 // instance dies under its sessions while its listener lives on.
 func (s *sshd) killSessions(t *testing.T) {
 	t.Helper()
-	pids := descendants(s.proc.PID())
+	pids := descendants(s.proc.cmd.Process.Pid)
 	if len(pids) == 0 {
 		t.Fatal("sshd serves no connection to kill")
 	}
 	for _, pid := range pids {
-		// syscall.Kill, not os.FindProcess: that opens a pidfd which stays
-		// open until a garbage collection and counts as a leaked descriptor.
-		syscall.Kill(pid, syscall.SIGKILL)
+		if p, err := os.FindProcess(pid); err == nil {
+			p.Kill()
+		}
 	}
 }
 

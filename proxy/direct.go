@@ -37,13 +37,13 @@ func (c *conn) serveDirect(chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request
 	var l *link
 	if err == nil {
 		if osUser == "" {
-			err = &publicError{msg: "no OS user given; log in as user+" + typed}
+			err = &publicError{msg: "no OS user given; log in as user+" + printable(typed)}
 		} else {
 			up, l, err = c.connectUpstream(t, osUser, "direct")
 		}
 	}
 	if err != nil {
-		c.refuse(chans, reqs, fmt.Sprintf("bastion: %s: %s", typed, publicMessage(err)))
+		c.refuse(chans, reqs, fmt.Sprintf("bastion: %s: %s", printable(typed), publicMessage(err)))
 		return
 	}
 	c.runLink(l, func() { splice(l.ctx, peer{conn: c.sc, chans: chans, reqs: reqs}, up.peer, l, l.logger()) })

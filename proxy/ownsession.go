@@ -325,17 +325,22 @@ func answerRequests(reqs <-chan *ssh.Request, resize func([]byte)) (stop func())
 
 // pick parses the person's menu choice: "N", "NAME", "N USER", "NAME USER"
 // or "USER@NAME". Without a user, the one plain (non-pattern) OS user the
-// policies allow is taken.
+// policies allow is taken. It returns the entry and OS user picked, or a
+// message for the person instead: for a line without a target (empty,
+// blank, "@"), an unknown one or an invalid user. What the person typed is
+// escaped (printable) in the message.
 func pick(entries []entry, line string) (entry, string, string) {
 	var which, osUser string
 	if u, h, ok := strings.Cut(line, "@"); ok {
 		which, osUser = h, u
-	} else {
-		f := strings.Fields(line)
+	} else if f := strings.Fields(line); len(f) > 0 {
 		which = f[0]
 		if len(f) > 1 {
 			osUser = f[1]
 		}
+	}
+	if which == "" {
+		return entry{}, "", "type a target number or name"
 	}
 	var e *entry
 	if n, err := strconv.Atoi(which); err == nil {
@@ -351,7 +356,7 @@ func pick(entries []entry, line string) (entry, string, string) {
 			}
 		}
 		if e == nil {
-			return entry{}, "", fmt.Sprintf("%s is not in the list", which)
+			return entry{}, "", fmt.Sprintf("%s is not in the list", printable(which))
 		}
 	}
 	if osUser == "" {
@@ -362,7 +367,7 @@ func pick(entries []entry, line string) (entry, string, string) {
 			}
 		}
 		if len(plain) != 1 {
-			return entry{}, "", fmt.Sprintf("name the OS user for %s, as in: %s ec2-user", printable(e.t.Name), which)
+			return entry{}, "", fmt.Sprintf("name the OS user for %s, as in: %s ec2-user", printable(e.t.Name), printable(which))
 		}
 		osUser = plain[0]
 	}
@@ -372,9 +377,11 @@ func pick(entries []entry, line string) (entry, string, string) {
 	return *e, osUser, ""
 }
 
-// validOSUser reports whether s can be an OS user name.
+// validOSUser reports whether s can be an OS user name: at most 64 bytes,
+// beginning with a letter, digit or '_', without blanks, '/', ':' or '@',
+// and printable (no control characters, valid UTF-8).
 func validOSUser(s string) bool {
-	if s == "" || len(s) > 64 {
+	if s == "" || len(s) > 64 || printable(s) != s {
 		return false
 	}
 	ok, _ := path.Match("[a-zA-Z0-9_]*", s[:1])

@@ -182,7 +182,8 @@ type Server struct {
 }
 
 // SetRules installs the authenticator, policy and limits used for new
-// connections and for every later decision on live ones. With
+// connections and for every later decision on live ones, except that a
+// link keeps the idle_timeout and max_session in force when it began. With
 // r.RevokeLive, live connections of people r.Auth no longer admits are
 // closed with a message.
 func (s *Server) SetRules(r *Rules) {

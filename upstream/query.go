@@ -79,8 +79,8 @@ func ParseQuery(typed string) (Query, error) {
 
 // Resolver finds the one target a Query names among several providers.
 type Resolver struct {
-	// Providers are searched concurrently; their order is the order in
-	// which candidates are listed in an ambiguity error.
+	// Providers are searched concurrently. Their order does not matter:
+	// an ambiguity error lists its candidates sorted by Target.String.
 	Providers []Provider
 }
 
@@ -139,8 +139,9 @@ func (r *Resolver) Resolve(ctx context.Context, q Query) (Target, error) {
 }
 
 // List returns the instances of every provider that can list them, sorted
-// by name. Providers are asked concurrently; when some fail, the others'
-// instances are returned with the failures joined in the error.
+// by Target.String (name, then region and provider). Providers are asked
+// concurrently; when some fail, the others' instances are returned with the
+// failures joined in the error.
 func (r *Resolver) List(ctx context.Context) ([]Target, error) {
 	lists := make([][]Target, len(r.Providers))
 	errs := make([]error, len(r.Providers))

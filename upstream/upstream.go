@@ -4,8 +4,10 @@
 // A Provider is one source of instances (Lightsail, EC2, a static list). The
 // proxy parses what the person typed into a Query, asks a Resolver (which fans
 // out to every configured Provider) for the one matching Target, and then asks
-// that Target's Provider for Credentials. This package is the only one that
-// imports the AWS SDK (through its provider sub-packages).
+// that Target's Provider for Credentials. This package does not import the
+// AWS SDK: the AWS providers' sub-packages and the code that builds them
+// (upstream/build, assemble) do, and so does the recording uploader
+// (audit/recording).
 package upstream
 
 import (

@@ -1,7 +1,6 @@
 package sftpwatch
 
 import (
-	"bytes"
 	"path"
 	"strings"
 	"sync"
@@ -424,24 +423,14 @@ func (s *SCP) feedSource(p []byte) {
 			}
 			p = p[1:]
 		case srcLine, srcTrailMsg:
-			i := bytes.IndexByte(p, '\n')
-			chunk := p
-			if i >= 0 {
-				chunk = p[:i]
-			}
-			if len(s.line)+len(chunk) > maxLine {
-				s.fail("scp record too long")
-				return
-			}
-			if len(s.line) == 0 && len(chunk) > 0 && s.src == srcLine && !validRecordStart(chunk[0]) {
+			if len(s.line) == 0 && len(p) > 0 && p[0] != '\n' && s.src == srcLine && !validRecordStart(p[0]) {
 				s.fail("source sent no scp record")
 				return
 			}
-			s.line = append(s.line, chunk...)
-			if i < 0 {
+			var complete bool
+			if p, complete = s.appendLine(&s.line, p, "scp record too long"); !complete {
 				return
 			}
-			p = p[i+1:]
 			if s.src == srcTrailMsg {
 				s.trailMessage()
 			} else {
@@ -568,196 +557,4 @@ func parseRecord(line []byte) (mode uint32, size int64, name string, ok bool) {
 		return 0, 0, "", false
 	}
 	return mode, size, string(line[i+1:]), true
-}
-
-// feedSink parses p as the continuation of the sink's answers.
-func (s *SCP) feedSink(p []byte) {
-	for len(p) > 0 && !s.dead && !s.closed {
-		if !s.answering {
-			switch p[0] {
-			case 0:
-				s.answer(scpAnswer{ok: true})
-			case 1, 2:
-				// \x02 is fatal to the source; either way a message
-				// line follows.
-				s.answering = true
-				s.msg = s.msg[:0]
-			default:
-				s.fail("sink sent no scp answer")
-				return
-			}
-			p = p[1:]
-			continue
-		}
-		i := bytes.IndexByte(p, '\n')
-		chunk := p
-		if i >= 0 {
-			chunk = p[:i]
-		}
-		if len(s.msg)+len(chunk) > maxLine {
-			s.fail("scp message too long")
-			return
-		}
-		s.msg = append(s.msg, chunk...)
-		if i < 0 {
-			return
-		}
-		p = p[i+1:]
-		s.answering = false
-		s.answer(scpAnswer{msg: string(s.msg)})
-	}
-}
-
-// push queues an item for the sink's answer, matching it at once with an
-// answer already observed.
-func (s *SCP) push(it scpItem) {
-	if s.items.len() >= maxPending {
-		s.fail("too many scp records awaiting answers")
-		return
-	}
-	s.items.push(it)
-	s.retain(len(it.name))
-	s.match()
-}
-
-// answer queues one answer of the sink and matches it; if it releases
-// source bytes held back, they are parsed now.
-func (s *SCP) answer(a scpAnswer) {
-	if s.answers.len() >= maxPending {
-		s.fail("too many scp answers to unseen records")
-		return
-	}
-	s.answers.push(a)
-	s.retain(len(a.msg))
-	s.match()
-	if !s.dead && s.src == srcAck && s.cur.ack != 0 {
-		s.afterAck()
-		s.replay()
-	}
-}
-
-// match pairs items with answers in order; notes need none.
-func (s *SCP) match() {
-	for !s.dead && s.items.len() > 0 {
-		if s.items.peek().kind == itemNote {
-			it := s.items.pop()
-			s.retained -= len(it.name)
-			s.note(&it)
-			continue
-		}
-		if s.answers.len() == 0 {
-			return
-		}
-		it, a := s.items.pop(), s.answers.pop()
-		s.retained -= len(it.name) + len(a.msg)
-		s.resolve(&it, &a)
-	}
-}
-
-// note reports a source's error line: the status of the file it ends, or
-// an error of its own.
-func (s *SCP) note(it *scpItem) {
-	if f := it.f; f != nil {
-		if f.reported {
-			return
-		}
-		f.reported = true
-		s.report(SCPOp{Kind: KindFile, Direction: s.direction, Path: f.path,
-			Mode: f.mode, Size: f.size, Bytes: f.bytes, Status: it.name})
-		return
-	}
-	s.report(SCPOp{Kind: KindError, Direction: s.direction, Status: it.name})
-}
-
-// resolve handles the sink's answer a to item it.
-func (s *SCP) resolve(it *scpItem, a *scpAnswer) {
-	status := StatusOK
-	if !a.ok {
-		status = a.msg
-	}
-	switch it.kind {
-	case itemStart, itemT, itemE:
-		if it.kind == itemE && a.ok && len(s.dirs) > 0 {
-			last := s.dirs[len(s.dirs)-1]
-			s.dirs = s.dirs[:len(s.dirs)-1]
-			s.dirBytes -= len(last) + 1
-		}
-		if !a.ok {
-			s.report(SCPOp{Kind: KindError, Direction: s.direction, Status: status})
-		}
-	case itemD:
-		p := s.join(it.name)
-		if a.ok {
-			if s.dirBytes+len(it.name)+1 > maxPath {
-				s.fail("scp directories nested too deep")
-				return
-			}
-			s.dirs = append(s.dirs, it.name)
-			s.dirBytes += len(it.name) + 1
-		}
-		s.report(SCPOp{Kind: KindDir, Direction: s.direction, Path: p, Mode: it.mode, Status: status})
-	case itemC:
-		f := it.f
-		f.path = s.join(f.name)
-		if a.ok {
-			f.ack = 1
-			return
-		}
-		f.ack = 2
-		if f.guessed {
-			s.fail("sink refused a file whose contents were assumed to follow")
-			return
-		}
-		f.reported = true
-		s.report(SCPOp{Kind: KindFile, Direction: s.direction, Path: f.path,
-			Mode: f.mode, Size: f.size, Status: status})
-	case itemEnd:
-		f := it.f
-		if a.ok && f.srcFailed {
-			status = f.srcErr
-		}
-		if f.reported {
-			return
-		}
-		f.reported = true
-		s.report(SCPOp{Kind: KindFile, Direction: s.direction, Path: f.path,
-			Mode: f.mode, Size: f.size, Bytes: f.bytes, Status: status})
-	}
-}
-
-// join returns name inside the directories entered.
-func (s *SCP) join(name string) string {
-	if len(s.dirs) == 0 {
-		return name
-	}
-	return strings.Join(s.dirs, "/") + "/" + name
-}
-
-// queue is a FIFO that reuses its storage when it drains, as it does after
-// every answer in an scp exchange.
-type queue[T any] struct {
-	q    []T
-	head int
-}
-
-func (q *queue[T]) len() int { return len(q.q) - q.head }
-
-func (q *queue[T]) push(v T) {
-	if q.head > 0 && q.head == len(q.q) {
-		q.q, q.head = q.q[:0], 0
-	}
-	q.q = append(q.q, v)
-}
-
-func (q *queue[T]) peek() T { return q.q[q.head] }
-
-func (q *queue[T]) pop() T {
-	var zero T
-	v := q.q[q.head]
-	q.q[q.head] = zero
-	q.head++
-	if q.head == len(q.q) {
-		q.q, q.head = q.q[:0], 0
-	}
-	return v
 }

@@ -4,7 +4,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
+	"unicode"
 )
 
 // usage is `bastion --help`.
@@ -18,6 +20,7 @@ commands:
   demo                        run a bastion in front of a simulated AWS account
   check-config --config FILE  validate a config file as serve does (exit 1 on errors)
   ssh-config --config FILE    print (or --write) a person's ~/.ssh/config stanza and known_hosts lines
+  fleet init --config FILE    create the fleet's DynamoDB table if missing (idempotent)
   version                     print the version and VCS revision
 
 "bastion <command> --help" shows a command's flags and an example.
@@ -88,6 +91,16 @@ added.`,
 		example: `bastion ssh-config --config /etc/bastion/config.yaml --host bastion.example.com:22
 bastion ssh-config --config config.yaml --host bastion.example.com --user alice --write`,
 	},
+	"fleet": {
+		synopsis: "fleet init --config FILE",
+		about: `Creates the DynamoDB table that fleet.dynamodb_table names if it is missing
+(on-demand capacity, partition key "pk"), waits until it is active, and
+turns on its time to live on "expires". It is idempotent: run it from a
+deploy pipeline or by hand, with credentials allowed the table's
+DescribeTable, CreateTable and UpdateTimeToLive (deploy/README.md).
+AWS_ENDPOINT_URL_DYNAMODB points it at another endpoint.`,
+		example: `bastion fleet init --config /etc/bastion/config.yaml`,
+	},
 	"version": {
 		synopsis: "version",
 		about:    `Prints the module version and the VCS revision the binary was built from.`,
@@ -136,10 +149,27 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 			help()
 			return err
 		}
-		return usageError{fmt.Sprintf("%v (see %s --help)", err, fs.Name())}
+		// The flag package quotes nothing: a typed flag name goes to the
+		// terminal escaped, as the unexpected argument below does.
+		return usageError{fmt.Sprintf("%s (see %s --help)", escapeControl(err.Error()), fs.Name())}
 	}
 	if fs.NArg() > 0 {
 		return usageError{fmt.Sprintf("unexpected argument %q (see %s --help)", fs.Arg(0), fs.Name())}
 	}
 	return nil
+}
+
+// escapeControl returns s with each rune that is not printable written as
+// strconv quotes it ("\x1b", "\n"), and the rest as it is.
+func escapeControl(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if unicode.IsPrint(r) {
+			b.WriteRune(r)
+			continue
+		}
+		q := strconv.QuoteRune(r)
+		b.WriteString(q[1 : len(q)-1])
+	}
+	return b.String()
 }

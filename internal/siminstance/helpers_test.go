@@ -1,6 +1,7 @@
 package siminstance
 
 import (
+	"crypto/ed25519"
 	"crypto/rand"
 	"testing"
 	"time"
@@ -15,7 +16,18 @@ import (
 const waitTimeout = 10 * time.Second
 
 // newSigner returns a fresh ed25519 signer.
-func newSigner(t *testing.T) ssh.Signer { return testkit.NewSigner(t) }
+func newSigner(t *testing.T) ssh.Signer {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatalf("generating key: %v", err)
+	}
+	s, err := ssh.NewSignerFromKey(priv)
+	if err != nil {
+		t.Fatalf("making signer: %v", err)
+	}
+	return s
+}
 
 // certOptions varies a test certificate.
 type certOptions struct {
@@ -115,8 +127,8 @@ func admitKeys(signers ...ssh.Signer) func(string, ssh.PublicKey) error {
 	})
 }
 
-// syncBuffer is the test kit's buffer: safe for concurrent use, and a test
-// waits on its output without sleeping.
+// syncBuffer is the test kit's buffer, safe for concurrent use, that
+// signals each write so that a test can wait for output without sleeping.
 type syncBuffer struct{ testkit.SyncBuffer }
 
 func newSyncBuffer() *syncBuffer { return &syncBuffer{} }

@@ -11,13 +11,20 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/ssh"
 )
 
 // sshdAttempts is how many ports LaunchSSHD tries before giving up.
 const sshdAttempts = 5
+
+// pickPort chooses the port of each attempt; a test replaces it to make a
+// port be taken.
+var pickPort = kernelPort
 
 // sshdReady is the line sshd -e prints once it listens.
 var sshdReady = regexp.MustCompile(`Server listening on 127\.0\.0\.1 port (\d+)`)
@@ -89,7 +96,7 @@ func LaunchSSHD(ctx context.Context, c SSHDConfig) (*SSHD, error) {
 	s := &SSHD{HostKey: hk, Dir: c.Dir, ConfigPath: filepath.Join(c.Dir, "sshd_config")}
 	var last error
 	for attempt := 0; attempt < sshdAttempts; attempt++ {
-		port, err := kernelPort()
+		port, err := pickPort()
 		if err != nil {
 			return nil, err
 		}
@@ -211,4 +218,50 @@ func StartSSHD(t testing.TB, c SSHDConfig) *SSHD {
 		}
 	})
 	return s
+}
+
+// HandshakeOnce runs an in-process SSH server with srv on a loopback
+// listener for one connection, and logs in to it with client, giving host
+// as the address the client believes it dials (what a HostKeyCallback
+// sees). It returns the client's error; the server rejects every channel.
+func HandshakeOnce(t testing.TB, srv *ssh.ServerConfig, host string, client *ssh.ClientConfig) error {
+	t.Helper()
+	// A TCP loopback connection: net.Pipe is unbuffered, and both sides
+	// of an SSH handshake write their version line first.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var wg sync.WaitGroup
+	t.Cleanup(wg.Wait)
+	wg.Go(func() {
+		sc, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer sc.Close()
+		conn, chans, reqs, err := ssh.NewServerConn(sc, srv)
+		if err != nil {
+			return
+		}
+		wg.Go(func() { ssh.DiscardRequests(reqs) })
+		wg.Go(func() {
+			for nc := range chans {
+				nc.Reject(ssh.Prohibited, "test server")
+			}
+		})
+		conn.Wait()
+	})
+	cc, err := net.DialTimeout("tcp", l.Addr().String(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, chans, reqs, err := ssh.NewClientConn(cc, host, client)
+	if err != nil {
+		cc.Close()
+		return err
+	}
+	ssh.NewClient(conn, chans, reqs).Close()
+	return nil
 }

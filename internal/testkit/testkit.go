@@ -54,3 +54,16 @@ func WriteFile(t testing.TB, path, content string, mode os.FileMode) {
 		t.Fatal(err)
 	}
 }
+
+// FreePort returns a loopback TCP port that was free a moment ago. It is
+// for clients that bind a port themselves (ssh -L and -R); another process
+// may take the port first, so servers are handed listeners instead, or
+// retry as LaunchSSHD does.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	p, err := kernelPort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}

@@ -3,7 +3,8 @@ package testkit
 import (
 	"fmt"
 	"net"
-	"runtime"
+	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -12,124 +13,134 @@ import (
 	"golang.org/x/crypto/ssh"
 )
 
-// fakeTB records how a helper ended a test: Fatal and Skip end the calling
-// goroutine as the real ones do, so the helper's next line never runs.
-type fakeTB struct {
-	testing.TB
-	mu      sync.Mutex
-	fatal   string
-	skipped bool
-}
-
-func (f *fakeTB) Helper() {}
-
-func (f *fakeTB) Fatal(args ...any) { f.Fatalf("%s", fmt.Sprint(args...)) }
-
-func (f *fakeTB) Fatalf(format string, args ...any) {
-	f.mu.Lock()
-	f.fatal = fmt.Sprintf(format, args...)
-	f.mu.Unlock()
-	runtime.Goexit()
-}
-
-func (f *fakeTB) Skip(args ...any) { f.SkipNow() }
-
-func (f *fakeTB) Skipf(string, ...any) { f.SkipNow() }
-
-func (f *fakeTB) SkipNow() {
-	f.mu.Lock()
-	f.skipped = true
-	f.mu.Unlock()
-	runtime.Goexit()
-}
-
-// run calls fn with a fakeTB on its own goroutine and returns the record.
-func run(t *testing.T, fn func(tb testing.TB)) (fatal string, skipped bool) {
-	f := &fakeTB{TB: t}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		fn(f)
-	}()
-	<-done
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.fatal, f.skipped
-}
-
-func TestWaitForTimesOutNamingTheCondition(t *testing.T) {
-	fatal, _ := run(t, func(tb testing.TB) {
-		WaitFor(tb, "the moon to turn blue", 50*time.Millisecond, func() bool { return false })
-	})
-	if !strings.Contains(fatal, "waiting for the moon to turn blue") {
-		t.Fatalf("WaitFor failed with %q, want the condition's name", fatal)
+func TestPoll(t *testing.T) {
+	n := 0
+	if !Poll(10*time.Second, func() bool { n++; return n == 3 }) || n != 3 {
+		t.Errorf("Poll: got %d checks, want it to stop at the third", n)
 	}
-	fatal, _ = run(t, func(tb testing.TB) {
-		WaitFor(tb, "true", time.Second, func() bool { return true })
-	})
-	if fatal != "" {
-		t.Fatalf("WaitFor on a holding condition failed: %q", fatal)
+	start := time.Now()
+	if Poll(50*time.Millisecond, func() bool { return false }) {
+		t.Error("Poll reported a condition that never held")
+	}
+	if time.Since(start) < 50*time.Millisecond {
+		t.Error("Poll gave up before its timeout")
 	}
 }
 
-func TestSyncBufferConcurrentWritesAndAwait(t *testing.T) {
+func TestSyncBufferConcurrent(t *testing.T) {
 	var b SyncBuffer
 	var wg sync.WaitGroup
-	for i := 0; i < 8; i++ {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			for j := 0; j < 100; j++ {
-				fmt.Fprintf(&b, "w%d.%d\n", i, j)
-				_ = b.Len()
+	for i := range 8 {
+		wg.Go(func() {
+			for range 100 {
+				fmt.Fprintf(&b, "%d\n", i)
 				_ = b.String()
 			}
-		}(i)
+		})
 	}
-	go func() {
-		wg.Wait()
-		b.Write([]byte("all done\n"))
-	}()
-	next := b.WaitFor(t, 0, "all done", 20*time.Second)
-	if next != b.Len()-1 {
-		t.Fatalf("WaitFor returned offset %d, want %d (just past the match)", next, b.Len()-1)
+	wg.Wait()
+	if got := strings.Count(b.String(), "\n"); got != 800 {
+		t.Errorf("got %d lines, want 800", got)
 	}
-	if got := strings.Count(b.String(), "\n"); got != 801 {
-		t.Fatalf("buffer holds %d lines, want 801", got)
+	next, ok := b.Await(0, "7\n", time.Second)
+	if !ok || next <= 0 {
+		t.Errorf("Await found no 7: %d %v", next, ok)
 	}
 }
 
-func TestMissingToolFailsNotSkips(t *testing.T) {
-	fatal, skipped := run(t, func(tb testing.TB) { Tool(tb, "testkit-no-such-tool") })
-	if skipped || !strings.Contains(fatal, "testkit-no-such-tool not found") {
-		t.Fatalf("Tool of a missing tool: skipped=%v, failure %q; want a failure naming it", skipped, fatal)
+func TestLookToolMissing(t *testing.T) {
+	_, err := LookTool("no-such-tool-anywhere")
+	if err == nil || !strings.Contains(err.Error(), "install it") {
+		t.Errorf("LookTool of a missing tool: %v; want an error that says to install it", err)
 	}
 }
 
-func TestStartSSHDAnswersHandshake(t *testing.T) {
-	client := NewKey(t, t.TempDir(), "id_ed25519")
-	s := StartSSHD(t, SSHDConfig{AuthorizedKeys: []string{client.AuthorizedKey()}})
-	if s.Addr != net.JoinHostPort("127.0.0.1", fmt.Sprint(s.Port)) {
-		t.Fatalf("sshd address %q does not match port %d", s.Addr, s.Port)
-	}
-	cfg := &ssh.ClientConfig{
-		User:            "root",
-		Auth:            []ssh.AuthMethod{ssh.PublicKeys(client.Signer)},
-		HostKeyCallback: ssh.FixedHostKey(s.HostKey.Signer.PublicKey()),
-		Timeout:         30 * time.Second,
-	}
-	c, err := ssh.Dial("tcp", s.Addr, cfg)
+// TestStopKillsDescendants: Stop ends a process and the children it
+// started, by pid.
+func TestStopKillsDescendants(t *testing.T) {
+	p, err := Start(exec.Command("sh", "-c", "sleep 300 & sleep 300 & wait"))
 	if err != nil {
-		t.Fatalf("handshake with the launched sshd: %v", err)
+		t.Fatal(err)
+	}
+	WaitFor(t, "the two sleeps", 20*time.Second, func() bool { return len(Descendants(p.PID())) == 2 })
+	kids := Descendants(p.PID())
+	if err := p.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	WaitFor(t, "the sleeps to be gone", 20*time.Second, func() bool {
+		for _, k := range kids {
+			if alive(k) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// alive reports whether pid is a living process (not gone, not a zombie).
+func alive(pid int) bool {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	i := strings.LastIndexByte(string(stat), ')')
+	f := strings.Fields(string(stat[i+1:]))
+	return len(f) > 0 && f[0] != "Z"
+}
+
+// TestStartSSHD runs a real sshd and logs in to it with x/crypto: the host
+// key it presents is the one the kit wrote.
+func TestStartSSHD(t *testing.T) {
+	user := NewKey(t, t.TempDir(), "user")
+	s := StartSSHD(t, SSHDConfig{AuthorizedKeys: []string{user.AuthorizedKey()}})
+	c, err := ssh.Dial("tcp", s.Addr, &ssh.ClientConfig{
+		User:            me(t),
+		Auth:            []ssh.AuthMethod{ssh.PublicKeys(user.Signer)},
+		HostKeyCallback: ssh.FixedHostKey(s.HostKey.Signer.PublicKey()),
+		Timeout:         20 * time.Second,
+	})
+	if err != nil {
+		t.Fatalf("logging in to the kit's sshd: %v\n%s", err, s.Proc.Out.String())
 	}
 	defer c.Close()
 	sess, err := c.NewSession()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer sess.Close()
-	out, err := sess.Output("echo testkit-ok")
-	if err != nil || strings.TrimSpace(string(out)) != "testkit-ok" {
-		t.Fatalf("exec through sshd: %q, %v", out, err)
+	out, err := sess.Output("echo kit-ok")
+	if err != nil || string(out) != "kit-ok\n" {
+		t.Errorf("exec: %q, %v", out, err)
+	}
+}
+
+func me(t *testing.T) string {
+	out, err := exec.Command("id", "-un").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// TestLaunchSSHDRetriesTakenPort takes the first port the launcher picks:
+// sshd fails to bind it, and the launcher starts it on another.
+func TestLaunchSSHDRetriesTakenPort(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	takenPort := taken.Addr().(*net.TCPAddr).Port
+	calls := 0
+	pickPort = func() (int, error) {
+		calls++
+		if calls == 1 {
+			return takenPort, nil
+		}
+		return kernelPort()
+	}
+	t.Cleanup(func() { pickPort = kernelPort })
+	s := StartSSHD(t, SSHDConfig{})
+	if s.Port == takenPort || calls != 2 {
+		t.Fatalf("sshd on port %d after %d attempts; want another port than the taken %d after 2", s.Port, calls, takenPort)
 	}
 }

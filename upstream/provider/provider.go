@@ -6,10 +6,16 @@
 // config keys.
 //
 // The package imports nothing of the AWS SDK, so that config, auth and
-// upstream can all read it. Each provider kind is registered once, in
+// upstream can all read it. The built-in kinds are registered once, in
 // builtin.go, as a database/sql driver or a Caddy module registers itself;
-// the provider packages themselves register their constructors with the
-// assembly that builds them.
+// each provider package registers its constructor in its own init
+// (package upstream/build), and package upstream/builtin imports them.
+//
+// A new kind is a folder of its own (its Provider, its section type and
+// constructor, registered from its init), its descriptor here, and one
+// import line in upstream/builtin: the section's decoding and validation
+// come from Descriptor.NewSection and Validate, and target names, policy
+// prefixes, ssh-config and the IAM test read the descriptor.
 package provider
 
 import (
@@ -46,6 +52,18 @@ type Descriptor struct {
 	// DefaultResolveCache is how long name lookups are cached when the
 	// config leaves resolve_cache out; zero if the kind does not cache.
 	DefaultResolveCache time.Duration
+
+	// NewSection, for a kind whose config section the config package does
+	// not spell out (one added in a folder of its own), returns a pointer
+	// to a new value of the kind's section type, with yaml tags: the
+	// config decodes providers.Name into it, with the same unknown-key and
+	// type errors as every other section, and keeps it in
+	// config.Providers.Sections. Nil for the built-in kinds.
+	NewSection func() any
+	// Validate checks a decoded section (what NewSection returned) and
+	// returns one error per problem, each reported at the section's line.
+	// Nil accepts any section.
+	Validate func(section any) []error
 }
 
 // Suffix returns the target name suffix that selects d, such as ".ec2".

@@ -1,5 +1,6 @@
 // Package static is the provider for hosts outside AWS: a fixed address, a
-// private key the bastion logs in with, and a pinned host key.
+// private key the bastion logs in with, and a host key pinned in the config
+// or read from a known_hosts file.
 package static
 
 import (
