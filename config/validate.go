@@ -74,6 +74,7 @@ func (c *checker) check(cfg *Config) {
 	}
 	c.checkStatic(cfg.Providers.Static)
 	c.checkPolicies(cfg)
+	c.checkSessionControl(cfg)
 	c.checkLimits(&cfg.Limits)
 	c.checkRevoked(cfg)
 	for i, name := range cfg.Ciphers {
@@ -650,4 +651,13 @@ func fileMessage(file string, err error) string {
 		err = pe.Err
 	}
 	return fmt.Sprintf("reading %s: %v", file, err)
+}
+
+// checkSessionControl validates session_control: its groups must be named.
+func (c *checker) checkSessionControl(cfg *Config) {
+	for i, g := range cfg.SessionControl.Groups {
+		if g == "" {
+			c.errorf(indexKey("session_control.groups", i), "must not be empty")
+		}
+	}
 }

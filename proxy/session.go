@@ -88,6 +88,7 @@ func (s *session) request(dir direction, req *ssh.Request) (refuse string) {
 			s.term, s.cols, s.rows = p.Term, int(p.Cols), int(p.Rows)
 			s.mu.Unlock()
 		}
+		s.l.ptyStarted()
 	case "window-change":
 		var p struct{ Cols, Rows, W, H uint32 }
 		if ssh.Unmarshal(req.Payload, &p) == nil {
