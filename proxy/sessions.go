@@ -91,6 +91,8 @@ type liveEntry struct {
 	pty     atomic.Bool
 	// put is set once the directory holds the entry.
 	put atomic.Bool
+	// watch are the link's watchers (sessions_watch.go).
+	watch watchers
 }
 
 // directory returns the fleet directory, or the in-memory one.
@@ -161,6 +163,7 @@ func (s *Server) registerLink(l *link) (unregister func()) {
 	s.startRegistryLocked()
 	r.mu.Unlock()
 	return func() {
+		e.watch.end()
 		r.mu.Lock()
 		delete(r.byID, e.id)
 		if e.put.Load() {
