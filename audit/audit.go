@@ -306,7 +306,7 @@ func clipStrings(e *Event) {
 		&e.Reason, &e.Limit, &e.Error, &e.RequestID, &e.HostKeyFingerprint,
 		&e.HostKeySource, &e.Kind, &e.Command, &e.Subsystem, &e.Term,
 		&e.Recording, &e.ExitSignal, &e.Dest, &e.Origin, &e.Op, &e.Path,
-		&e.NewPath, &e.OpenMode, &e.Perm, &e.Status, &e.Action,
+		&e.NewPath, &e.OpenMode, &e.Perm, &e.Status, &e.Action, &e.LinkID, &e.By,
 	} {
 		*p = Clip(*p)
 	}
