@@ -18,16 +18,14 @@ import (
 )
 
 // Fleet is what a server shares with the other replicas of the bastion:
-// the registry of live links, the kill requests for them, and the
-// failed-authentication counts. The zero value keeps the links in memory,
-// for this replica alone, and the counts local.
+// the registry of live links and the kill requests for them. The zero
+// value keeps the links in memory, for this replica alone. The own-session
+// commands (sessions, kill, watch) act on this replica's links only so
+// far; the directory is kept in step for a fleet store to build on.
 type Fleet struct {
 	// Directory is the fleet-wide registry of live links. If nil, an
 	// in-memory one of this server's links only.
 	Directory fleet.Directory
-	// Penalties are the fleet-wide failed-authentication counts. If nil,
-	// they are counted by this replica alone.
-	Penalties fleet.Penalties
 	// Replica names this replica in link ids and listings. If "", the
 	// host name.
 	Replica string
@@ -103,10 +101,6 @@ func (s *Server) directory() fleet.Directory {
 	s.live.memOnce.Do(func() { s.live.mem = fleet.NewMemory(linkTTL) })
 	return s.live.mem
 }
-
-// fleetShared reports whether a fleet store is configured (counts then come
-// from it rather than from this replica alone).
-func (s *Server) fleetShared() bool { return s.Fleet.Directory != nil }
 
 // replicaName returns this replica's name, cut to the characters and
 // length of a link id.
