@@ -122,3 +122,22 @@ func TestSessionsKillOwn(t *testing.T) {
 		t.Errorf("carol's stderr: got %q, want the kill reason", out)
 	}
 }
+
+// TestSessionsKillDirect: a direct-mode link (me+web-1@bastion) is listed
+// and ended like a jump link.
+func TestSessionsKillDirect(t *testing.T) {
+	w := newSessionsWorld(t)
+	victim := startProcess(t, exec.Command("ssh", "-F", w.carol.ConfigPath, "-l", w.me+"+web-1", "bastion", "sleep 300"))
+	id := w.waitLink(t, w.bob, "carol")
+	if r := w.bob.ssh(t, nil, "bastion", "kill", id); r.Code != 0 {
+		t.Fatalf("kill: got exit %d %q, want success", r.Code, r.Stderr)
+	}
+	select {
+	case <-victim.done:
+	case <-time.After(2 * time.Second):
+		t.Fatal("carol's direct link still runs 2 s after the kill")
+	}
+	if out := victim.out.String(); !strings.Contains(out, "bastion: ended by session_control user bob") {
+		t.Errorf("carol's stderr: got %q, want the kill reason", out)
+	}
+}
