@@ -3,17 +3,21 @@ package assemble
 import (
 	"cmp"
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"go.uber.org/zap"
 
 	"bastion/audit"
 	"bastion/audit/recording"
 	"bastion/config"
+	"bastion/fleet"
 	"bastion/metrics"
 	"bastion/upstream"
 	"bastion/upstream/awsutil"
@@ -67,7 +71,41 @@ func AWSProviders(ctx context.Context, cfg *config.Config, opt Options) ([]upstr
 // is loaded only if an AWS kind asks for it. al and m may be nil; without
 // withFiles, kinds that read key files (static) are left out.
 func newProviders(ctx context.Context, cfg *config.Config, log *zap.Logger, al *audit.Logger, loader *awsLoader, m *metrics.Metrics, withFiles bool) ([]upstream.Provider, error) {
-	return build.Providers(ctx, build.Env{Config: cfg, AWS: loader.load, Logger: log, Audit: al, Metrics: m, Files: withFiles})
+	env := build.Env{Config: cfg, AWS: loader.load, Logger: log, Audit: al, Metrics: m, Files: withFiles}
+	if cfg.Fleet != nil {
+		st, err := newFleetStore(ctx, cfg, loader)
+		if err != nil {
+			return nil, err
+		}
+		env.Fleet = st
+	}
+	return build.Providers(ctx, env)
+}
+
+// newFleetStore returns the fleet store of fleet.dynamodb_table, with a
+// DynamoDB client from the SDK config (AWS_ENDPOINT_URL_DYNAMODB points it
+// elsewhere, as for dynalite in tests).
+func newFleetStore(ctx context.Context, cfg *config.Config, loader *awsLoader) (*fleet.Store, error) {
+	awsCfg, err := loader.load(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("fleet: %w", err)
+	}
+	replica := cfg.Fleet.Replica
+	if replica == "" {
+		if replica, err = os.Hostname(); err != nil {
+			return nil, fmt.Errorf("fleet.replica: no host name to default to: %w", err)
+		}
+	}
+	return &fleet.Store{Client: dynamodb.NewFromConfig(awsCfg), Table: cfg.Fleet.DynamoDBTable, Replica: replica}, nil
+}
+
+// FleetStore returns the fleet store cfg configures, for `bastion fleet
+// init`.
+func FleetStore(ctx context.Context, cfg *config.Config, opt Options) (*fleet.Store, error) {
+	if cfg.Fleet == nil {
+		return nil, errors.New("the config has no fleet section (fleet.dynamodb_table)")
+	}
+	return newFleetStore(ctx, cfg, &awsLoader{given: opt.AWS})
 }
 
 // newUploader returns the S3 uploader of audit.s3. With a custom S3

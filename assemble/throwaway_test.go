@@ -2,8 +2,6 @@ package assemble_test
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
@@ -19,6 +17,7 @@ import (
 	"bastion/audit"
 	"bastion/config"
 	"bastion/internal/siminstance"
+	"bastion/internal/testkit"
 	"bastion/upstream"
 	"bastion/upstream/build"
 	"bastion/upstream/provider"
@@ -98,11 +97,7 @@ func registerThrowaway() {
 // validation of its own section, policy prefixes, construction by the
 // assembly, target names, and a login through its own transport.
 func TestThrowawayProviderEndToEnd(t *testing.T) {
-	_, priv, _ := ed25519.GenerateKey(rand.Reader)
-	userKey, err := ssh.NewSignerFromKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
+	userKey := testkit.NewSigner(t)
 	throwawayKeys.user = userKey
 	inst, err := siminstance.Start(siminstance.Options{
 		Name:  "web-1",
@@ -118,11 +113,7 @@ func TestThrowawayProviderEndToEnd(t *testing.T) {
 	throwawayKeys.hostKey = inst.HostKey()
 	registerThrowaway()
 
-	_, personPriv, _ := ed25519.GenerateKey(rand.Reader)
-	person, err := ssh.NewSignerFromKey(personPriv)
-	if err != nil {
-		t.Fatal(err)
-	}
+	person := testkit.NewSigner(t)
 	dir := t.TempDir()
 	yml := fmt.Sprintf(`host_key: %s
 host_ca_key: %s

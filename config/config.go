@@ -102,6 +102,9 @@ type Config struct {
 	Ciphers []string `yaml:"ciphers"`
 	// ProxyProtocol accepts PROXY protocol headers from load balancers.
 	ProxyProtocol *ProxyProtocol `yaml:"proxy_protocol"`
+	// Fleet, if set, keeps the state the replicas share in one DynamoDB
+	// table (EC2 host keys learned on first use, so far).
+	Fleet *Fleet `yaml:"fleet"`
 
 	// TrustedUserCAs holds TrustedUserCAKeys parsed.
 	TrustedUserCAs []ssh.PublicKey `yaml:"-"`
@@ -139,6 +142,18 @@ type User struct {
 	KeyOptions []KeyOptions `yaml:"-"`
 }
 
+// Fleet configures the shared state of a bastion's replicas.
+type Fleet struct {
+	// DynamoDBTable is the table's name; `bastion fleet init` creates it.
+	DynamoDBTable string `yaml:"dynamodb_table"`
+	// Replica names this replica in what it writes; default the host name.
+	Replica string `yaml:"replica"`
+	// Advertise is the host:port other replicas would reach this one on
+	// for a cross-replica watch, which is not built yet: it is validated
+	// and warned about, and nothing listens on it.
+	Advertise string `yaml:"advertise"`
+}
+
 // Providers configures where targets come from.
 type Providers struct {
 	Lightsail *Lightsail `yaml:"lightsail"`
@@ -158,8 +173,9 @@ const (
 
 // Host key policies for EC2.
 const (
-	HostKeysTOFU   = "tofu"
-	HostKeysPinned = "pinned"
+	HostKeysTOFU    = "tofu"
+	HostKeysPinned  = "pinned"
+	HostKeysConsole = "console"
 )
 
 // Lightsail configures the Lightsail provider.
@@ -180,8 +196,15 @@ type EC2 struct {
 	Address string `yaml:"address"`
 	// Port is the instances' SSH port; default 22.
 	Port int `yaml:"port"`
-	// HostKeys is HostKeysTOFU (default) or HostKeysPinned.
+	// HostKeys is HostKeysTOFU (default), HostKeysPinned or
+	// HostKeysConsole (each instance's keys read from the block cloud-init
+	// prints on its console, pinned before the first connection).
 	HostKeys string `yaml:"host_keys"`
+	// HostKeysFallback is what host_keys: console does for an instance
+	// whose console shows no host key block (no cloud-init, output
+	// truncated): "refuse" (default) or "tofu" (trust its first key, in
+	// known_hosts).
+	HostKeysFallback string `yaml:"host_keys_fallback"`
 	// KnownHosts is the known_hosts file: the TOFU store (written) or the
 	// pinned list (read only), keyed by instance id.
 	KnownHosts string `yaml:"known_hosts"`

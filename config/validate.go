@@ -73,6 +73,7 @@ func (c *checker) check(cfg *Config) {
 		c.checkEC2(e)
 	}
 	c.checkStatic(cfg.Providers.Static)
+	c.checkFleet(cfg.Fleet)
 	c.checkPolicies(cfg)
 	c.checkSessionControl(cfg)
 	c.checkLimits(&cfg.Limits)
@@ -331,8 +332,16 @@ func (c *checker) checkEC2(e *EC2) {
 	const key = "providers.ec2"
 	c.checkAWS(key, e.Regions, e.Address, e.Port, e.ResolveCache)
 	pinned := e.HostKeys == HostKeysPinned
-	if !pinned && e.HostKeys != HostKeysTOFU {
-		c.errorf(key+".host_keys", "%q is not %q or %q", e.HostKeys, HostKeysTOFU, HostKeysPinned)
+	switch e.HostKeys {
+	case HostKeysTOFU, HostKeysPinned, HostKeysConsole:
+	default:
+		c.errorf(key+".host_keys", "%q is not %q, %q or %q", e.HostKeys, HostKeysTOFU, HostKeysPinned, HostKeysConsole)
+	}
+	switch {
+	case e.HostKeysFallback != "" && e.HostKeysFallback != "refuse" && e.HostKeysFallback != "tofu":
+		c.errorf(key+".host_keys_fallback", "%q is not \"refuse\" or \"tofu\"", e.HostKeysFallback)
+	case e.HostKeysFallback == "tofu" && e.HostKeys != HostKeysConsole:
+		c.warnf(key+".host_keys_fallback", "has no effect: it applies to host_keys: %s only", HostKeysConsole)
 	}
 	if e.KnownHosts == "" {
 		c.errorf(key+".known_hosts", "required: the file of instances' host keys (written on first use with tofu, only read with pinned)")
@@ -651,6 +660,28 @@ func fileMessage(file string, err error) string {
 		err = pe.Err
 	}
 	return fmt.Sprintf("reading %s: %v", file, err)
+}
+
+// dynamoDBTableName is what DynamoDB accepts as a table name.
+var dynamoDBTableName = regexp.MustCompile(`^[a-zA-Z0-9_.-]{3,255}$`)
+
+func (c *checker) checkFleet(f *Fleet) {
+	if f == nil {
+		return
+	}
+	if !dynamoDBTableName.MatchString(f.DynamoDBTable) {
+		c.errorf("fleet.dynamodb_table", "%q is not a DynamoDB table name (3 to 255 of a-z, A-Z, 0-9, _ . -)", f.DynamoDBTable)
+	}
+	if len(f.Replica) > 128 || strings.ContainsFunc(f.Replica, func(r rune) bool { return r < 0x21 || r == 0x7f }) {
+		c.errorf("fleet.replica", "must be at most 128 bytes without blanks or control characters")
+	}
+	if f.Advertise != "" {
+		if _, _, err := net.SplitHostPort(f.Advertise); err != nil {
+			c.errorf("fleet.advertise", "%q is not host:port", f.Advertise)
+		} else {
+			c.warnf("fleet.advertise", "cross-replica watch is not built yet: nothing listens on %s", f.Advertise)
+		}
+	}
 }
 
 // checkSessionControl validates session_control: its groups must be named.

@@ -20,6 +20,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2instanceconnect"
 	"github.com/aws/aws-sdk-go-v2/service/lightsail"
@@ -72,6 +73,7 @@ var services = []awsService{
 		"DeleteObjects":           {"DeleteObject"},
 	}},
 	{importPath: "github.com/aws/aws-sdk-go-v2/service/ssm", prefix: "ssm", client: reflect.TypeFor[*ssm.Client]()},
+	{importPath: "github.com/aws/aws-sdk-go-v2/service/dynamodb", prefix: "dynamodb", client: reflect.TypeFor[*dynamodb.Client]()},
 	{importPath: "github.com/aws/aws-sdk-go-v2/service/secretsmanager", prefix: "secretsmanager", client: reflect.TypeFor[*secretsmanager.Client]()},
 }
 

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -17,15 +18,19 @@ import (
 type demoProc struct {
 	p      *process
 	state  string // its --state folder
-	listen string // its --listen address
+	listen string // where it listens (its --listen is port 0)
 }
+
+// demoListenRE finds the address the demo's bastion listens on.
+var demoListenRE = regexp.MustCompile(`bastion demo: a bastion on (\S+) in front of`)
 
 // startDemo runs `bastion demo` in dir, as cmd (the demo binary's argv
 // after the program name) under wrap (nil: the binary itself), and waits
 // for its ssh lines.
 func startDemo(t *testing.T, dir string, wrap func(args []string) *exec.Cmd) *demoProc {
 	t.Helper()
-	d := &demoProc{state: filepath.Join(dir, "demo-state"), listen: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
+	// Port 0: the demo binds a port the kernel picks and prints it.
+	d := &demoProc{state: filepath.Join(dir, "demo-state"), listen: "127.0.0.1:0"}
 	args := []string{"demo", "--state", d.state, "--listen", d.listen}
 	cmd := exec.Command(bastionBin, args...)
 	if wrap != nil {
@@ -41,6 +46,11 @@ func startDemo(t *testing.T, dir string, wrap func(args []string) *exec.Cmd) *de
 		}
 		return strings.Contains(d.p.out.String(), "Ctrl-C stops the demo.")
 	})
+	m := demoListenRE.FindStringSubmatch(d.p.out.String())
+	if m == nil {
+		t.Fatalf("the demo did not say where it listens:\n%s", d.p.out.String())
+	}
+	d.listen = m[1]
 	return d
 }
 

@@ -7,9 +7,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
-	"encoding/pem"
 	"fmt"
 	"net"
 	"os"
@@ -18,11 +15,12 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"bastion/internal/testkit"
 )
 
 // bastionBin is the bastion binary built once for the whole run.
@@ -57,16 +55,7 @@ func TestMain(m *testing.M) {
 }
 
 // lookTool finds an OpenSSH tool on PATH or in /usr/sbin (sshd).
-func lookTool(name string) (string, error) {
-	if p, err := exec.LookPath(name); err == nil {
-		return p, nil
-	}
-	p := filepath.Join("/usr/sbin", name)
-	if _, err := os.Stat(p); err == nil {
-		return p, nil
-	}
-	return "", fmt.Errorf("%s not found", name)
-}
+func lookTool(name string) (string, error) { return testkit.LookTool(name) }
 
 // currentUser is the OS user the upstream sshd lets the bastion in as.
 func currentUser(t testing.TB) string {
@@ -77,68 +66,25 @@ func currentUser(t testing.TB) string {
 	return u.Username
 }
 
-// freePort returns a loopback TCP port that was free a moment ago.
-func freePort(t testing.TB) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+// freePort returns a loopback TCP port that was free a moment ago, for a
+// client that binds a port itself (ssh -L, -R): servers get listeners or
+// retry (testkit.LaunchSSHD), never this.
+func freePort(t testing.TB) int { return testkit.FreePort(t) }
 
 // keypair is an ed25519 key written to disk in OpenSSH format.
-type keypair struct {
-	Private string // path of the private key (mode 0600)
-	Public  string // path of the .pub file
-	Signer  ssh.Signer
-}
+type keypair = testkit.Key
 
-// AuthorizedKey returns the public key in authorized_keys format, no newline.
-func (k keypair) AuthorizedKey() string {
-	return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k.Signer.PublicKey())))
-}
-
-func newKey(t testing.TB, dir, name string) keypair {
-	t.Helper()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	block, err := ssh.MarshalPrivateKey(priv, name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := ssh.NewSignerFromKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	k := keypair{Private: filepath.Join(dir, name), Public: filepath.Join(dir, name+".pub"), Signer: signer}
-	writeFile(t, k.Private, string(pem.EncodeToMemory(block)), 0o600)
-	writeFile(t, k.Public, k.AuthorizedKey()+" "+name+"\n", 0o644)
-	return k
-}
+func newKey(t testing.TB, dir, name string) keypair { return testkit.NewKey(t, dir, name) }
 
 func writeFile(t testing.TB, path, content string, mode os.FileMode) {
 	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, []byte(content), mode); err != nil {
-		t.Fatal(err)
-	}
+	testkit.WriteFile(t, path, content, mode)
 }
 
-// waitFor polls cond every 10ms until it returns true or the deadline passes.
+// waitFor waits until cond holds or the deadline passes.
 func waitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.WaitFor(t, what, timeout, cond)
 }
 
 // waitListening waits until addr accepts TCP connections.
@@ -156,51 +102,22 @@ func waitListening(t testing.TB, addr string, timeout time.Duration) {
 
 // process is a started background process, stopped (by pid) at cleanup.
 type process struct {
+	*testkit.Process
 	cmd *exec.Cmd
 	out *syncBuffer
 	// done is closed when the process has exited.
-	done chan struct{}
+	done <-chan struct{}
 }
 
 // syncBuffer is a bytes.Buffer safe for a writer and concurrent readers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = testkit.SyncBuffer
 
 // startProcess starts cmd with its output captured, and registers a cleanup
-// that kills it by pid and waits for it.
+// that kills it and its descendants by pid and waits for it.
 func startProcess(t testing.TB, cmd *exec.Cmd) *process {
 	t.Helper()
-	p := &process{cmd: cmd, out: &syncBuffer{}, done: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = p.out, p.out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting %s: %v", cmd.Path, err)
-	}
-	go func() {
-		cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-p.done
-		if t.Failed() {
-			t.Logf("output of %s:\n%s", filepath.Base(cmd.Path), p.out.String())
-		}
-	})
-	return p
+	p := testkit.StartProcess(t, cmd)
+	return &process{Process: p, cmd: p.Cmd, out: p.Out, done: p.Done()}
 }
 
 // sshd is a real OpenSSH server standing in for an instance.
@@ -217,60 +134,14 @@ type sshdOptions struct {
 	AuthorizedKeys []string
 	// Extra lines appended to sshd_config.
 	Extra []string
-	// Listen is the address to listen on; default 127.0.0.1:<free port>.
-	Listen string
 }
 
-// startSSHD runs sshd -D on loopback with a fresh host key.
+// startSSHD runs sshd -D on loopback with a fresh host key (the test kit's
+// launcher, which retries if another process takes its port first).
 func startSSHD(t testing.TB, opt sshdOptions) *sshd {
 	t.Helper()
-	bin, err := lookTool("sshd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if os.Geteuid() == 0 {
-		// sshd's privilege separation folder; Debian creates it at boot.
-		if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	dir := t.TempDir()
-	hk := newKey(t, dir, "ssh_host_ed25519_key")
-	addr := opt.Listen
-	if addr == "" {
-		addr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	}
-	host, port, _ := net.SplitHostPort(addr)
-	writeFile(t, filepath.Join(dir, "authorized_keys"), strings.Join(opt.AuthorizedKeys, "\n")+"\n", 0o600)
-	cfg := []string{
-		"ListenAddress " + host,
-		"Port " + port,
-		"HostKey " + hk.Private,
-		"PidFile " + filepath.Join(dir, "sshd.pid"),
-		"AuthorizedKeysFile " + filepath.Join(dir, "authorized_keys"),
-		"StrictModes no",
-		"UsePAM no",
-		"PermitRootLogin yes",
-		"PasswordAuthentication no",
-		"KbdInteractiveAuthentication no",
-		"AllowTcpForwarding yes",
-		"AllowAgentForwarding yes",
-		"AllowStreamLocalForwarding yes",
-		"X11Forwarding no",
-		"PrintMotd no",
-		"PrintLastLog no",
-		"Subsystem sftp internal-sftp",
-		"LogLevel VERBOSE",
-	}
-	cfg = append(cfg, opt.Extra...)
-	cfgPath := filepath.Join(dir, "sshd_config")
-	writeFile(t, cfgPath, strings.Join(cfg, "\n")+"\n", 0o600)
-	if out, err := exec.Command(bin, "-t", "-f", cfgPath).CombinedOutput(); err != nil {
-		t.Fatalf("sshd -t: %v\n%s", err, out)
-	}
-	p := startProcess(t, exec.Command(bin, "-D", "-e", "-f", cfgPath))
-	waitListening(t, addr, 10*time.Second)
-	return &sshd{Addr: addr, HostKey: hk, Dir: dir, proc: p}
+	s := testkit.StartSSHD(t, testkit.SSHDConfig{AuthorizedKeys: opt.AuthorizedKeys, Extra: opt.Extra})
+	return &sshd{Addr: s.Addr, HostKey: s.HostKey, Dir: s.Dir, proc: &process{Process: s.Proc, cmd: s.Proc.Cmd, out: s.Proc.Out, done: s.Proc.Done()}}
 }
 
 // bastionProc is a running `bastion serve`.
@@ -298,7 +169,9 @@ func startBastion(t testing.TB, configBody string, env ...string) *bastionProc {
 func startBastionIn(t testing.TB, dir, configBody string, env ...string) *bastionProc {
 	t.Helper()
 	b := &bastionProc{Dir: dir, Config: filepath.Join(dir, "config.yaml"), AuditPath: filepath.Join(dir, "audit.jsonl")}
-	head := fmt.Sprintf("listen: 127.0.0.1:%d\nhost_key: host_ed25519\nhost_ca_key: host_ca_ed25519\naudit:\n  log: audit.jsonl\n", freePort(t))
+	// Port 0: the bastion binds a port the kernel picks and says which on
+	// its "listening on" line, so no other process can take it first.
+	head := "listen: 127.0.0.1:0\nhost_key: host_ed25519\nhost_ca_key: host_ca_ed25519\naudit:\n  log: audit.jsonl\n"
 	writeFile(t, b.Config, head+configBody, 0o600)
 	cmd := exec.Command(bastionBin, "serve", "--config", b.Config)
 	cmd.Env = append(os.Environ(), env...)
@@ -323,15 +196,11 @@ func startBastionIn(t testing.TB, dir, configBody string, env ...string) *bastio
 
 func readPublicKeyOf(t testing.TB, privPath string) ssh.PublicKey {
 	t.Helper()
-	data, err := os.ReadFile(privPath)
+	k, err := testkit.PublicKeyOf(privPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := ssh.ParsePrivateKey(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s.PublicKey()
+	return k
 }
 
 // AuditLines returns the audit log, one event a line.

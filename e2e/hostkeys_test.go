@@ -43,7 +43,7 @@ func TestHostKeysFromAWS(t *testing.T) {
 	person := newKey(t, dir, "erin")
 	state := t.TempDir()
 	cfg := filepath.Join(state, "config.yaml")
-	writeFile(t, cfg, fmt.Sprintf(`listen: 127.0.0.1:%d
+	writeFile(t, cfg, fmt.Sprintf(`listen: 127.0.0.1:0
 host_key: ssm:/bastion/host_ed25519
 host_ca_key: secretsmanager:bastion/host_ca
 audit: {log: audit.jsonl}
@@ -54,7 +54,7 @@ providers:
     - {name: web-1, address: %q, user: %s, private_key: %q, host_key: %q}
 policies:
   - {groups: [dev], targets: ["*"], os_users: ["*"]}
-`, freePort(t), person.AuthorizedKey(), up.Addr, me, upKey.Private, up.HostKey.AuthorizedKey()), 0o600)
+`, person.AuthorizedKey(), up.Addr, me, upKey.Private, up.HostKey.AuthorizedKey()), 0o600)
 	env := append(os.Environ(), awsEnv(fake, fake.SecretAccessKey())...)
 	env = append(env, "AWS_ENDPOINT_URL_SSM="+fake.URL(), "AWS_ENDPOINT_URL_SECRETS_MANAGER="+fake.URL())
 	cmd := exec.Command(bastionBin, "serve", "--config", cfg)

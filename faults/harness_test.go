@@ -3,9 +3,6 @@ package faults
 import (
 	"bytes"
 	"cmp"
-	"crypto/ed25519"
-	"crypto/rand"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -19,7 +16,6 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -37,6 +33,7 @@ import (
 	"bastion/config"
 	"bastion/internal/awsfake"
 	"bastion/internal/siminstance"
+	"bastion/internal/testkit"
 	"bastion/proxy"
 )
 
@@ -91,50 +88,21 @@ type keypair struct {
 
 func newKey(t *testing.T, dir, name string) keypair {
 	t.Helper()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	block, err := ssh.MarshalPrivateKey(priv, name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := ssh.NewSignerFromKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, name)
-	if err := os.WriteFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return keypair{Signer: signer, Path: path}
+	k := testkit.NewKey(t, dir, name)
+	return keypair{Signer: k.Signer, Path: k.Private}
 }
 
 // authorizedKey returns k in authorized_keys format, without a newline.
-func authorizedKey(k ssh.PublicKey) string {
-	return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k)))
-}
+func authorizedKey(k ssh.PublicKey) string { return testkit.AuthorizedKey(k) }
 
-// waitFor polls cond every 10ms until it holds, failing the test after
-// timeout.
+// waitFor waits until cond holds, failing the test after timeout.
 func waitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
-	if !poll(timeout, cond) {
-		t.Fatalf("timed out after %s waiting for %s", timeout, what)
-	}
+	testkit.WaitFor(t, what, timeout, cond)
 }
 
 // poll reports whether cond held within timeout.
-func poll(timeout time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return true
-}
+func poll(timeout time.Duration, cond func() bool) bool { return testkit.Poll(timeout, cond) }
 
 // within runs f and fails the test if it does not return within timeout.
 // f keeps running in the background if it overruns; the test's cleanups
@@ -154,22 +122,7 @@ func within(t testing.TB, what string, timeout time.Duration, f func()) {
 }
 
 // syncBuffer is a bytes.Buffer safe for concurrent use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = testkit.SyncBuffer
 
 // logger returns a test logger at info level: debug lines of a thousand
 // sessions would drown the log of a failure.
@@ -256,83 +209,29 @@ func (b baseline) waitGoroutines(t *testing.T) {
 
 // process is a started background process, killed by pid at cleanup.
 type process struct {
+	*testkit.Process
 	cmd  *exec.Cmd
 	out  *syncBuffer
-	done chan struct{} // closed when the process has exited
+	done <-chan struct{} // closed when the process has exited
 }
 
 // startProcess starts cmd with its output captured (unless cmd.Stdout is
-// set) and registers a cleanup that kills it by pid and waits for it.
+// set) and registers a cleanup that kills it and its descendants by pid and
+// waits for it.
 func startProcess(t *testing.T, cmd *exec.Cmd) *process {
 	t.Helper()
-	p := &process{cmd: cmd, out: &syncBuffer{}, done: make(chan struct{})}
-	if cmd.Stdout == nil {
-		cmd.Stdout = p.out
-	}
-	cmd.Stderr = p.out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting %s: %v", cmd.Path, err)
-	}
-	go func() {
-		cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-p.done
-		if t.Failed() {
-			t.Logf("output of %s (pid %d):\n%s", filepath.Base(cmd.Path), cmd.Process.Pid, p.out.String())
-		}
-	})
-	return p
+	p := testkit.StartProcess(t, cmd)
+	return &process{Process: p, cmd: p.Cmd, out: p.Out, done: p.Done()}
 }
 
 // descendants returns the pids of every living descendant of pid.
-func descendants(pid int) []int {
-	ents, _ := os.ReadDir("/proc")
-	children := map[int][]int{}
-	for _, e := range ents {
-		child, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid …; comm may hold spaces and parentheses.
-		i := bytes.LastIndexByte(stat, ')')
-		f := strings.Fields(string(stat[i+1:]))
-		if len(f) < 2 || f[0] == "Z" {
-			continue
-		}
-		ppid, _ := strconv.Atoi(f[1])
-		children[ppid] = append(children[ppid], child)
-	}
-	var out []int
-	queue := []int{pid}
-	for len(queue) > 0 {
-		p := queue[0]
-		queue = queue[1:]
-		for _, c := range children[p] {
-			out = append(out, c)
-			queue = append(queue, c)
-		}
-	}
-	return out
-}
+func descendants(pid int) []int { return testkit.Descendants(pid) }
 
-// lookTool finds an OpenSSH tool on PATH or in /usr/sbin (sshd).
+// lookTool finds an OpenSSH tool on PATH or in /usr/sbin (sshd), failing
+// the test (never skipping it) when it is missing.
 func lookTool(t *testing.T, name string) string {
 	t.Helper()
-	if p, err := exec.LookPath(name); err == nil {
-		return p
-	}
-	p := filepath.Join("/usr/sbin", name)
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("%s not found: install OpenSSH (the e2e suite's requirement too)", name)
-	}
-	return p
+	return testkit.Tool(t, name)
 }
 
 // ---------------------------------------------------------------------------
@@ -349,71 +248,13 @@ type sshd struct {
 func (e *env) startSSHD() *sshd {
 	t := e.t
 	t.Helper()
-	bin := lookTool(t, "sshd")
-	if os.Geteuid() == 0 {
-		// sshd's privilege separation folder; Debian creates it at boot.
-		if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
 	dir, err := os.MkdirTemp(e.dir, "sshd")
 	if err != nil {
 		t.Fatal(err)
 	}
-	hk := newKey(t, dir, "ssh_host_ed25519_key")
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	host, port, _ := net.SplitHostPort(addr)
-	authKeys := filepath.Join(dir, "authorized_keys")
-	if err := os.WriteFile(authKeys, []byte(authorizedKey(e.upKey.Signer.PublicKey())+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg := strings.Join([]string{
-		"ListenAddress " + host,
-		"Port " + port,
-		"HostKey " + hk.Path,
-		"PidFile " + filepath.Join(dir, "sshd.pid"),
-		"AuthorizedKeysFile " + authKeys,
-		"StrictModes no",
-		"UsePAM no",
-		"PermitRootLogin yes",
-		"PasswordAuthentication no",
-		"KbdInteractiveAuthentication no",
-		"PrintMotd no",
-		"PrintLastLog no",
-		"LogLevel VERBOSE",
-	}, "\n") + "\n"
-	cfgPath := filepath.Join(dir, "sshd_config")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	p := startProcess(t, exec.Command(bin, "-D", "-e", "-f", cfgPath))
-	// Registered after startProcess's, so run before it: the listener's
-	// descendants are found while it lives, and killed by pid.
-	t.Cleanup(func() {
-		for _, pid := range descendants(p.cmd.Process.Pid) {
-			if dp, err := os.FindProcess(pid); err == nil {
-				dp.Kill()
-			}
-		}
-	})
-	waitFor(t, "sshd to listen on "+addr, 10*time.Second, func() bool {
-		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
-		if err != nil {
-			return false
-		}
-		c.Close()
-		return true
-	})
-	// The probe connections above each made sshd fork; wait for those
-	// children to be gone so that sessions() counts real sessions only.
-	s := &sshd{addr: addr, hostKey: hk.Signer.PublicKey(), proc: p}
-	waitFor(t, "sshd's probe children to exit", settleTimeout, func() bool { return s.sessions() == 0 })
-	return s
+	d := testkit.StartSSHD(t, testkit.SSHDConfig{Dir: dir, AuthorizedKeys: []string{authorizedKey(e.upKey.Signer.PublicKey())}})
+	return &sshd{addr: d.Addr, hostKey: d.HostKey.Signer.PublicKey(),
+		proc: &process{Process: d.Proc, cmd: d.Proc.Cmd, out: d.Proc.Out, done: d.Proc.Done()}}
 }
 
 // sessions returns the number of sshd processes serving connections (the

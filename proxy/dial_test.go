@@ -52,7 +52,10 @@ func pipeInstance(t *testing.T, conn net.Conn, hostKey ssh.Signer, key ssh.Publi
 	}
 	cfg.AddHostKey(hostKey)
 	done := make(chan struct{})
-	t.Cleanup(func() { <-done })
+	t.Cleanup(func() {
+		conn.Close()
+		<-done
+	})
 	go func() {
 		defer close(done)
 		defer conn.Close()

@@ -97,6 +97,12 @@ func dialClient(ctx context.Context, addr, user string, auth ssh.AuthMethod, hk 
 	}
 	stop := context.AfterFunc(ctx, func() { nc.Close() })
 	defer stop()
+	return handshake(nc, addr, user, auth, hk)
+}
+
+// handshake runs the client side of an SSH handshake over nc, closing nc
+// if it fails; auth nil offers no method (the "none" login).
+func handshake(nc net.Conn, addr, user string, auth ssh.AuthMethod, hk ssh.HostKeyCallback) (*ssh.Client, error) {
 	cfg := &ssh.ClientConfig{User: user, HostKeyCallback: hk}
 	if auth != nil {
 		cfg.Auth = []ssh.AuthMethod{auth}
@@ -119,16 +125,7 @@ func dialThrough(ctx context.Context, outer *ssh.Client, addr, user string, auth
 	if err != nil {
 		return nil, err
 	}
-	cfg := &ssh.ClientConfig{User: user, HostKeyCallback: hk}
-	if auth != nil {
-		cfg.Auth = []ssh.AuthMethod{auth}
-	}
-	c, chans, reqs, err := ssh.NewClientConn(nc, addr, cfg)
-	if err != nil {
-		nc.Close()
-		return nil, err
-	}
-	return ssh.NewClient(c, chans, reqs), nil
+	return handshake(nc, addr, user, auth, hk)
 }
 
 // openShell opens an interactive session (pty and shell) on c.

@@ -24,7 +24,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -322,15 +321,12 @@ func (h *harness) startBastion(ctx context.Context) error {
 		h.ds.stop(h.bastion.daemon)
 		h.bastion = nil
 	}
-	port, err := freePort()
-	if err != nil {
-		return err
-	}
-	h.bcfg.AdminAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	h.bcfg.AdminAddr = "127.0.0.1:0"
+	var err error
 	if h.bastion, err = startBastion(ctx, &h.ds, h.opts.BastionBin, h.bcfg, awsEnv(h.fake)); err != nil {
 		return err
 	}
-	h.metrics = metricsProbe{URL: "http://" + h.bcfg.AdminAddr + "/metrics"}
+	h.metrics = metricsProbe{URL: "http://" + h.bastion.AdminAddr + "/metrics"}
 	if h.metrics.goroutines(ctx) == nil {
 		h.metrics.URL = ""
 	}

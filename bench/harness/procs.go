@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -13,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"bastion/internal/testkit"
 )
 
 // pollInterval is how often readiness and quiescence conditions are
@@ -26,22 +27,14 @@ type daemon struct {
 	Name string
 	Cmd  *exec.Cmd
 	Log  string
-	done chan struct{} // closed when the process has exited
-	err  error         // Wait's result, set before done is closed
+	proc *testkit.Process
 }
 
 // PID returns the daemon's process id.
-func (d *daemon) PID() int { return d.Cmd.Process.Pid }
+func (d *daemon) PID() int { return d.proc.PID() }
 
 // Exited reports whether the daemon has exited.
-func (d *daemon) Exited() bool {
-	select {
-	case <-d.done:
-		return true
-	default:
-		return false
-	}
-}
+func (d *daemon) Exited() bool { return d.proc.Exited() }
 
 // tail returns the end of the daemon's log, for error messages.
 func (d *daemon) tail() string {
@@ -71,18 +64,21 @@ func (ds *daemons) start(name string, cmd *exec.Cmd, logPath string) (*daemon, e
 	defer f.Close()
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	p, err := testkit.Start(cmd)
+	if err != nil {
 		return nil, fmt.Errorf("starting %s: %w", name, err)
 	}
-	d := &daemon{Name: name, Cmd: cmd, Log: logPath, done: make(chan struct{})}
-	go func() {
-		d.err = cmd.Wait()
-		close(d.done)
-	}()
+	return ds.adopt(name, p, logPath), nil
+}
+
+// adopt tracks a process started elsewhere (testkit.LaunchSSHD) as a
+// daemon whose log is logPath.
+func (ds *daemons) adopt(name string, p *testkit.Process, logPath string) *daemon {
+	d := &daemon{Name: name, Cmd: p.Cmd, Log: logPath, proc: p}
 	ds.mu.Lock()
 	ds.list = append(ds.list, d)
 	ds.mu.Unlock()
-	return d, nil
+	return d
 }
 
 // stop kills d and its descendants and waits for d to exit.
@@ -95,9 +91,9 @@ func (ds *daemons) stop(d *daemon) {
 		}
 	}
 	ds.mu.Unlock()
-	killTree(d.PID())
+	testkit.KillTree(d.PID())
 	select {
-	case <-d.done:
+	case <-d.proc.Done():
 	case <-time.After(10 * time.Second):
 		fmt.Fprintf(os.Stderr, "bench: %s (pid %d) did not exit after SIGKILL\n", d.Name, d.PID())
 	}
@@ -111,25 +107,6 @@ func (ds *daemons) stopAll() {
 	for i := len(list) - 1; i >= 0; i-- {
 		ds.stop(list[i])
 	}
-}
-
-// killTree sends SIGKILL to pid and to every descendant it has, by pid.
-// The descendants are listed first, while they are still linked to pid:
-// sshd's per-connection children run in their own sessions, so killing a
-// process group would miss them.
-func killTree(pid int) error {
-	var desc []procStat
-	if all, err := listProcs(); err == nil {
-		desc = descendants(all, pid)
-	}
-	err := syscall.Kill(pid, syscall.SIGKILL)
-	for _, d := range desc {
-		syscall.Kill(d.PID, syscall.SIGKILL)
-	}
-	if errors.Is(err, syscall.ESRCH) {
-		return nil
-	}
-	return err
 }
 
 // waitLine waits until a line of d's log matches re and returns the
@@ -149,7 +126,7 @@ func waitLine(ctx context.Context, d *daemon, re *regexp.Regexp, timeout time.Du
 			return out, nil
 		}
 		if d.Exited() {
-			return nil, fmt.Errorf("%s exited (%v) before it was ready; its log %s ends:\n%s", d.Name, d.err, d.Log, d.tail())
+			return nil, fmt.Errorf("%s exited (%v) before it was ready; its log %s ends:\n%s", d.Name, d.proc.Err(), d.Log, d.tail())
 		}
 		if time.Now().After(deadline) {
 			return nil, fmt.Errorf("%s not ready after %s (no line matching %q in %s); log ends:\n%s", d.Name, timeout, re, d.Log, d.tail())
@@ -198,7 +175,7 @@ func pause(ctx context.Context) error {
 // process and its descendants (ssh's ProxyJump child), by pid.
 func command(ctx context.Context, name string, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Cancel = func() error { return killTree(cmd.Process.Pid) }
+	cmd.Cancel = func() error { return testkit.KillTree(cmd.Process.Pid) }
 	cmd.WaitDelay = 5 * time.Second
 	return cmd
 }

@@ -2,9 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
-	"encoding/pem"
 	"fmt"
 	"net"
 	"os"
@@ -13,11 +10,13 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/crypto/ssh"
 
 	"bastion/internal/awsfake"
+	"bastion/internal/testkit"
 )
 
 // awsRegion is the fake account's one region.
@@ -36,44 +35,18 @@ const (
 	quiesceTimeout   = 15 * time.Second // for sshd to reap a connection
 	readyLineSSHD    = `Server listening on 127\.0\.0\.1 port (\d+)`
 	readyLineBastion = `bastion: listening on (\S+)`
+	// adminLineBastion says where the admin server listens (admin_listen
+	// is port 0: the bastion binds a port the kernel picks).
+	adminLineBastion = `bastion: admin on http://(\S+)`
 )
 
 // keypair is an ed25519 key on disk in OpenSSH format.
-type keypair struct {
-	Private string // path of the private key (mode 0600)
-	Signer  ssh.Signer
-}
+type keypair = testkit.Key
 
-// AuthorizedKey returns the public key in authorized_keys form.
-func (k keypair) AuthorizedKey() string { return authorizedKey(k.Signer.PublicKey()) }
-
-func authorizedKey(k ssh.PublicKey) string {
-	return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k)))
-}
+func authorizedKey(k ssh.PublicKey) string { return testkit.AuthorizedKey(k) }
 
 // newKey creates an ed25519 key in dir.
-func newKey(dir, name string) (keypair, error) {
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		return keypair{}, err
-	}
-	block, err := ssh.MarshalPrivateKey(priv, name)
-	if err != nil {
-		return keypair{}, err
-	}
-	signer, err := ssh.NewSignerFromKey(priv)
-	if err != nil {
-		return keypair{}, err
-	}
-	k := keypair{Private: filepath.Join(dir, name), Signer: signer}
-	if err := os.WriteFile(k.Private, pem.EncodeToMemory(block), 0o600); err != nil {
-		return keypair{}, err
-	}
-	if err := os.WriteFile(k.Private+".pub", []byte(k.AuthorizedKey()+" "+name+"\n"), 0o644); err != nil {
-		return keypair{}, err
-	}
-	return k, nil
-}
+func newKey(dir, name string) (keypair, error) { return testkit.WriteKey(dir, name) }
 
 // sshd is a running OpenSSH server.
 type sshd struct {
@@ -84,76 +57,37 @@ type sshd struct {
 }
 
 // startSSHD runs `sshd -D -e` on 127.0.0.1 with its own folder, host key
-// and config, and waits for its "Server listening" line.
+// and config (the test kit's launcher, which retries when another process
+// takes its port first), logging to its folder's sshd.log.
 func startSSHD(ctx context.Context, ds *daemons, bin, dir, name string, authorizedKeys []string, extra []string) (*sshd, error) {
 	dir = filepath.Join(dir, name)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	if os.Geteuid() == 0 {
-		// The privilege separation folder; Debian creates it at boot.
-		if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
-			return nil, err
-		}
-	}
-	hk, err := newKey(dir, "ssh_host_ed25519_key")
+	logPath := filepath.Join(dir, "sshd.log")
+	f, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, err
 	}
-	port, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	ak := filepath.Join(dir, "authorized_keys")
-	if err := os.WriteFile(ak, []byte(strings.Join(authorizedKeys, "\n")+"\n"), 0o600); err != nil {
-		return nil, err
-	}
-	cfg := append([]string{
-		"ListenAddress 127.0.0.1",
-		"Port " + strconv.Itoa(port),
-		"HostKey " + hk.Private,
-		"PidFile " + filepath.Join(dir, "sshd.pid"),
-		"AuthorizedKeysFile " + ak,
-		"StrictModes no",
-		"UsePAM no",
-		"UseDNS no",
-		"PermitRootLogin yes",
-		"PasswordAuthentication no",
-		"KbdInteractiveAuthentication no",
-		"AllowTcpForwarding yes",
-		"X11Forwarding no",
-		"PrintMotd no",
-		"PrintLastLog no",
+	s, err := testkit.LaunchSSHD(ctx, testkit.SSHDConfig{
+		Dir: dir, Bin: bin, AuthorizedKeys: authorizedKeys,
 		// Thousands of connections may be in their handshake at once.
-		"MaxStartups 100000",
-		"LogLevel INFO",
-	}, extra...)
-	cfgPath := filepath.Join(dir, "sshd_config")
-	if err := os.WriteFile(cfgPath, []byte(strings.Join(cfg, "\n")+"\n"), 0o600); err != nil {
-		return nil, err
-	}
-	if out, err := exec.CommandContext(ctx, bin, "-t", "-f", cfgPath).CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("sshd -t -f %s: %v\n%s", cfgPath, err, out)
-	}
-	d, err := ds.start(name, exec.Command(bin, "-D", "-e", "-f", cfgPath), filepath.Join(dir, "sshd.log"))
+		Extra:        append([]string{"MaxStartups 100000"}, extra...),
+		LogLevel:     "INFO",
+		Log:          f,
+		SysProcAttr:  &syscall.SysProcAttr{Setpgid: true},
+		ReadyTimeout: readyTimeout,
+	})
 	if err != nil {
+		f.Close()
 		return nil, err
 	}
-	if _, err := waitLine(ctx, d, regexp.MustCompile(readyLineSSHD), readyTimeout); err != nil {
-		return nil, err
-	}
-	return &sshd{daemon: d, Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Port: port, HostKey: hk.Signer.PublicKey()}, nil
-}
-
-// freePort returns a loopback port that was free a moment ago (sshd
-// cannot listen on port 0 and report the port).
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	go func() {
+		<-s.Proc.Done()
+		f.Close()
+	}()
+	d := ds.adopt(name, s.Proc, logPath)
+	return &sshd{daemon: d, Addr: s.Addr, Port: s.Port, HostKey: s.HostKey.Signer.PublicKey()}, nil
 }
 
 // bastionProc is a running `bastion serve`.
@@ -232,6 +166,11 @@ func startBastion(ctx context.Context, ds *daemons, bin string, c bastionConfig,
 		return nil, err
 	}
 	b := &bastionProc{daemon: d, Addr: m[1], AdminAddr: c.AdminAddr, Config: cfgPath}
+	if a, err := waitLine(ctx, d, regexp.MustCompile(adminLineBastion), readyTimeout); err == nil {
+		b.AdminAddr = a[1]
+	} else {
+		return nil, err
+	}
 	if b.HostKey, err = publicKeyOf(filepath.Join(dir, "host_ed25519")); err != nil {
 		return nil, err
 	}
@@ -253,17 +192,8 @@ func newLogPath(dir, name string) string {
 	}
 }
 
-func publicKeyOf(privPath string) (ssh.PublicKey, error) {
-	data, err := os.ReadFile(privPath)
-	if err != nil {
-		return nil, err
-	}
-	s, err := ssh.ParsePrivateKey(data)
-	if err != nil {
-		return nil, fmt.Errorf("parsing %s: %w", privPath, err)
-	}
-	return s.PublicKey(), nil
-}
+// publicKeyOf reads the public half of the private key at privPath.
+func publicKeyOf(privPath string) (ssh.PublicKey, error) { return testkit.PublicKeyOf(privPath) }
 
 // awsEnv points the bastion's AWS SDK at the fake, and nowhere else.
 func awsEnv(fake *awsfake.Server) []string {

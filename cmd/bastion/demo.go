@@ -90,7 +90,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
 Try:
   ssh -F %[4]s -J bastion ec2-user@web-1        # Lightsail, Amazon Linux (temporary key + certificate)
-  ssh -F %[4]s -J bastion ec2-user@api-1.ec2    # EC2 (key pushed with Instance Connect)
+  ssh -F %[4]s -J bastion ec2-user@api-1.ec2    # EC2 (key pushed with Instance Connect; host key read from its console)
   ssh -F %[4]s -l ubuntu+web-2 bastion          # Lightsail, Ubuntu; direct mode, for clients without ProxyJump
   scp -F %[4]s -J bastion %[5]s ec2-user@web-1:/tmp/
   ssh -F %[4]s -t bastion                       # pick a target from the list

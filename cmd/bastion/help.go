@@ -20,6 +20,7 @@ commands:
   demo                        run a bastion in front of a simulated AWS account
   check-config --config FILE  validate a config file as serve does (exit 1 on errors)
   ssh-config --config FILE    print (or --write) a person's ~/.ssh/config stanza and known_hosts lines
+  fleet init --config FILE    create the fleet's DynamoDB table if missing (idempotent)
   version                     print the version and VCS revision
 
 "bastion <command> --help" shows a command's flags and an example.
@@ -89,6 +90,16 @@ replacing an older line for the same CA: run it again when instances are
 added.`,
 		example: `bastion ssh-config --config /etc/bastion/config.yaml --host bastion.example.com:22
 bastion ssh-config --config config.yaml --host bastion.example.com --user alice --write`,
+	},
+	"fleet": {
+		synopsis: "fleet init --config FILE",
+		about: `Creates the DynamoDB table that fleet.dynamodb_table names if it is missing
+(on-demand capacity, partition key "pk"), waits until it is active, and
+turns on its time to live on "expires". It is idempotent: run it from a
+deploy pipeline or by hand, with credentials allowed the table's
+DescribeTable, CreateTable and UpdateTimeToLive (deploy/README.md).
+AWS_ENDPOINT_URL_DYNAMODB points it at another endpoint.`,
+		example: `bastion fleet init --config /etc/bastion/config.yaml`,
 	},
 	"version": {
 		synopsis: "version",

@@ -37,6 +37,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdCheckConfig(ctx, rest, stdout)
 	case "ssh-config":
 		err = cmdSSHConfig(ctx, rest, stdout, stderr)
+	case "fleet":
+		err = cmdFleet(ctx, rest, stdout)
 	case "version", "--version", "-v":
 		err = cmdVersion(rest, stdout)
 	case "help", "-h", "--help":

@@ -31,6 +31,10 @@ type EC2Instance struct {
 	State string
 	// Tags are the instance's tags, the Name tag included.
 	Tags map[string]string
+	// ConsoleOutput is what GetConsoleOutput returns (the fake encodes it
+	// in base64, as EC2 does); empty, the answer has no output, as for an
+	// instance that has printed nothing yet.
+	ConsoleOutput string
 }
 
 // ec2Entry is a stored instance with what the fake made up for it.
@@ -311,6 +315,37 @@ func wildcardMatch(pattern, s string) bool {
 	return pi == len(p)
 }
 
+// getConsoleOutput implements EC2 GetConsoleOutput: the InstanceId
+// parameter (required), Latest (accepted; the fake keeps one output) and
+// DryRun.
+func (s *Server) getConsoleOutput(req *request) (any, error) {
+	form := req.form
+	if dry, _ := strconv.ParseBool(first(form["DryRun"])); dry {
+		return nil, &apiError{http.StatusPreconditionFailed, "DryRunOperation", "Request would have succeeded, but DryRun flag is set."}
+	}
+	id := first(form["InstanceId"])
+	switch {
+	case id == "":
+		return nil, ec2Err("MissingParameter", "The request must contain the parameter InstanceId")
+	case !ec2InstanceIDPattern.MatchString(id):
+		return nil, ec2Err("InvalidInstanceID.Malformed", "Invalid id: %q", id)
+	}
+	if v := first(form["Latest"]); v != "" {
+		if _, err := strconv.ParseBool(v); err != nil {
+			return nil, ec2Err("InvalidParameterValue", "Value (%s) for parameter latest is invalid.", v)
+		}
+	}
+	e, ok := s.ec2Instance(req.region, id)
+	if !ok {
+		return nil, ec2Err("InvalidInstanceID.NotFound", "The instance ID '%s' does not exist", id)
+	}
+	out := ec2GetConsoleOutputResponse{RequestID: req.requestID, InstanceID: id, Timestamp: s.now().UTC().Format(time.RFC3339)}
+	if e.in.ConsoleOutput != "" {
+		out.Output = base64.StdEncoding.EncodeToString([]byte(e.in.ConsoleOutput))
+	}
+	return out, nil
+}
+
 // The XML shapes below follow the EC2 query protocol (the SDK's
 // service/ec2 deserializers).
 
@@ -319,6 +354,14 @@ type ec2DescribeInstancesResponse struct {
 	RequestID      string            `xml:"requestId"`
 	ReservationSet ec2ReservationSet `xml:"reservationSet"`
 	NextToken      string            `xml:"nextToken,omitempty"`
+}
+
+type ec2GetConsoleOutputResponse struct {
+	XMLName    xml.Name `xml:"http://ec2.amazonaws.com/doc/2016-11-15/ GetConsoleOutputResponse"`
+	RequestID  string   `xml:"requestId"`
+	InstanceID string   `xml:"instanceId"`
+	Timestamp  string   `xml:"timestamp"`
+	Output     string   `xml:"output,omitempty"`
 }
 
 type ec2ReservationSet struct {

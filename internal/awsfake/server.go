@@ -1,6 +1,7 @@
 // Package awsfake is a wire-faithful fake of the AWS APIs the bastion uses:
 // Lightsail (GetInstance, GetInstances, GetInstanceAccessDetails), EC2
-// (DescribeInstances), EC2 Instance Connect (SendSSHPublicKey), SSM
+// (DescribeInstances, GetConsoleOutput), EC2 Instance Connect
+// (SendSSHPublicKey), SSM
 // Parameter Store (GetParameter) and Secrets Manager (GetSecretValue).
 //
 // A Server listens on 127.0.0.1 and speaks the same protocols as AWS
@@ -377,6 +378,7 @@ var (
 		proto:   protoEC2,
 		ops: map[string]handlerFunc{
 			"DescribeInstances": (*Server).describeInstances,
+			"GetConsoleOutput":  (*Server).getConsoleOutput,
 		},
 	}
 )

@@ -124,11 +124,24 @@ func (a *Account) startInstances(provider string, log *zap.Logger) error {
 			a.Fake.AddLightsailInstance(awsfake.LightsailInstance{Name: d.Name, Region: Region, Username: d.Users[0],
 				PublicIP: ip, PrivateIP: ip, HostKeys: []ssh.PublicKey{inst.HostKey()}, Tags: map[string]string{"env": "demo"}})
 		} else {
+			// Its console shows its host key, as cloud-init prints it
+			// at boot: the bastion reads it there (host_keys: console).
 			a.Fake.AddEC2Instance(awsfake.EC2Instance{ID: d.ID, Region: Region, AvailabilityZone: Region + "a",
-				PrivateIP: ip, PublicIP: ip, Tags: map[string]string{"Name": d.Name, "env": "demo"}})
+				PrivateIP: ip, PublicIP: ip, Tags: map[string]string{"Name": d.Name, "env": "demo"},
+				ConsoleOutput: consoleOutput(d.Name, inst.HostKey())})
 		}
 	}
 	return nil
+}
+
+// consoleOutput is the boot console of a simulated EC2 instance: the
+// block of SSH host keys cloud-init prints, amid other output.
+func consoleOutput(name string, hostKey ssh.PublicKey) string {
+	return "[    0.000000] Linux version 6.1 (simulated)\n" +
+		"-----BEGIN SSH HOST KEY KEYS-----\n" +
+		strings.TrimSpace(string(ssh.MarshalAuthorizedKey(hostKey))) + " root@" + name + "\n" +
+		"-----END SSH HOST KEY KEYS-----\n" +
+		name + " login: "
 }
 
 // Close stops the instances and the fake.
@@ -161,7 +174,7 @@ users:
   - {name: demo, keys_file: id_ed25519.pub, groups: [dev]}
 providers:
   lightsail: {regions: [%s], port: %s}
-  ec2: {regions: [%s], port: %s, host_keys: tofu, known_hosts: ec2_known_hosts}
+  ec2: {regions: [%s], port: %s, host_keys: console, known_hosts: ec2_known_hosts}
 policies:
   - {groups: [dev], targets: ["*"], os_users: ["*"], allow: [port_forwarding, agent_forwarding]}
 audit:

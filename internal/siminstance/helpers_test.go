@@ -1,16 +1,15 @@
 package siminstance
 
 import (
-	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/zap/zaptest"
 	"golang.org/x/crypto/ssh"
+
+	"bastion/internal/testkit"
 )
 
 // waitTimeout bounds every wait for something the server does.
@@ -128,49 +127,15 @@ func admitKeys(signers ...ssh.Signer) func(string, ssh.PublicKey) error {
 	})
 }
 
-// syncBuffer is a bytes.Buffer safe for concurrent use that signals each
-// write, so that a test can wait for output without sleeping.
-type syncBuffer struct {
-	mu      sync.Mutex
-	buf     bytes.Buffer
-	written chan struct{} // capacity 1; a value means "written since last look"
-}
+// syncBuffer is the test kit's buffer, safe for concurrent use, that
+// signals each write so that a test can wait for output without sleeping.
+type syncBuffer struct{ testkit.SyncBuffer }
 
-func newSyncBuffer() *syncBuffer {
-	return &syncBuffer{written: make(chan struct{}, 1)}
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	select {
-	case b.written <- struct{}{}:
-	default:
-	}
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+func newSyncBuffer() *syncBuffer { return &syncBuffer{} }
 
 // waitFor waits until the output after offset from contains want, and
 // returns the offset just past it.
 func (b *syncBuffer) waitFor(t *testing.T, from int, want string) int {
 	t.Helper()
-	timer := time.NewTimer(waitTimeout)
-	defer timer.Stop()
-	for {
-		s := b.String()
-		if i := strings.Index(s[from:], want); i >= 0 {
-			return from + i + len(want)
-		}
-		select {
-		case <-b.written:
-		case <-timer.C:
-			t.Fatalf("waiting for %q: got output %q", want, s[from:])
-		}
-	}
+	return b.WaitFor(t, from, want, waitTimeout)
 }

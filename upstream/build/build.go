@@ -18,6 +18,7 @@ import (
 
 	"bastion/audit"
 	"bastion/config"
+	"bastion/fleet"
 	"bastion/metrics"
 	"bastion/upstream"
 	"bastion/upstream/provider"
@@ -39,6 +40,9 @@ type Env struct {
 	Audit *audit.Logger
 	// Metrics counts AWS calls; nil counts none.
 	Metrics *metrics.Metrics
+	// Fleet is the state the replicas share (fleet.dynamodb_table); nil
+	// without one.
+	Fleet fleet.HostKeys
 	// Files is false when the providers are built only to list or check
 	// targets without reading their key files (ssh-config, check-config
 	// --no-file-checks): a kind that needs files to exist builds nothing.

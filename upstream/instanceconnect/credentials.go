@@ -66,6 +66,16 @@ func (p *Provider) Credentials(ctx context.Context, t upstream.Target, osUser st
 		}
 	}
 
+	hostKeyCallback, hostKeyAlgs, hostKeySource := p.hostKeys.Callback(in.id), p.hostKeys.HostKeyAlgorithms(in.id), p.hostKeySource
+	if p.cfg.HostKeys == HostKeysConsole {
+		// Before the key is pushed: an instance whose host key cannot
+		// be verified gets no key.
+		hostKeyCallback, hostKeyAlgs, hostKeySource, err = p.consoleHostKeys(ctx, c, t.Region, in.id)
+		if err != nil {
+			return nil, err
+		}
+	}
+
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		return nil, fmt.Errorf("generating key for %s: %w", t, err)
@@ -125,9 +135,9 @@ func (p *Provider) Credentials(ctx context.Context, t upstream.Target, osUser st
 		Addr:              net.JoinHostPort(host, strconv.Itoa(p.cfg.Port)),
 		User:              osUser,
 		Signer:            signer,
-		HostKeyCallback:   p.hostKeys.Callback(in.id),
-		HostKeyAlgorithms: p.hostKeys.HostKeyAlgorithms(in.id),
-		HostKeySource:     p.hostKeySource,
+		HostKeyCallback:   hostKeyCallback,
+		HostKeyAlgorithms: hostKeyAlgs,
+		HostKeySource:     hostKeySource,
 		Expires:           expires,
 		RequestID:         reqID,
 	}, nil

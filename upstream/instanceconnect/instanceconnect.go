@@ -27,6 +27,7 @@ import (
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/sync/singleflight"
 
+	"bastion/fleet"
 	"bastion/upstream"
 	"bastion/upstream/awsutil"
 	"bastion/upstream/provider"
@@ -63,6 +64,9 @@ type ConnectAPI interface {
 type Clients struct {
 	EC2     EC2API
 	Connect ConnectAPI
+	// Console reads instances' console output, for host_keys: console;
+	// nil without it.
+	Console ConsoleAPI
 }
 
 // HostKeys verifies instances' host keys by instance id. *tofu.Store
@@ -83,15 +87,24 @@ type Config struct {
 	Address string
 	// Port is the instances' SSH port; if zero, DefaultPort.
 	Port int
-	// HostKeys is the host key mode, tofu.ModeNameTOFU (the default) or
-	// tofu.ModeNamePinned; New opens KnownHosts with it.
+	// HostKeys is the host key mode: tofu.ModeNameTOFU (the default),
+	// tofu.ModeNamePinned (New opens KnownHosts with either), or
+	// HostKeysConsole (keys read from each instance's console).
 	HostKeys string
+	// HostKeysFallback is what console mode does for an instance whose
+	// console shows no host keys: FallbackRefuse (the default) or
+	// FallbackTOFU (the KnownHosts store, learning on first use).
+	HostKeysFallback string
 	// KnownHosts is the path of the known_hosts store keyed by instance id;
 	// New requires it.
 	KnownHosts string
 	// OnHostKeyLearned, if non-nil, is called when New's store learns an
 	// instance's host key on first use (for the audit log).
 	OnHostKeyLearned func(id string, key ssh.PublicKey)
+	// Fleet, if non-nil, makes trust on first use fleet-wide (tofu.Fleet):
+	// the first key any replica learns wins, and KnownHosts is this
+	// replica's cache of it. Used with HostKeys tofu only.
+	Fleet fleet.HostKeys
 	// ResolveCache is how long DescribeInstances results (addresses
 	// included) are reused; if zero, DefaultResolveCache; negative
 	// disables caching.
@@ -122,6 +135,8 @@ type Provider struct {
 	// hostKeySource is cfg.HostKeys or its default, for Credentials.
 	hostKeySource string
 	log           *zap.Logger
+	// console holds the host keys read from consoles (HostKeysConsole).
+	console consoleCache
 
 	// flight merges concurrent identical DescribeInstances calls.
 	flight singleflight.Group
@@ -157,8 +172,18 @@ func New(awsCfg aws.Config, cfg Config) (*Provider, error) {
 		return nil, errors.New("instanceconnect: no known_hosts path configured")
 	}
 	modeName := cfg.HostKeys
-	if modeName == "" {
+	switch {
+	case modeName == "":
 		modeName = tofu.ModeNameTOFU
+	case modeName == HostKeysConsole:
+		// The store serves the tofu fallback alone; with the refuse
+		// fallback it is never asked.
+		modeName = tofu.ModeNameTOFU
+		switch cfg.HostKeysFallback {
+		case "", FallbackRefuse, FallbackTOFU:
+		default:
+			return nil, fmt.Errorf("instanceconnect: host_keys_fallback %q is neither %q nor %q", cfg.HostKeysFallback, FallbackRefuse, FallbackTOFU)
+		}
 	}
 	mode, err := tofu.ParseMode(modeName)
 	if err != nil {
@@ -184,14 +209,24 @@ func New(awsCfg aws.Config, cfg Config) (*Provider, error) {
 			cfg.OnHostKeyLearned(id, key)
 		}
 	}
+	var hostKeys HostKeys = store
+	if cfg.Fleet != nil && (cfg.HostKeys == "" || cfg.HostKeys == tofu.ModeNameTOFU) {
+		hostKeys = &tofu.Fleet{Local: store, Remote: cfg.Fleet, OnLearn: store.OnLearn,
+			OnDegraded: func(err error) { log.Warn("fleet store unreachable", zap.Error(err)) }}
+	}
 	clients := make(map[string]Clients, len(cfg.Regions))
 	for _, r := range cfg.Regions {
-		clients[r] = Clients{
-			EC2:     ec2.NewFromConfig(awsCfg, func(o *ec2.Options) { o.Region = r }),
+		ec2c := ec2.NewFromConfig(awsCfg, func(o *ec2.Options) { o.Region = r })
+		c := Clients{
+			EC2:     ec2c,
 			Connect: ec2instanceconnect.NewFromConfig(awsCfg, func(o *ec2instanceconnect.Options) { o.Region = r }),
 		}
+		if cfg.HostKeys == HostKeysConsole {
+			c.Console = ec2c
+		}
+		clients[r] = c
 	}
-	return NewWithClients(clients, store, cfg)
+	return NewWithClients(clients, hostKeys, cfg)
 }
 
 // NewWithClients returns a Provider that uses clients[region] for each of

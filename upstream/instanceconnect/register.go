@@ -28,15 +28,17 @@ func fromConfig(ctx context.Context, env build.Env) (upstream.Provider, error) {
 	}
 	log := env.Logger
 	return New(awsCfg, Config{
-		Regions:      ec.Regions,
-		Address:      ec.Address,
-		Port:         ec.Port,
-		HostKeys:     ec.HostKeys,
-		KnownHosts:   ec.KnownHosts,
-		ResolveCache: build.ResolveCache(ec.ResolveCache),
-		CallTimeout:  env.Config.Limits.AWSTimeout.D(),
-		Logger:       log.Named(provider.NameEC2),
-		Observe:      env.Metrics.AWSCall,
+		Regions:          ec.Regions,
+		Address:          ec.Address,
+		Port:             ec.Port,
+		HostKeys:         ec.HostKeys,
+		HostKeysFallback: ec.HostKeysFallback,
+		Fleet:            env.Fleet,
+		KnownHosts:       ec.KnownHosts,
+		ResolveCache:     build.ResolveCache(ec.ResolveCache),
+		CallTimeout:      env.Config.Limits.AWSTimeout.D(),
+		Logger:           log.Named(provider.NameEC2),
+		Observe:          env.Metrics.AWSCall,
 		OnHostKeyLearned: func(id string, key ssh.PublicKey) {
 			fp := ssh.FingerprintSHA256(key)
 			log.Info("host_key_learned", zap.String("instance_id", id), zap.String("fingerprint", fp))

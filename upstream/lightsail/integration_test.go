@@ -23,6 +23,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"bastion/internal/awsfake"
+	"bastion/internal/testkit"
 	"bastion/upstream"
 	"bastion/upstream/awsutil"
 	"bastion/upstream/lightsail"
@@ -116,50 +117,13 @@ func handshake(t *testing.T, c *upstream.Credentials, hostKey ssh.Signer, ca ssh
 	srvCfg := &ssh.ServerConfig{PublicKeyCallback: checker.Authenticate}
 	srvCfg.AddHostKey(hostKey)
 
-	// A TCP loopback connection: net.Pipe is unbuffered, and both sides
-	// of an SSH handshake write their version line first.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	var wg sync.WaitGroup
-	t.Cleanup(wg.Wait)
-	wg.Go(func() {
-		sc, err := l.Accept()
-		if err != nil {
-			return
-		}
-		defer sc.Close()
-		conn, chans, reqs, err := ssh.NewServerConn(sc, srvCfg)
-		if err != nil {
-			return
-		}
-		wg.Go(func() { ssh.DiscardRequests(reqs) })
-		wg.Go(func() {
-			for nc := range chans {
-				nc.Reject(ssh.Prohibited, "test server")
-			}
-		})
-		conn.Wait()
-	})
-	cc, err := net.DialTimeout("tcp", l.Addr().String(), 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, chans, reqs, err := ssh.NewClientConn(cc, c.Addr, &ssh.ClientConfig{
+	return testkit.HandshakeOnce(t, srvCfg, c.Addr, &ssh.ClientConfig{
 		User:              c.User,
 		Auth:              []ssh.AuthMethod{ssh.PublicKeys(c.Signer)},
 		HostKeyCallback:   c.HostKeyCallback,
 		HostKeyAlgorithms: c.HostKeyAlgorithms,
 		Timeout:           5 * time.Second,
 	})
-	if err != nil {
-		cc.Close()
-		return err
-	}
-	ssh.NewClient(conn, chans, reqs).Close()
-	return nil
 }
 
 func TestIntegrationResolve(t *testing.T) {

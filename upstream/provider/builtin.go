@@ -42,7 +42,7 @@ var (
 		Dir:                 "upstream/instanceconnect",
 		Regional:            true,
 		Lists:               true,
-		IAMActions:          []string{"ec2:DescribeInstances", "ec2-instance-connect:SendSSHPublicKey"},
+		IAMActions:          []string{"ec2:DescribeInstances", "ec2:GetConsoleOutput", "ec2-instance-connect:SendSSHPublicKey"},
 		DefaultAddress:      AddressPrivate,
 		DefaultPort:         DefaultPort,
 		DefaultResolveCache: DefaultResolveCache,

@@ -19,22 +19,12 @@ import (
 	"golang.org/x/crypto/ssh/knownhosts"
 
 	"bastion/internal/secfile"
+	"bastion/internal/testkit"
 	"bastion/upstream"
 )
 
 // newKey returns a fresh ed25519 signer.
-func newKey(t *testing.T) ssh.Signer {
-	t.Helper()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := ssh.NewSignerFromKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
+func newKey(t *testing.T) ssh.Signer { return testkit.NewSigner(t) }
 
 // writeKnownHosts writes a known_hosts file holding key under addr.
 func writeKnownHosts(t *testing.T, addr string, key ssh.PublicKey) string {
