@@ -169,7 +169,8 @@ func Rules(cfg *config.Config) *proxy.Rules {
 			MaxUnauthenticated:    l.MaxUnauthenticated,
 			FailedAuthPerMinute:   l.FailedAuthPerMinute,
 		},
-		RevokeLive: cfg.RevokeLiveSessions,
+		RevokeLive:     cfg.RevokeLiveSessions,
+		SessionControl: cfg.SessionControl.Groups,
 	}
 }
 

@@ -62,6 +62,14 @@ const (
 	TypeConfigReloaded = "config_reloaded"
 	TypeConfigRejected = "config_rejected"
 	TypeSessionRevoked = "session_revoked"
+
+	// Own-session commands on live links: `sessions`, `kill`, `watch`.
+	TypeSessionsListed = "sessions_listed"
+	TypeSessionKilled  = "session_killed"
+	TypeKillRefused    = "kill_refused"
+	TypeWatchStart     = "watch_start"
+	TypeWatchEnd       = "watch_end"
+	TypeWatchRefused   = "watch_refused"
 )
 
 // Event is one audit record. Empty fields are left out of the JSON.
@@ -162,6 +170,13 @@ type Event struct {
 	// DurationMS is the length of a connection, link or session, in
 	// milliseconds.
 	DurationMS int64 `json:"duration_ms,omitempty"`
+
+	// LinkID is the fleet-wide id of a live link (as `ssh bastion
+	// sessions` lists it), By the bastion user who listed, killed or
+	// watched links, Count how many links a listing showed.
+	LinkID string `json:"link_id,omitempty"`
+	By     string `json:"by,omitempty"`
+	Count  int    `json:"count,omitempty"`
 }
 
 // Int returns a pointer to v, for ExitStatus.
@@ -291,7 +306,7 @@ func clipStrings(e *Event) {
 		&e.Reason, &e.Limit, &e.Error, &e.RequestID, &e.HostKeyFingerprint,
 		&e.HostKeySource, &e.Kind, &e.Command, &e.Subsystem, &e.Term,
 		&e.Recording, &e.ExitSignal, &e.Dest, &e.Origin, &e.Op, &e.Path,
-		&e.NewPath, &e.OpenMode, &e.Perm, &e.Status, &e.Action,
+		&e.NewPath, &e.OpenMode, &e.Perm, &e.Status, &e.Action, &e.LinkID, &e.By,
 	} {
 		*p = Clip(*p)
 	}

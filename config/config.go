@@ -58,6 +58,13 @@ const (
 	CapX11             = "x11"
 )
 
+// SessionControl is the session_control section.
+type SessionControl struct {
+	// Groups are the user groups whose members see and end every live
+	// session; everyone else sees and ends only their own.
+	Groups []string `yaml:"groups"`
+}
+
 // Config is the whole configuration file.
 type Config struct {
 	// Path is the file the config was loaded from ("" when parsed from bytes).
@@ -83,6 +90,9 @@ type Config struct {
 	// RevokeLiveSessions, when a reload removes a user or revokes their
 	// key, closes that person's live connections too (with a message).
 	RevokeLiveSessions bool `yaml:"revoke_live_sessions"`
+	// SessionControl names who may list, end and watch other people's
+	// live sessions (`ssh bastion sessions`, `kill`, `watch`).
+	SessionControl SessionControl `yaml:"session_control"`
 	// WatchConfig reloads the file when it changes, as SIGHUP does (but
 	// without reopening the audit log).
 	WatchConfig bool `yaml:"watch_config"`

@@ -75,6 +75,7 @@ func (c *checker) check(cfg *Config) {
 	c.checkStatic(cfg.Providers.Static)
 	c.checkFleet(cfg.Fleet)
 	c.checkPolicies(cfg)
+	c.checkSessionControl(cfg)
 	c.checkLimits(&cfg.Limits)
 	c.checkRevoked(cfg)
 	for i, name := range cfg.Ciphers {
@@ -679,6 +680,15 @@ func (c *checker) checkFleet(f *Fleet) {
 			c.errorf("fleet.advertise", "%q is not host:port", f.Advertise)
 		} else {
 			c.warnf("fleet.advertise", "cross-replica watch is not built yet: nothing listens on %s", f.Advertise)
+		}
+	}
+}
+
+// checkSessionControl validates session_control: its groups must be named.
+func (c *checker) checkSessionControl(cfg *Config) {
+	for i, g := range cfg.SessionControl.Groups {
+		if g == "" {
+			c.errorf(indexKey("session_control.groups", i), "must not be empty")
 		}
 	}
 }

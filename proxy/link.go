@@ -43,6 +43,8 @@ type link struct {
 	sessions map[ssh.Channel]struct{}
 	// writers are the goroutines writing messages to sessions.
 	writers sync.WaitGroup
+	// live is the link's entry in the server's registry of live links.
+	live atomic.Pointer[liveEntry]
 }
 
 // newLink returns the link of c that g guards, whose events carry the
@@ -233,6 +235,7 @@ func (c *counted) request(direction, *ssh.Request) string { return "" }
 
 func (c *counted) data(dir direction, _ bool, p []byte) {
 	c.l.last.Store(time.Now().UnixNano())
+	c.l.moved(dir, len(p))
 	if dir == fromPerson {
 		c.l.c.srv.Metrics.BytesUp(len(p))
 	} else {
@@ -303,6 +306,7 @@ var _ guard = (*link)(nil)
 func (c *conn) runLink(l *link, relay func()) {
 	c.trackLink(l)
 	defer c.untrackLink(l)
+	defer c.srv.registerLink(l)()
 	defer c.srv.Metrics.LinkOpened()()
 	stopLimits := l.runLimits()
 	relay()

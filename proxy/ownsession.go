@@ -78,6 +78,8 @@ func (c *conn) ownSession(nc ssh.NewChannel) {
 			var p struct{ Command string }
 			ssh.Unmarshal(req.Payload, &p)
 			req.Reply(true, nil)
+			// A long command (watch) must not leave requests unread.
+			go ssh.DiscardRequests(reqs)
 			status := c.ownCommand(ch, strings.TrimSpace(p.Command), lineEnd(pty))
 			c.endOwnSession(ch, reqs, status)
 			return
@@ -131,9 +133,17 @@ func (c *conn) ownCommand(ch ssh.Channel, cmd, nl string) int {
 	case cmdHelp:
 		writeHelp(ch, c.identity.User, nl)
 		return 0
+	case cmdSessions:
+		return c.sessionsCommand(ch, nl)
 	case "":
 		writeHelp(ch.Stderr(), c.identity.User, nl)
 		return 2
+	}
+	if rest, ok := strings.CutPrefix(cmd, cmdKill+" "); ok {
+		return c.killCommand(ch, rest, nl)
+	}
+	if rest, ok := strings.CutPrefix(cmd, cmdWatch+" "); ok {
+		return c.watchCommand(ch, rest, nl)
 	}
 	fmt.Fprintf(ch.Stderr(), "bastion: unknown command %q; try `list` or `help`%s", cmd, nl)
 	return 2
@@ -145,7 +155,8 @@ func writeHelp(w io.Writer, user, nl string) {
 	fmt.Fprintf(w, "bastion: hello %s. Name a target to reach it:"+nl+
 		"  ssh -J <this bastion> ec2-user@web-1"+nl+
 		"  ssh -p <port> ec2-user+web-1@<this bastion>"+nl+
-		"`ssh <this bastion> list` lists the targets you may reach."+nl, user)
+		"`ssh <this bastion> list` lists the targets you may reach."+nl+
+		"`ssh <this bastion> sessions` lists your live sessions; `kill ID` ends one, `watch ID` shows one."+nl, user)
 }
 
 // listTargets returns the targets the person may reach, sorted, with their

@@ -40,6 +40,9 @@ type Rules struct {
 	// RevokeLive, when these rules replace others, closes the live
 	// connections of people the new Auth no longer admits.
 	RevokeLive bool
+	// SessionControl are the groups whose members list and end every
+	// live link (session_control.groups); others see only their own.
+	SessionControl []string
 }
 
 // Limits bound what connections and links may use. Zero values mean no
@@ -143,8 +146,13 @@ type Server struct {
 	// Recording configures session recordings. The zero value records
 	// nothing.
 	Recording Recording
+	// Fleet is what the server shares with the other replicas. The zero
+	// value keeps the registry of live links in memory, for this replica.
+	Fleet Fleet
 
 	rules atomic.Pointer[Rules]
+	// live is the registry of this replica's live links (sessions.go).
+	live liveRegistry
 
 	initOnce sync.Once
 	innerKey ssh.Signer

@@ -56,6 +56,9 @@ type session struct {
 	// From the instance's.
 	exitStatus *int
 	exitSignal string
+	// pty is set once the person asked for a pty: its output is
+	// watched. mu protects it.
+	pty bool
 }
 
 // fileWatcher is what observes file transfers inside a session: SFTP or
@@ -85,9 +88,10 @@ func (s *session) request(dir direction, req *ssh.Request) (refuse string) {
 		}
 		if ssh.Unmarshal(req.Payload, &p) == nil {
 			s.mu.Lock()
-			s.term, s.cols, s.rows = p.Term, int(p.Cols), int(p.Rows)
+			s.term, s.cols, s.rows, s.pty = p.Term, int(p.Cols), int(p.Rows), true
 			s.mu.Unlock()
 		}
+		s.l.ptyStarted()
 	case "window-change":
 		var p struct{ Cols, Rows, W, H uint32 }
 		if ssh.Unmarshal(req.Payload, &p) == nil {
@@ -258,12 +262,15 @@ func (s *session) data(dir direction, ext bool, p []byte) {
 		s.mu.Unlock()
 		return
 	}
-	rec, files := s.rec, s.files
+	rec, files, pty := s.rec, s.files, s.pty
 	s.mu.Unlock()
 	switch {
 	case dir == fromUpstream:
 		if rec != nil {
 			rec.Output(p)
+		}
+		if pty {
+			s.l.watchedOutput(p)
 		}
 		if files != nil && !ext {
 			files.FromServer(p)
