@@ -298,6 +298,20 @@ func TestCloseAbortsHang(t *testing.T) {
 	case err := <-done:
 		t.Fatalf("call returned before Close: %v", err)
 	}
+	// The clock is read before the call is recorded: wait for the record
+	// too, or a Close in between (seen once in CI under load) drops the
+	// request unrecorded.
+	deadline := time.Now().Add(watchdog)
+	for len(s.Calls()) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the server read its clock but recorded no call within %v", watchdog)
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("call returned before Close: %v", err)
+		case <-time.After(time.Millisecond):
+		}
+	}
 	// The server has the request: it either holds it already or sees that
 	// it is closing as soon as it applies the fault.
 	if err := callWithin(t, s.Close); err != nil {
