@@ -56,6 +56,9 @@ const (
 	CapPortForwarding  = "port_forwarding"
 	CapAgentForwarding = "agent_forwarding"
 	CapX11             = "x11"
+	// CapSerialConsole lets a person reach EC2 serial consoles
+	// ("port0@web-1.serial"); no policy grants it unless it says so.
+	CapSerialConsole = provider.CapSerialConsole
 )
 
 // SessionControl is the session_control section.
@@ -210,6 +213,9 @@ type EC2 struct {
 	KnownHosts string `yaml:"known_hosts"`
 	// ResolveCache is how long name lookups are cached; default 30s.
 	ResolveCache Duration `yaml:"resolve_cache"`
+	// SerialConsole configures the EC2 serial console of these instances
+	// ("web-1.serial"); nil means AWS's endpoints and host keys.
+	SerialConsole *SerialConsole `yaml:"serial_console"`
 }
 
 // Static is one non-AWS host with a fixed address and key.

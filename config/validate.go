@@ -27,7 +27,7 @@ var (
 )
 
 // capabilities are the values allowed in a policy's allow and deny lists.
-var capabilities = []string{CapShell, CapExec, CapSFTP, CapSCP, CapPortForwarding, CapAgentForwarding, CapX11}
+var capabilities = []string{CapShell, CapExec, CapSFTP, CapSCP, CapPortForwarding, CapAgentForwarding, CapX11, CapSerialConsole}
 
 // checker validates a decoded, defaulted Config, recording every problem,
 // and fills in the fields computed from it (User.PublicKeys and
@@ -72,6 +72,7 @@ func (c *checker) check(cfg *Config) {
 	if e := cfg.Providers.EC2; e != nil {
 		c.checkEC2(e)
 	}
+	c.checkSerialConsole(cfg)
 	c.checkStatic(cfg.Providers.Static)
 	c.checkFleet(cfg.Fleet)
 	c.checkPolicies(cfg)

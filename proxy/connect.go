@@ -91,6 +91,11 @@ func (c *conn) connectUpstream(t target, osUser, mode string) (*upstreamConn, *l
 		emit(audit.Event{Type: audit.TypePolicyDenied, Reason: d.Reason})
 		return nil, nil, &publicError{msg: d.Reason}
 	}
+	if why := c.kindRefusal(rules.Policy, base); why != "" {
+		c.srv.Metrics.PolicyDenial("login")
+		emit(audit.Event{Type: audit.TypePolicyDenied, Reason: why})
+		return nil, nil, &publicError{msg: why}
+	}
 	emit(audit.Event{Type: audit.TypePolicyAllowed})
 	if unaudited {
 		return nil, nil, &publicError{msg: msgAuditRefused}
@@ -165,5 +170,7 @@ func (c *conn) connectUpstream(t target, osUser, mode string) (*upstreamConn, *l
 			c.srv.Metrics.PolicyDenial(capability)
 			c.audit(withLinkFields(audit.Event{Type: audit.TypePolicyDenied, Capability: capability, Reason: reason}, ev))
 		}}
-	return up, newLink(c, g, ev), nil
+	l := newLink(c, g, ev)
+	l.recordAll = alwaysRecorded(t.Provider)
+	return up, l, nil
 }

@@ -45,6 +45,9 @@ type link struct {
 	writers sync.WaitGroup
 	// live is the link's entry in the server's registry of live links.
 	live atomic.Pointer[liveEntry]
+	// recordAll records every session of the link, with or without a
+	// pty (a serial console); set before the splice starts.
+	recordAll bool
 }
 
 // newLink returns the link of c that g guards, whose events carry the

@@ -173,6 +173,9 @@ func (c *conn) listTargets() ([]entry, error) {
 	var out []entry
 	for _, t := range all {
 		tg := target{Target: t}
+		if !listable(policy, c.identity, tg.forPolicy()) {
+			continue
+		}
 		if users := policy.OSUsers(c.identity, tg.forPolicy()); len(users) > 0 {
 			out = append(out, entry{t: t, osUsers: users})
 		}

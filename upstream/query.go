@@ -40,8 +40,10 @@ func IsRegion(s string) bool { return regionPattern.MatchString(s) }
 
 // ParseQuery parses a target name as typed by a person (DESIGN.md, "Target
 // names"): "web-1", "web-1.lightsail", "web-1.us-east-1.lightsail",
-// "i-0123456789abcdef0", "i-….ec2", "web-1.eu-west-1.ec2", "legacy-db.static".
-// An instance id without a suffix implies the EC2 provider. A name longer
+// "i-0123456789abcdef0", "i-….ec2", "web-1.eu-west-1.ec2", "legacy-db.static",
+// and the serial consoles "web-1.serial", "i-….serial", "web-1.us-east-1.serial".
+// An instance id without a suffix implies the EC2 provider; with one, the
+// suffix's kind must take instance ids (provider.Descriptor.InstanceIDs). A name longer
 // than MaxNameLen is refused with ErrNameTooLong, before any other check.
 func ParseQuery(typed string) (Query, error) {
 	if len(typed) > MaxNameLen {
@@ -69,10 +71,12 @@ func ParseQuery(typed string) (Query, error) {
 	q.Name = s
 	if id := strings.ToLower(s); IsInstanceID(id) {
 		q.Name = id
-		if q.Provider != "" && q.Provider != ProviderEC2 {
+		if q.Provider == "" {
+			q.Provider = ProviderEC2
+		}
+		if d, ok := provider.Lookup(q.Provider); !ok || !d.InstanceIDs {
 			return Query{}, fmt.Errorf("parsing target %q: an instance id is an EC2 target", typed)
 		}
-		q.Provider = ProviderEC2
 	}
 	return q, nil
 }

@@ -18,10 +18,11 @@ var fuzzNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
 //
 //   - a name longer than MaxNameLen is refused with ErrNameTooLong, and no
 //     error message is much longer than a quoted name of the cap;
-//   - the name is well formed and the provider one of the three, or empty;
+//   - the name is well formed and the provider one of the four, or empty;
 //   - a region is a region name, only comes with a provider suffix, and
 //     never with .static;
-//   - an instance id is always an EC2 query, lower-cased;
+//   - an instance id is always an EC2 (or EC2 serial console) query,
+//     lower-cased;
 //   - String gives back what was typed, up to the case of the suffix and of
 //     an instance id and the ".ec2" an instance id implies;
 //   - parsing String again gives the same query (String is canonical).
@@ -31,6 +32,7 @@ func FuzzParseQuery(f *testing.F) {
 	for _, s := range []string{
 		"web-1", "web-1.lightsail", "web-1.us-east-1.lightsail", "i-0123456789abcdef0",
 		"I-0123ABCD.EC2", "legacy-db.static", "app.prod.us-gov-west-1.ec2",
+		"web-1.serial", "i-0123456789abcdef0.SERIAL", "web-1.us-east-1.serial",
 	} {
 		f.Add(s)
 	}
@@ -59,21 +61,21 @@ func FuzzParseQuery(f *testing.F) {
 			t.Errorf("ParseQuery(%q).Name = %q: not a well-formed name", typed, q.Name)
 		}
 		switch q.Provider {
-		case "", ProviderLightsail, ProviderEC2, ProviderStatic:
+		case "", ProviderLightsail, ProviderEC2, ProviderStatic, ProviderSerial:
 		default:
-			t.Errorf("ParseQuery(%q).Provider = %q: want one of \"\", lightsail, ec2, static", typed, q.Provider)
+			t.Errorf("ParseQuery(%q).Provider = %q: want one of \"\", lightsail, ec2, static, serial", typed, q.Provider)
 		}
 		if q.Region != "" {
 			if !IsRegion(q.Region) {
 				t.Errorf("ParseQuery(%q).Region = %q: not a region name", typed, q.Region)
 			}
 			if q.Provider == "" || q.Provider == ProviderStatic {
-				t.Errorf("ParseQuery(%q) = %+v: a region needs a lightsail or ec2 suffix", typed, q)
+				t.Errorf("ParseQuery(%q) = %+v: a region needs a lightsail, ec2 or serial suffix", typed, q)
 			}
 		}
 		if IsInstanceID(strings.ToLower(q.Name)) {
-			if q.Provider != ProviderEC2 {
-				t.Errorf("ParseQuery(%q) = %+v: an instance id is an EC2 target", typed, q)
+			if q.Provider != ProviderEC2 && q.Provider != ProviderSerial {
+				t.Errorf("ParseQuery(%q) = %+v: an instance id is an EC2 target or its serial console", typed, q)
 			}
 			if q.Name != strings.ToLower(q.Name) {
 				t.Errorf("ParseQuery(%q).Name = %q: an instance id is lower-cased", typed, q.Name)

@@ -29,6 +29,7 @@ const (
 	ProviderLightsail = provider.NameLightsail
 	ProviderEC2       = provider.NameEC2
 	ProviderStatic    = provider.NameStatic
+	ProviderSerial    = provider.NameSerial
 )
 
 // Query is a parsed target name: what the person typed as the host.

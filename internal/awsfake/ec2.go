@@ -1,6 +1,7 @@
 package awsfake
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -31,6 +32,9 @@ type EC2Instance struct {
 	State string
 	// Tags are the instance's tags, the Name tag included.
 	Tags map[string]string
+	// InstanceType is the instance type; if empty, "t3.micro". A Xen
+	// (not Nitro-based) type such as "t2.micro" has no serial console.
+	InstanceType string
 	// ConsoleOutput is what GetConsoleOutput returns (the fake encodes it
 	// in base64, as EC2 does); empty, the answer has no output, as for an
 	// instance that has printed nothing yet.
@@ -431,7 +435,7 @@ func (e *ec2Entry) toXML() ec2Reservation {
 		InstanceID:       in.ID,
 		ImageID:          "ami-" + hex.EncodeToString(sum[:])[:17],
 		InstanceState:    ec2State{Code: ec2StateCodes[in.State], Name: in.State},
-		InstanceType:     "t3.micro",
+		InstanceType:     cmp.Or(in.InstanceType, "t3.micro"),
 		LaunchTime:       e.launchedAt.UTC().Format("2006-01-02T15:04:05.000Z"),
 		Placement:        ec2Placement{AvailabilityZone: in.AvailabilityZone, Tenancy: "default"},
 		PrivateIPAddress: in.PrivateIP,

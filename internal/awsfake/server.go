@@ -1,7 +1,8 @@
 // Package awsfake is a wire-faithful fake of the AWS APIs the bastion uses:
 // Lightsail (GetInstance, GetInstances, GetInstanceAccessDetails), EC2
 // (DescribeInstances, GetConsoleOutput), EC2 Instance Connect
-// (SendSSHPublicKey), SSM
+// (SendSSHPublicKey, SendSerialConsoleSSHPublicKey, and the serial console
+// SSH endpoint, see StartSerialConsole), SSM
 // Parameter Store (GetParameter) and Secrets Manager (GetSecretValue).
 //
 // A Server listens on 127.0.0.1 and speaks the same protocols as AWS
@@ -88,6 +89,11 @@ type Options struct {
 	// PushedKeyTTL is how long a key pushed with SendSSHPublicKey stays
 	// valid. If zero, DefaultPushedKeyTTL.
 	PushedKeyTTL time.Duration
+	// SerialConsoleTeardown is how long an instance's serial console
+	// session stays open after its SSH connection ends, during which a
+	// new SendSerialConsoleSSHPublicKey is refused (AWS takes 30
+	// seconds). If zero, DefaultSerialConsoleTeardown.
+	SerialConsoleTeardown time.Duration
 	// Now is the server's clock: it dates calls, instances, the
 	// credentials GetInstanceAccessDetails issues and the keys pushed with
 	// SendSSHPublicKey, so that a test can move it to expire them. The Date
@@ -155,8 +161,11 @@ type Server struct {
 	calls      []Call
 	faults     map[string]*faultState
 	nextSerial uint64
-	parameters map[string]*ssmParameter // by name; see PutParameter
-	secrets    map[string]*smSecret     // by name; see PutSecret
+	// serialConsole is the EC2 serial console state (serialconsole.go),
+	// under its own mutex.
+	serialConsole serialState
+	parameters    map[string]*ssmParameter // by name; see PutParameter
+	secrets       map[string]*smSecret     // by name; see PutSecret
 }
 
 // Start starts a server listening on 127.0.0.1 on a free port.
@@ -172,6 +181,9 @@ func Start(opts Options) (*Server, error) {
 	}
 	if opts.PushedKeyTTL <= 0 {
 		opts.PushedKeyTTL = DefaultPushedKeyTTL
+	}
+	if opts.SerialConsoleTeardown <= 0 {
+		opts.SerialConsoleTeardown = DefaultSerialConsoleTeardown
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -370,7 +382,8 @@ var (
 		proto:      protoJSON,
 		messageKey: "Message",
 		ops: map[string]handlerFunc{
-			"SendSSHPublicKey": (*Server).sendSSHPublicKey,
+			"SendSSHPublicKey":              (*Server).sendSSHPublicKey,
+			"SendSerialConsoleSSHPublicKey": (*Server).sendSerialConsoleSSHPublicKey,
 		},
 	}
 	ec2API = &api{

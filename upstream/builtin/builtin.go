@@ -6,5 +6,6 @@ package builtin
 import (
 	_ "bastion/upstream/instanceconnect"
 	_ "bastion/upstream/lightsail"
+	_ "bastion/upstream/serialconsole"
 	_ "bastion/upstream/static"
 )

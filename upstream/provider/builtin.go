@@ -19,7 +19,12 @@ const (
 	NameLightsail = "lightsail"
 	NameEC2       = "ec2"
 	NameStatic    = "static"
+	NameSerial    = "serial"
 )
+
+// CapSerialConsole is the policy capability that a login to an EC2 serial
+// console needs (config.CapSerialConsole).
+const CapSerialConsole = "serial_console"
 
 // The provider kinds built in, one registration each. Their order is the
 // order of every list the registry gives (error messages, ssh-config).
@@ -42,6 +47,7 @@ var (
 		Dir:                 "upstream/instanceconnect",
 		Regional:            true,
 		Lists:               true,
+		InstanceIDs:         true,
 		IAMActions:          []string{"ec2:DescribeInstances", "ec2:GetConsoleOutput", "ec2-instance-connect:SendSSHPublicKey"},
 		DefaultAddress:      AddressPrivate,
 		DefaultPort:         DefaultPort,
@@ -53,10 +59,25 @@ var (
 		Dir:   "upstream/static",
 		Lists: true,
 	}
+	// Serial is the EC2 serial console of the instances of providers.ec2
+	// (package upstream/serialconsole): "web-1.serial", logged in to as
+	// port0. It has no config section of its own; it is configured by
+	// providers.ec2.serial_console and exists whenever providers.ec2 does.
+	Serial = Descriptor{
+		Name:        NameSerial,
+		Dir:         "upstream/serialconsole",
+		Regional:    true,
+		Lists:       true,
+		InstanceIDs: true,
+		IAMActions:  []string{"ec2-instance-connect:SendSerialConsoleSSHPublicKey"},
+		Capability:  CapSerialConsole,
+		Recorded:    true,
+	}
 )
 
 func init() {
 	Register(Lightsail)
 	Register(EC2)
 	Register(Static)
+	Register(Serial)
 }

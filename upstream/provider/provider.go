@@ -37,6 +37,19 @@ type Descriptor struct {
 	// Lists reports whether the kind can list every target it serves
 	// (its Provider implements upstream.Lister).
 	Lists bool
+	// InstanceIDs reports whether the kind's targets may be typed by EC2
+	// instance id ("i-0123456789abcdef0.serial"); an id typed without a
+	// suffix is an EC2 target.
+	InstanceIDs bool
+	// Capability, if not empty, is the policy capability that every login
+	// to the kind's targets needs on top of a matching policy and OS user
+	// (CapSerialConsole). Policies grant it in allow; it is denied by
+	// default.
+	Capability string
+	// Recorded reports whether every session to the kind's targets is
+	// recorded, with or without a pty, whatever audit.record_exec says; a
+	// bastion without audit.recordings refuses such logins.
+	Recorded bool
 	// Dir is the folder of the package that implements the kind, relative
 	// to the module root (upstream/lightsail); the IAM test scans it.
 	Dir string

@@ -23,7 +23,7 @@ func TestThrowawayProvider(t *testing.T) {
 	if _, err := upstream.ParseQuery("web-1.us-east-1.throwaway"); err == nil || !strings.Contains(err.Error(), "throwaway targets have no region") {
 		t.Errorf("ParseQuery(web-1.us-east-1.throwaway) error = %v, want no region", err)
 	}
-	if got, want := provider.Or(provider.Suffixes()), ".lightsail, .ec2, .static or .throwaway"; got != want {
+	if got, want := provider.Or(provider.Suffixes()), ".lightsail, .ec2, .static, .serial or .throwaway"; got != want {
 		t.Errorf("suffixes: got %q, want %q", got, want)
 	}
 
