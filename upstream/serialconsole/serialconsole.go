@@ -194,7 +194,7 @@ func (p *Provider) Credentials(ctx context.Context, t upstream.Target, osUser st
 	}
 	if osUser != Port {
 		return nil, &upstream.Error{
-			Public: "the serial console is logged in to as its port: " + Port + " (the only one AWS offers), as in ssh -J bastion " + Port + "@" + t.Name + ".serial",
+			Public: "a serial console is logged in to as its port, " + Port + ", the only one AWS offers: ssh -J bastion " + Port + "@" + t.Name + ".serial",
 			Err:    fmt.Errorf("getting serial console credentials for %s: user %q is not %s", t, audit.Clip(osUser), Port),
 		}
 	}

@@ -1,0 +1,260 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"bastion/internal/awsfake"
+)
+
+// serialWorld is the fixture of the EC2 serial console tests: the AWS fake
+// with serial console access enabled, its serial console endpoint on
+// loopback, two instances (web-1, db-1) and a bastion that trusts the
+// endpoint's host key by fingerprint. dana (ops) has serial_console; erin
+// (dev) reaches every target but has not.
+type serialWorld struct {
+	fake     *awsfake.Server
+	endpoint *awsfake.SerialConsole
+	recDir   string
+	bastion  *bastionProc
+	dana     *client
+	erin     *client
+	body     string
+}
+
+const (
+	serialWebID = "i-0a1b2c3d4e5f60718"
+	serialDBID  = "i-0a1b2c3d4e5f60719"
+)
+
+// serialConfig is the bastion config body of the serial world, with the
+// endpoint's fingerprint fp.
+func serialConfig(dana, erin keypair, endpoint, fp, recDir string) string {
+	return fmt.Sprintf(`  recordings: %s
+users:
+  - {name: dana, keys: [%q], groups: [ops]}
+  - {name: erin, keys: [%q], groups: [dev]}
+providers:
+  ec2:
+    regions: [%s]
+    host_keys: tofu
+    known_hosts: ec2_known_hosts
+    serial_console:
+      endpoint: %q
+      host_keys: {%s: [%q]}
+policies:
+  - {groups: [ops], targets: ["serial:*"], os_users: ["*"], allow: [serial_console]}
+  - {groups: [dev], targets: ["*"], os_users: ["*"]}
+limits: {aws_timeout: 10s, handshake_timeout: 10s}
+`, recDir, dana.AuthorizedKey(), erin.AuthorizedKey(), region, endpoint, region, fp)
+}
+
+func newSerialWorld(t *testing.T) *serialWorld {
+	t.Helper()
+	fake, err := awsfake.Start(awsfake.Options{SerialConsoleTeardown: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fake.Close() })
+	fake.SetSerialConsoleAccess(region, true)
+	for id, name := range map[string]string{serialWebID: "web-1", serialDBID: "db-1"} {
+		fake.AddEC2Instance(awsfake.EC2Instance{ID: id, Region: region, PrivateIP: "127.0.0.1", Tags: map[string]string{"Name": name}})
+	}
+	endpoint, err := fake.StartSerialConsole(awsfake.SerialConsoleOptions{Region: region})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { endpoint.Close() })
+	dir := t.TempDir()
+	w := &serialWorld{fake: fake, endpoint: endpoint, recDir: filepath.Join(dir, "recordings")}
+	if err := os.Mkdir(w.recDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	dana, erin := newKey(t, dir, "dana"), newKey(t, dir, "erin")
+	w.body = serialConfig(dana, erin, endpoint.Addr(), ssh.FingerprintSHA256(endpoint.HostKey()), w.recDir)
+	w.bastion = startBastion(t, w.body, awsEnv(fake, fake.SecretAccessKey())...)
+	w.dana = newClient(t, w.bastion, "dana", dana)
+	w.erin = newClient(t, w.bastion, "erin", erin)
+	return w
+}
+
+// console is an interactive `ssh -tt -J bastion port0@TARGET` whose stdin
+// the test writes to.
+type console struct {
+	p     *process
+	stdin interface {
+		Write([]byte) (int, error)
+		Close() error
+	}
+	at int
+}
+
+// openConsole starts ssh -tt through the bastion to target as user.
+func openConsole(t *testing.T, c *client, user, target string) *console {
+	t.Helper()
+	cmd := exec.Command("ssh", "-F", c.ConfigPath, "-tt", "-J", "bastion", user+"@"+target)
+	cmd.Env = append(os.Environ(), c.env...)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &console{p: startProcess(t, cmd), stdin: stdin}
+}
+
+// expect waits for want in the console's output after what was seen.
+func (k *console) expect(t *testing.T, want string) {
+	t.Helper()
+	k.at = k.p.out.WaitFor(t, k.at, want, 60*time.Second)
+}
+
+func (k *console) typeLine(t *testing.T, line string) {
+	t.Helper()
+	if _, err := k.stdin.Write([]byte(line + "\n")); err != nil {
+		t.Fatalf("typing %q: %v", line, err)
+	}
+}
+
+// TestSerialConsole is the proof of issue 17's serial console with real
+// OpenSSH: `ssh -J bastion port0@web-1.serial` gives the instance's console
+// on a pty, echoing what is typed, and the session is recorded; a second
+// simultaneous session is refused with AWS's error text; a person without
+// serial_console and a port other than port0 are refused; an endpoint
+// whose host key is not the configured fingerprint is refused.
+func TestSerialConsole(t *testing.T) {
+	w := newSerialWorld(t)
+
+	k := openConsole(t, w.dana, "port0", "web-1.serial")
+	k.expect(t, "web-1 login: ")
+	k.typeLine(t, "root")
+	k.expect(t, "[root@web-1 ~]# ")
+	k.typeLine(t, "echo hello-serial")
+	// The console echoes the typed line, then runs it.
+	k.expect(t, "echo hello-serial\r\nhello-serial\r\n")
+	waitFor(t, "the fake to hold web-1's serial session", 30*time.Second, func() bool { return w.fake.SerialConsoleConnected(serialWebID) })
+
+	t.Run("second session refused with AWS's text", func(t *testing.T) {
+		r := w.dana.ssh(t, nil, "-J", "bastion", "port0@web-1.serial", "true")
+		if r.Code == 0 {
+			t.Fatalf("second session: exit 0, want a refusal; stderr %q", r.Stderr)
+		}
+		for _, want := range []string{"The instance currently has 1 active serial console session. Only 1 session is supported at a time.", "SerialConsoleSessionLimitExceededException"} {
+			if !strings.Contains(r.Stderr, want) {
+				t.Errorf("second session stderr %q: want %q", r.Stderr, want)
+			}
+		}
+	})
+
+	k.stdin.Close()
+	select {
+	case <-k.p.done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("ssh did not exit 60s after its stdin closed")
+	}
+
+	t.Run("recorded", func(t *testing.T) {
+		var start map[string]any
+		waitFor(t, "session_end in the audit log", 30*time.Second, func() bool {
+			for _, ev := range serialEvents(t, w.bastion) {
+				if ev["type"] == "session_start" && ev["provider"] == "serial" {
+					start = ev
+				}
+				if ev["type"] == "session_end" && ev["provider"] == "serial" {
+					return start != nil
+				}
+			}
+			return false
+		})
+		path, _ := start["recording"].(string)
+		if path == "" {
+			t.Fatalf("session_start %v: no recording", start)
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(data), "hello-serial") {
+			t.Errorf("recording %s holds no hello-serial:\n%s", path, data)
+		}
+		var verified bool
+		for _, ev := range serialEvents(t, w.bastion) {
+			if ev["type"] == "host_key_verified" && ev["provider"] == "serial" {
+				verified = ev["host_key_source"] == "config" && ev["host_key_fingerprint"] == ssh.FingerprintSHA256(w.endpoint.HostKey())
+			}
+		}
+		if !verified {
+			t.Error("no host_key_verified event with the endpoint's fingerprint from config")
+		}
+	})
+
+	t.Run("person without serial_console refused", func(t *testing.T) {
+		r := w.erin.ssh(t, nil, "-J", "bastion", "port0@web-1.serial", "true")
+		if want := "no policy lets erin use serial console on web-1"; r.Code == 0 || !strings.Contains(r.Stderr, want) {
+			t.Errorf("erin: exit %d, stderr %q; want a refusal with %q", r.Code, r.Stderr, want)
+		}
+		if n := w.fake.CallCount("SendSerialConsoleSSHPublicKey"); n != 2 {
+			t.Errorf("SendSerialConsoleSSHPublicKey calls: %d, want 2 (no push for erin)", n)
+		}
+		list := w.erin.ssh(t, nil, "bastion", "list")
+		if strings.Contains(list.Stdout, "serial") {
+			t.Errorf("erin's list shows serial consoles:\n%s", list.Stdout)
+		}
+	})
+
+	t.Run("listed", func(t *testing.T) {
+		list := w.dana.ssh(t, nil, "bastion", "list")
+		for _, want := range []string{"web-1", "serial"} {
+			if !strings.Contains(list.Stdout, want) {
+				t.Errorf("dana's list %q: want %q", list.Stdout, want)
+			}
+		}
+	})
+
+	t.Run("only port0", func(t *testing.T) {
+		r := w.dana.ssh(t, nil, "-J", "bastion", "root@web-1.serial", "true")
+		if want := "a serial console is logged in to as its port, port0, the only one AWS offers"; r.Code == 0 || !strings.Contains(r.Stderr, want) {
+			t.Errorf("root@web-1.serial: exit %d, stderr %q; want a refusal with %q", r.Code, r.Stderr, want)
+		}
+	})
+
+	t.Run("wrong endpoint host key refused", func(t *testing.T) {
+		other := newKey(t, t.TempDir(), "not_the_endpoint")
+		body := strings.Replace(w.body, ssh.FingerprintSHA256(w.endpoint.HostKey()), ssh.FingerprintSHA256(other.Signer.PublicKey()), 1)
+		b := startBastion(t, body, awsEnv(w.fake, w.fake.SecretAccessKey())...)
+		c := newClient(t, b, "dana", w.dana.Key)
+		r := c.ssh(t, nil, "-J", "bastion", "port0@db-1.serial", "true")
+		if want := "which is not in providers.ec2.serial_console.host_keys." + region; r.Code == 0 || !strings.Contains(r.Stderr, want) {
+			t.Errorf("db-1.serial with a wrong fingerprint: exit %d, stderr %q; want a refusal with %q", r.Code, r.Stderr, want)
+		}
+		var mismatch bool
+		for _, ev := range serialEvents(t, b) {
+			mismatch = mismatch || ev["type"] == "host_key_mismatch"
+		}
+		if !mismatch {
+			t.Error("no host_key_mismatch event")
+		}
+		if w.fake.SerialConsoleConnected(serialDBID) {
+			t.Error("db-1's serial session is connected: the bastion logged in to an endpoint it does not trust")
+		}
+	})
+}
+
+// serialEvents returns b's audit events.
+func serialEvents(t *testing.T, b *bastionProc) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for _, line := range b.AuditLines(t) {
+		var ev map[string]any
+		if err := json.Unmarshal([]byte(line), &ev); err == nil {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
