@@ -158,6 +158,9 @@ func TestSerialConsole(t *testing.T) {
 	case <-time.After(60 * time.Second):
 		t.Fatal("ssh did not exit 60s after its stdin closed")
 	}
+	if err := k.p.Err(); err != nil {
+		t.Errorf("console ssh: %v, want exit 0 (the console's exit status)", err)
+	}
 
 	t.Run("recorded", func(t *testing.T) {
 		var start map[string]any

@@ -91,6 +91,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 Try:
   ssh -F %[4]s -J bastion ec2-user@web-1        # Lightsail, Amazon Linux (temporary key + certificate)
   ssh -F %[4]s -J bastion ec2-user@api-1.ec2    # EC2 (key pushed with Instance Connect; host key read from its console)
+  ssh -F %[4]s -J bastion port0@api-1.serial    # api-1's EC2 serial console (a simulated ttyS0; recorded)
   ssh -F %[4]s -l ubuntu+web-2 bastion          # Lightsail, Ubuntu; direct mode, for clients without ProxyJump
   scp -F %[4]s -J bastion %[5]s ec2-user@web-1:/tmp/
   ssh -F %[4]s -t bastion                       # pick a target from the list
@@ -119,7 +120,7 @@ func writeDemoSSHConfig(dir string, addr *net.TCPAddr, keyPath string, hostKey, 
 	kh := filepath.Join(dir, "known_hosts")
 	// The same trust `bastion ssh-config` hands out: the host CA for the
 	// provider suffixes and the demo's target names, nothing else.
-	names := append([]string{"*.lightsail", "*.ec2"}, demo.TargetNames()...)
+	names := append([]string{"*.lightsail", "*.ec2", "*.serial"}, demo.TargetNames()...)
 	known := knownHostsLines(addr.IP.String(), strconv.Itoa(addr.Port), hostKey, ca, names)
 	if err := os.WriteFile(kh, []byte(known), 0o644); err != nil {
 		return "", "", err

@@ -384,19 +384,23 @@ func (c *SerialConsole) handle(nc net.Conn) {
 		}
 		started = true
 		wg.Add(1)
+		// The connection stays until the client ends it, as sshd's
+		// does after its session: the client sends the disconnect.
 		go func() {
 			defer wg.Done()
-			defer sc.Close()
-			serveConsole(ch, chReqs, name)
+			serveConsole(ch, chReqs, name, func() { c.release(id) })
 		}()
 	}
 }
 
 // serveConsole answers a session channel's requests (pty-req, env,
 // window-change and shell; no exec or subsystem: a serial port has
-// neither) and runs the console once the shell starts.
-func serveConsole(ch ssh.Channel, reqs <-chan *ssh.Request, name string) {
+// neither) and runs the console once the shell starts. When the console
+// ends it calls ended, then closes the channel: the session's teardown
+// has begun by the time the client sees the close.
+func serveConsole(ch ssh.Channel, reqs <-chan *ssh.Request, name string, ended func()) {
 	defer ch.Close()
+	defer ended()
 	shell := make(chan struct{})
 	var once sync.Once
 	go func() {

@@ -57,12 +57,14 @@ type Account struct {
 	// ports is the SSH port of each provider's instances.
 	ports     map[string]string
 	instances []*siminstance.Instance
+	// serial is the serial console endpoint (serial.go).
+	serial *awsfake.SerialConsole
 }
 
 // Start starts the AWS fake and the instances of Instances, logging to
 // log. Close stops them.
 func Start(ctx context.Context, log *zap.Logger) (_ *Account, err error) {
-	fake, err := awsfake.Start(awsfake.Options{Logger: log.Named("awsfake"), RSAKeyPool: 2})
+	fake, err := awsfake.Start(awsfake.Options{Logger: log.Named("awsfake"), RSAKeyPool: 2, SerialConsoleTeardown: serialTeardown})
 	if err != nil {
 		return nil, fmt.Errorf("starting the AWS fake: %w", err)
 	}
@@ -76,6 +78,9 @@ func Start(ctx context.Context, log *zap.Logger) (_ *Account, err error) {
 		if err := a.startInstances(provider, log); err != nil {
 			return nil, err
 		}
+	}
+	if err := a.startSerialConsole(log); err != nil {
+		return nil, err
 	}
 	a.AWS, err = awsconfig.LoadDefaultConfig(ctx,
 		awsconfig.WithRegion(Region),
@@ -149,6 +154,9 @@ func (a *Account) Close() {
 	for _, inst := range a.instances {
 		inst.Close()
 	}
+	if a.serial != nil {
+		a.serial.Close()
+	}
 	a.Fake.Close()
 }
 
@@ -174,15 +182,16 @@ users:
   - {name: demo, keys_file: id_ed25519.pub, groups: [dev]}
 providers:
   lightsail: {regions: [%s], port: %s}
-  ec2: {regions: [%s], port: %s, host_keys: console, known_hosts: ec2_known_hosts}
+  ec2: {regions: [%s], port: %s, host_keys: console, known_hosts: ec2_known_hosts,
+        serial_console: %s}
 policies:
-  - {groups: [dev], targets: ["*"], os_users: ["*"], allow: [port_forwarding, agent_forwarding]}
+  - {groups: [dev], targets: ["*"], os_users: ["*"], allow: [port_forwarding, agent_forwarding, serial_console]}
 audit:
   log: audit.jsonl
   recordings: recordings
 admin_listen: 127.0.0.1:0
 limits: {drain_timeout: 5s}
-`, listen, Region, a.ports["lightsail"], Region, a.ports["ec2"])
+`, listen, Region, a.ports["lightsail"], Region, a.ports["ec2"], a.serialConsoleConfig())
 	if err := os.WriteFile(cfgPath, []byte(cfgText), 0o600); err != nil {
 		return "", "", err
 	}
