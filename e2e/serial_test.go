@@ -197,13 +197,77 @@ func TestSerialConsole(t *testing.T) {
 		}
 	})
 
+	t.Run("recorded without a pty", func(t *testing.T) {
+		// stdin is not a terminal: ssh asks for no pty, and the session is
+		// recorded all the same (issue 17 item 5: always recorded).
+		r := w.dana.ssh(t, []byte("root\necho nopty-serial\n"), "-J", "bastion", "port0@web-1.serial")
+		if r.Code != 0 || !strings.Contains(r.Stdout, "nopty-serial") {
+			t.Fatalf("console without a pty: exit %d, stdout %q, stderr %q", r.Code, r.Stdout, r.Stderr)
+		}
+		var rec string
+		waitFor(t, "the second session's end in the audit log", 30*time.Second, func() bool {
+			n := 0
+			for _, ev := range serialEvents(t, w.bastion) {
+				if ev["provider"] == "serial" && ev["type"] == "session_start" {
+					rec, _ = ev["recording"].(string)
+					if ev["term"] != nil && ev["term"] != "" {
+						rec = ""
+					}
+				}
+				if ev["provider"] == "serial" && ev["type"] == "session_end" {
+					n++
+				}
+			}
+			return n == 2
+		})
+		if rec == "" {
+			t.Fatal("the session without a pty has no recording")
+		}
+		data, err := os.ReadFile(rec)
+		if err != nil || !strings.Contains(string(data), "nopty-serial") {
+			t.Errorf("recording %s: %v, holds no nopty-serial:\n%s", rec, err, data)
+		}
+	})
+
+	t.Run("direct mode", func(t *testing.T) {
+		r := w.dana.ssh(t, []byte("root\nhostname\n"), "-l", "port0+web-1.serial", "bastion")
+		if r.Code != 0 || !strings.Contains(r.Stdout, "[root@web-1 ~]# hostname\r\nweb-1\r\n") {
+			t.Errorf("direct mode: exit %d, stdout %q, stderr %q", r.Code, r.Stdout, r.Stderr)
+		}
+	})
+
+	t.Run("AWS refusals", func(t *testing.T) {
+		w.fake.AddEC2Instance(awsfake.EC2Instance{ID: "i-0a1b2c3d4e5f6071a", Region: region, PrivateIP: "127.0.0.1", InstanceType: "t2.micro", Tags: map[string]string{"Name": "old-1"}})
+		r := w.dana.ssh(t, nil, "-J", "bastion", "port0@old-1.serial", "true")
+		if want := "Only Nitro instance types are currently supported. (EC2InstanceTypeInvalidException)"; r.Code == 0 || !strings.Contains(r.Stderr, want) {
+			t.Errorf("Xen instance: exit %d, stderr %q; want %q", r.Code, r.Stderr, want)
+		}
+		w.fake.SetSerialConsoleAccess(region, false)
+		r = w.dana.ssh(t, nil, "-J", "bastion", "port0@web-1.serial", "true")
+		w.fake.SetSerialConsoleAccess(region, true)
+		if want := "Your account is not authorized to use the EC2 Serial Console."; r.Code == 0 || !strings.Contains(r.Stderr, want) {
+			t.Errorf("access disabled: exit %d, stderr %q; want %q", r.Code, r.Stderr, want)
+		}
+		w.fake.SetFault("SendSerialConsoleSSHPublicKey", awsfake.Fault{ThrottleFirst: 100})
+		r = w.dana.ssh(t, nil, "-J", "bastion", "port0@web-1.serial", "true")
+		w.fake.ClearFaults()
+		if want := "have been throttled. Wait a while and try again. (ThrottlingException)"; r.Code == 0 || !strings.Contains(r.Stderr, want) {
+			t.Errorf("throttled: exit %d, stderr %q; want %q", r.Code, r.Stderr, want)
+		}
+		if n := strings.Count(r.Stderr, "bastion:"); n != 1 {
+			t.Errorf("throttled: %d lines from the bastion, want one: %q", n, r.Stderr)
+		}
+	})
+
 	t.Run("person without serial_console refused", func(t *testing.T) {
 		r := w.erin.ssh(t, nil, "-J", "bastion", "port0@web-1.serial", "true")
 		if want := "no policy lets erin use serial console on web-1"; r.Code == 0 || !strings.Contains(r.Stderr, want) {
 			t.Errorf("erin: exit %d, stderr %q; want a refusal with %q", r.Code, r.Stderr, want)
 		}
-		if n := w.fake.CallCount("SendSerialConsoleSSHPublicKey"); n != 2 {
-			t.Errorf("SendSerialConsoleSSHPublicKey calls: %d, want 2 (no push for erin)", n)
+		before := w.fake.CallCount("SendSerialConsoleSSHPublicKey")
+		w.erin.ssh(t, nil, "-J", "bastion", "port0@web-1.serial", "true")
+		if n := w.fake.CallCount("SendSerialConsoleSSHPublicKey"); n != before {
+			t.Errorf("SendSerialConsoleSSHPublicKey calls: %d, want %d (no push for erin)", n, before)
 		}
 		list := w.erin.ssh(t, nil, "bastion", "list")
 		if strings.Contains(list.Stdout, "serial") {
