@@ -325,3 +325,29 @@ func serialEvents(t *testing.T, b *bastionProc) []map[string]any {
 	}
 	return out
 }
+
+// TestDemoSerialConsole uses the demo's serial console as a newcomer would:
+// `ssh bastion list` shows api-1's console, and `ssh -J bastion
+// port0@api-1.serial` gives its ttyS0, a login prompt and a shell.
+func TestDemoSerialConsole(t *testing.T) {
+	d := startDemo(t, t.TempDir(), nil)
+	sshConfig := filepath.Join(d.state, "ssh_config")
+	out, err := exec.Command("ssh", "-F", sshConfig, "-o", "BatchMode=yes", "bastion", "list").CombinedOutput()
+	if err != nil {
+		t.Fatalf("list: %v %q", err, out)
+	}
+	var listed bool
+	for _, l := range strings.Split(string(out), "\n") {
+		f := strings.Fields(l)
+		listed = listed || (len(f) >= 2 && strings.HasPrefix(f[0], "api-1") && f[1] == "serial")
+	}
+	if !listed {
+		t.Errorf("list shows no api-1 serial console:\n%s", out)
+	}
+	cmd := exec.Command("ssh", "-F", sshConfig, "-o", "BatchMode=yes", "-J", "bastion", "port0@api-1.serial")
+	cmd.Stdin = strings.NewReader("ec2-user\nhostname\n")
+	out, err = cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "api-1 login: ec2-user") || !strings.Contains(string(out), "[ec2-user@api-1 ~]$ hostname\r\napi-1\r\n") {
+		t.Errorf("demo serial console: %v, output %q", err, out)
+	}
+}
