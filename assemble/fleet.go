@@ -88,17 +88,27 @@ func (r reportingHostKeys) Learn(ctx context.Context, id string, keys []string) 
 }
 
 // servePeers listens on fleet.advertise for the other replicas (watch of
-// a link held here) until the server closes.
+// a link held here) until the server closes. Start calls it before the SSH
+// listener serves, so no link reads Fleet.Advertise yet.
 func (b *Bastion) servePeers() error {
-	addr := b.cfg.Fleet.Advertise
+	addr := b.Server.Fleet.Advertise
 	l := b.peerListener
+	if host, _, err := net.SplitHostPort(addr); l == nil && (err != nil || host == "") {
+		return fmt.Errorf("fleet.advertise: %q (from %q) names no host the other replicas could reach", addr, b.cfg.Fleet.Advertise)
+	}
 	if l == nil {
 		var err error
 		if l, err = net.Listen("tcp", addr); err != nil {
 			return fmt.Errorf("fleet.advertise: listening for the other replicas: %w", err)
 		}
 	}
-	b.log.Info("peers_listening", zap.String("addr", l.Addr().String()))
+	// With port 0 (tests), or a listener handed in, the replica
+	// advertises the address it really listens on.
+	if _, port, _ := net.SplitHostPort(addr); addr == "" || port == "0" {
+		b.Server.Fleet.Advertise = l.Addr().String()
+	}
+	b.log.Info("peers_listening", zap.String("addr", b.Server.Fleet.Advertise))
+	fmt.Fprintf(b.stderr, "bastion: peers on %s\n", b.Server.Fleet.Advertise)
 	b.bg.Go(func() {
 		if err := b.Server.ServePeers(l); err != nil && err != proxy.ErrServerClosed {
 			b.log.Error("peer_listener_failed", zap.Error(err))

@@ -20,8 +20,13 @@ import (
 // there from its first failure on.
 
 // maxPenaltyWrites bounds the failed-authentication writes in flight; past
-// it, failures are counted locally only.
-const maxPenaltyWrites = 32
+// it, failures are counted locally only. maxCountWrites bounds the
+// per-user count writes in flight; past it, they wait for the registry's
+// goroutine.
+const (
+	maxPenaltyWrites = 32
+	maxCountWrites   = 32
+)
 
 // admitFleet admits c's new link against the user's links on every
 // replica, after the local limit admitted it; false undoes nothing (the
@@ -54,12 +59,33 @@ func (s *Server) localUserLinks(user string) int {
 	return s.users[user]
 }
 
-// userChanged notes that user's local count changed, for the registry's
-// goroutine to write it (within killPoll).
+// userChanged writes user's local count to the fleet store at once, in
+// the background, so that a link's end reaches the other replicas' limits
+// within a round trip. With too many writes in flight, it is left for the
+// registry's goroutine (within killPoll).
 func (s *Server) userChanged(user string) {
-	if s.Fleet.Counts == nil {
+	counts := s.Fleet.Counts
+	if counts == nil {
 		return
 	}
+	select {
+	case s.countWrites <- struct{}{}:
+		s.bg.Go(func() {
+			defer func() { <-s.countWrites }()
+			ctx, cancel := context.WithTimeout(context.Background(), fleetCallTimeout)
+			defer cancel()
+			if err := counts.SetUser(ctx, user, s.replicaName(), func() int { return s.localUserLinks(user) }); err != nil {
+				s.fleetFailed("set_user", err)
+				s.markUserDirty(user)
+			}
+		})
+	default:
+		s.markUserDirty(user)
+	}
+}
+
+// markUserDirty leaves user's count for the registry's goroutine to write.
+func (s *Server) markUserDirty(user string) {
 	r := &s.live
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -169,6 +169,9 @@ type Server struct {
 	// penaltyWrites holds a token per failed authentication being written
 	// to Fleet.Penalties (fleetlimits.go).
 	penaltyWrites chan struct{}
+	// countWrites holds a token per per-user count being written to
+	// Fleet.Counts (fleetlimits.go).
+	countWrites chan struct{}
 	// hsLog rate-limits the log lines of failed handshakes.
 	hsLog handshakeLog
 
@@ -262,6 +265,7 @@ func (s *Server) init() {
 		s.unauth.score = s.penalties.score
 		s.failures = newFailureTracker(time.Now)
 		s.penaltyWrites = make(chan struct{}, maxPenaltyWrites)
+		s.countWrites = make(chan struct{}, maxCountWrites)
 	})
 }
 
