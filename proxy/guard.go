@@ -54,6 +54,9 @@ func (g *policyGuard) decide(capability, dest string, listen bool) (bool, string
 	}
 	d := rules.Policy.Authorize(r)
 	if d.Allow {
+		d = kindDecision(rules.Policy, r)
+	}
+	if d.Allow {
 		d = r.Identity.Restrictions.Allow(capability, dest, listen)
 	}
 	if d.Allow {

@@ -15,21 +15,26 @@ const msgNotRecorded = "sessions to this target are always recorded, and this ba
 // serial_console) needs a policy that grants it, decided by policy now,
 // and a kind whose sessions are always recorded needs a recordings folder.
 func (c *conn) kindRefusal(policy *auth.Policy, base auth.Request) string {
-	d, ok := provider.Lookup(base.Target.Provider)
-	if !ok {
-		return ""
+	if dec := kindDecision(policy, base); !dec.Allow {
+		return dec.Reason
 	}
-	if d.Capability != "" {
-		r := base
-		r.Capability = d.Capability
-		if dec := policy.Authorize(r); !dec.Allow {
-			return dec.Reason
-		}
-	}
-	if d.Recorded && c.srv.Recording.Dir == "" {
+	if alwaysRecorded(base.Target.Provider) && c.srv.Recording.Dir == "" {
 		return msgNotRecorded
 	}
 	return ""
+}
+
+// kindDecision decides, for a request the policy allowed, the capability
+// its target's kind needs (serial_console) by the policy in force now, so
+// that a reload that takes it away reaches the sessions and requests of a
+// live link too.
+func kindDecision(policy *auth.Policy, r auth.Request) auth.Decision {
+	d, ok := provider.Lookup(r.Target.Provider)
+	if !ok || d.Capability == "" || r.Capability == d.Capability {
+		return auth.Decision{Allow: true}
+	}
+	r.Capability, r.Dest = d.Capability, ""
+	return policy.Authorize(r)
 }
 
 // alwaysRecorded reports whether every session to targets of the named
