@@ -229,6 +229,15 @@ func TestSerialConsole(t *testing.T) {
 		}
 	})
 
+	t.Run("by instance id and with a region", func(t *testing.T) {
+		for _, target := range []string{serialWebID + ".serial", "web-1." + region + ".serial"} {
+			r := w.dana.ssh(t, []byte("root\nhostname\n"), "-J", "bastion", "port0@"+target)
+			if r.Code != 0 || !strings.Contains(r.Stdout, "[root@web-1 ~]# hostname\r\nweb-1\r\n") {
+				t.Errorf("%s: exit %d, stdout %q, stderr %q", target, r.Code, r.Stdout, r.Stderr)
+			}
+		}
+	})
+
 	t.Run("direct mode", func(t *testing.T) {
 		r := w.dana.ssh(t, []byte("root\nhostname\n"), "-l", "port0+web-1.serial", "bastion")
 		if r.Code != 0 || !strings.Contains(r.Stdout, "[root@web-1 ~]# hostname\r\nweb-1\r\n") {
