@@ -18,10 +18,13 @@ import (
 )
 
 // Fleet is what a server shares with the other replicas of the bastion:
-// the registry of live links and the kill requests for them. The zero
-// value keeps the links in memory, for this replica alone. The own-session
-// commands (sessions, kill, watch) act on this replica's links only so
-// far; the directory is kept in step for a fleet store to build on.
+// the registry of live links and the kill requests for them, the per-user
+// link counts and the failed logins per address. The zero value keeps the
+// links in memory, for this replica alone. With a Directory, the
+// own-session commands (sessions, kill, watch) act on every replica's
+// links (a watch of another replica's link through its Advertise address,
+// peer.go); with Counts and Penalties, the limits hold across replicas
+// (fleetlimits.go).
 type Fleet struct {
 	// Directory is the fleet-wide registry of live links. If nil, an
 	// in-memory one of this server's links only.
