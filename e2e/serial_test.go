@@ -286,10 +286,14 @@ func TestSerialConsole(t *testing.T) {
 
 	t.Run("listed", func(t *testing.T) {
 		list := w.dana.ssh(t, nil, "bastion", "list")
-		for _, want := range []string{"web-1", "serial"} {
-			if !strings.Contains(list.Stdout, want) {
-				t.Errorf("dana's list %q: want %q", list.Stdout, want)
+		var row []string
+		for _, l := range strings.Split(list.Stdout, "\n") {
+			if f := strings.Fields(l); len(f) == 4 && f[0] == "web-1" && f[1] == "serial" {
+				row = f
 			}
+		}
+		if row == nil || row[2] != region || row[3] != "port0" {
+			t.Errorf("dana's list %q: want a row web-1 serial %s port0", list.Stdout, region)
 		}
 	})
 

@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"path"
+
 	"bastion/auth"
 	"bastion/upstream/provider"
 )
@@ -52,4 +54,25 @@ func listable(policy *auth.Policy, id auth.Identity, t auth.Target) bool {
 		return true
 	}
 	return policy.Grants(id, t, d.Capability)
+}
+
+// listedUsers returns the OS users the listing shows for a target of kind
+// whose policies allow the patterns: the kind's own users that a pattern
+// matches, for a kind with fixed ones (the serial console's port0), else
+// the patterns themselves.
+func listedUsers(kind string, patterns []string) []string {
+	d, ok := provider.Lookup(kind)
+	if !ok || len(d.OSUsers) == 0 {
+		return patterns
+	}
+	var out []string
+	for _, u := range d.OSUsers {
+		for _, p := range patterns {
+			if ok, err := path.Match(p, u); err == nil && ok {
+				out = append(out, u)
+				break
+			}
+		}
+	}
+	return out
 }

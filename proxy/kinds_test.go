@@ -47,3 +47,24 @@ func TestKindDecision(t *testing.T) {
 		t.Error("listable: want a serial console listed only where serial_console is granted, other targets always")
 	}
 }
+
+// TestListedUsers checks that the listing shows a serial console's port0
+// when a policy's OS user patterns allow it, and other kinds' patterns as
+// they are.
+func TestListedUsers(t *testing.T) {
+	tests := []struct {
+		kind     string
+		patterns []string
+		want     string
+	}{
+		{"serial", []string{"*"}, "port0"},
+		{"serial", []string{"ec2-user", "port*"}, "port0"},
+		{"serial", []string{"ec2-user"}, ""},
+		{"ec2", []string{"ec2-user", "*"}, "ec2-user,*"},
+	}
+	for _, tc := range tests {
+		if got := strings.Join(listedUsers(tc.kind, tc.patterns), ","); got != tc.want {
+			t.Errorf("listedUsers(%s, %v) = %q, want %q", tc.kind, tc.patterns, got, tc.want)
+		}
+	}
+}

@@ -176,7 +176,7 @@ func (c *conn) listTargets() ([]entry, error) {
 		if !listable(policy, c.identity, tg.forPolicy()) {
 			continue
 		}
-		if users := policy.OSUsers(c.identity, tg.forPolicy()); len(users) > 0 {
+		if users := listedUsers(t.Provider, policy.OSUsers(c.identity, tg.forPolicy())); len(users) > 0 {
 			out = append(out, entry{t: t, osUsers: users})
 		}
 	}

@@ -26,6 +26,10 @@ const (
 // console needs (config.CapSerialConsole).
 const CapSerialConsole = "serial_console"
 
+// SerialPort is the OS user of a serial console target: its serial port,
+// the only one AWS offers.
+const SerialPort = "port0"
+
 // The provider kinds built in, one registration each. Their order is the
 // order of every list the registry gives (error messages, ssh-config).
 var (
@@ -71,6 +75,7 @@ var (
 		InstanceIDs: true,
 		IAMActions:  []string{"ec2-instance-connect:SendSerialConsoleSSHPublicKey"},
 		Capability:  CapSerialConsole,
+		OSUsers:     []string{SerialPort},
 		Recorded:    true,
 	}
 )

@@ -46,6 +46,10 @@ type Descriptor struct {
 	// (CapSerialConsole). Policies grant it in allow; it is denied by
 	// default.
 	Capability string
+	// OSUsers, if not empty, are the only OS users the kind's targets
+	// have (the serial console's port, port0); the target listing shows
+	// those a policy allows rather than the policy's patterns.
+	OSUsers []string
 	// Recorded reports whether every session to the kind's targets is
 	// recorded, with or without a pty, whatever audit.record_exec says; a
 	// bastion without audit.recordings refuses such logins.

@@ -33,11 +33,12 @@ import (
 	"bastion/audit"
 	"bastion/upstream"
 	"bastion/upstream/awsutil"
+	"bastion/upstream/provider"
 )
 
 // Port is the OS user a person types for the serial console: the serial
 // port, of which AWS offers one.
-const Port = "port0"
+const Port = provider.SerialPort
 
 // DefaultEndpoint is the endpoint of a region AWS publishes none for, with
 // "{region}" standing for the region.
