@@ -65,7 +65,7 @@ func (c *conn) rdpCommand(ch ssh.Channel, args, nl string) int {
 	ev := audit.Event{Typed: t.typed, Target: t.String(), Provider: t.Provider, InstanceID: t.ID, Capability: config.CapRDP}
 	unaudited := false
 	emit := func(e audit.Event) {
-		if c.audit(withLinkFields(e, ev)) != nil && !c.srv.AuditFailOpen {
+		if c.audit(withRDPFields(e, ev)) != nil && !c.srv.AuditFailOpen {
 			unaudited = true
 		}
 	}
