@@ -6,11 +6,13 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"os"
@@ -275,13 +277,13 @@ func (w *rdpWorld) events(t *testing.T, typ string) []map[string]any {
 	return out
 }
 
-// localForward runs `ssh -N -L 127.0.0.1:PORT:target:3389 bastion` for c
-// and returns the local port once ssh listens on it.
-func localForward(t *testing.T, c *client, target string) int {
+// localForward runs `ssh -N -L 127.0.0.1:PORT:target:3389 bastion` with
+// ssh config sshConfig and returns the local port once ssh listens on it.
+func localForward(t *testing.T, sshConfig, target string) int {
 	t.Helper()
 	for attempt := 0; ; attempt++ {
 		port := freePort(t)
-		p := startProcess(t, exec.Command("ssh", "-F", c.ConfigPath, "-v", "-N", "-o", "ExitOnForwardFailure=yes",
+		p := startProcess(t, exec.Command("ssh", "-F", sshConfig, "-v", "-N", "-o", "ExitOnForwardFailure=yes", "-o", "BatchMode=yes",
 			"-L", fmt.Sprintf("127.0.0.1:%d:%s:3389", port, target), "bastion"))
 		want := fmt.Sprintf("Local forwarding listening on 127.0.0.1 port %d", port)
 		exited := false
@@ -381,7 +383,7 @@ func TestRDP(t *testing.T) {
 
 	t.Run("login through the bastion", func(t *testing.T) {
 		sesman := fakeSesman(t)
-		port := localForward(t, w.dana, "win-1")
+		port := localForward(t, w.dana.ConfigPath, "win-1")
 		out, code := w.xfreerdp(t, port, user, password, fp)
 		if code != 0 || !strings.Contains(out, "Authentication only, exit status 0") {
 			t.Fatalf("xfreerdp through the bastion: exit %d\n%s", code, out)
@@ -463,4 +465,48 @@ func TestRDP(t *testing.T) {
 			t.Errorf("got %d forward_open events, want only the earlier login's", n)
 		}
 	})
+}
+
+// TestRDPDemo tries the demo's Windows instance as its output says: it is
+// listed, `ssh bastion rdp win-1` hands out its login, and through the
+// forward its stand-in RDP endpoint completes the negotiation and the TLS
+// handshake with the certificate whose fingerprint was printed.
+func TestRDPDemo(t *testing.T) {
+	dir := t.TempDir()
+	d := startDemo(t, dir, nil)
+	sshConfig := filepath.Join(d.state, "ssh_config")
+	if !strings.Contains(d.p.out.String(), "stand-in") || !strings.Contains(d.p.out.String(), "bastion rdp win-1") {
+		t.Errorf("the demo's output does not tell of win-1's RDP stand-in:\n%s", d.p.out.String())
+	}
+	out, err := exec.Command("ssh", "-F", sshConfig, "-o", "BatchMode=yes", "bastion", "list").CombinedOutput()
+	if err != nil || !regexp.MustCompile(`(?m)^win-1\s+lightsail\s`).Match(out) {
+		t.Fatalf("ssh bastion list: %v\n%s\nwant win-1 listed", err, out)
+	}
+	out, err = exec.Command("ssh", "-F", sshConfig, "-o", "BatchMode=yes", "bastion", "rdp", "win-1").Output()
+	pw, fp := rdpPasswordRE.FindSubmatch(out), rdpFPRE.FindSubmatch(out)
+	if err != nil || pw == nil || fp == nil || strings.Contains(string(pw[1]), "not ready") {
+		t.Fatalf("ssh bastion rdp win-1: %v\n%s\nwant a password and a fingerprint", err, out)
+	}
+	port := localForward(t, sshConfig, "win-1")
+	c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(60 * time.Second))
+	if _, err := c.Write([]byte{3, 0, 0, 19, 14, 0xE0, 0, 0, 0, 0, 0, 1, 0, 8, 0, 1, 0, 0, 0}); err != nil {
+		t.Fatal(err)
+	}
+	cc := make([]byte, 19)
+	if _, err := io.ReadFull(c, cc); err != nil || cc[5] != 0xD0 || cc[11] != 0x02 || cc[15] != 0x01 {
+		t.Fatalf("connection confirm: got % x, %v; want one selecting PROTOCOL_SSL", cc, err)
+	}
+	tc := tls.Client(c, &tls.Config{InsecureSkipVerify: true})
+	if err := tc.Handshake(); err != nil {
+		t.Fatalf("TLS handshake with the stand-in through the bastion: %v", err)
+	}
+	sum := sha256.Sum256(tc.ConnectionState().PeerCertificates[0].Raw)
+	if got := upstream.ColonHex(sum[:]); got != string(fp[1]) {
+		t.Errorf("the stand-in presented %s, want %s (printed by ssh bastion rdp)", got, fp[1])
+	}
 }
