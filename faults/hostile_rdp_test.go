@@ -212,3 +212,100 @@ func TestHostileRDPServer(t *testing.T) {
 		})
 	}
 }
+
+// TestHostileRDPSwitchAfterProbe: the instance's address presents the
+// reported certificate to the bastion's probe and another one to the
+// connection spliced for the person. Under TLS 1.2 the bastion sees the
+// certificate on the spliced connection and ends it before the message
+// reaches the person, audited; under TLS 1.3 it cannot see it, and the
+// person's client is the one that sees a fingerprint other than the one
+// `ssh bastion rdp` prints (which is why the person pins it).
+func TestHostileRDPSwitchAfterProbe(t *testing.T) {
+	good, other := rdpCertificate(t, time.Now().Add(24*time.Hour)), rdpCertificate(t, time.Now().Add(24*time.Hour))
+	for _, tc := range []struct {
+		name     string
+		version  uint16
+		switched bool
+	}{
+		{"tls 1.2", tls.VersionTLS12, true},
+		{"tls 1.3", tls.VersionTLS13, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			f := e.startAWS()
+			var n atomic.Int64
+			h := startHostileRDP(t, func(c net.Conn) {
+				if readRequest(c) != nil {
+					return
+				}
+				c.Write(confirm(0x02, 1))
+				cert := good
+				if n.Add(1) > 1 {
+					cert = other
+				}
+				tc := tls.Server(c, &tls.Config{Certificates: []tls.Certificate{cert}})
+				if tc.Handshake() == nil {
+					io.Copy(io.Discard, tc)
+				}
+			})
+			f.fake.AddLightsailInstance(awsfake.LightsailInstance{Name: "win-h", Region: region, PublicIP: h.ip(), PrivateIP: h.ip(),
+				Windows: &awsfake.LightsailWindows{Certificates: [][]byte{good.Certificate[0]}, Password: "pw"}})
+			b := e.startBastion(bastionOptions{aws: f, policies: rdpPolicy})
+			base := takeBaseline(t)
+
+			l, err := b.dial("alice")
+			if err != nil {
+				t.Fatal(err)
+			}
+			ch, reqs, err := l.outer.OpenChannel("direct-tcpip", ssh.Marshal(struct {
+				Host     string
+				Port     uint32
+				OrigHost string
+				OrigPort uint32
+			}{"win-h", 3389, "127.0.0.1", 50000}))
+			if err != nil {
+				t.Fatalf("the forward was refused (%v); want it opened after the probe saw the reported certificate", err)
+			}
+			go ssh.DiscardRequests(reqs)
+			var seen []byte
+			var herr error
+			within(t, "the person's RDP handshake", endTimeout, func() {
+				if _, err := ch.Write([]byte{3, 0, 0, 19, 14, 0xE0, 0, 0, 0, 0, 0, 1, 0, 8, 0, 1, 0, 0, 0}); err != nil {
+					herr = err
+					return
+				}
+				cc := make([]byte, 19)
+				if _, herr = io.ReadFull(ch, cc); herr != nil {
+					return
+				}
+				pc := tls.Client(chanConn{ch}, &tls.Config{InsecureSkipVerify: true, MaxVersion: tc.version,
+					VerifyConnection: func(cs tls.ConnectionState) error { seen = cs.PeerCertificates[0].Raw; return nil }})
+				herr = pc.Handshake()
+			})
+			ch.Close()
+			if tc.switched {
+				if herr == nil || seen != nil {
+					t.Errorf("the person's TLS 1.2 handshake: got %v and %d certificate bytes, want it ended before the certificate", herr, len(seen))
+				}
+				waitFor(t, "the switch audited", settleTimeout, func() bool {
+					return strings.Contains(b.audit.String(), "the spliced connection failed the certificate check")
+				})
+			} else {
+				if herr != nil || string(seen) != string(other.Certificate[0]) {
+					t.Errorf("the person's TLS 1.3 handshake: got %v, want it to complete with the other certificate for the client to refuse", herr)
+				}
+			}
+			l.close()
+			base.back(t, b.srv)
+		})
+	}
+}
+
+// chanConn is an SSH channel as a net.Conn, for tls.Client.
+type chanConn struct{ ssh.Channel }
+
+func (chanConn) LocalAddr() net.Addr              { return &net.TCPAddr{} }
+func (chanConn) RemoteAddr() net.Addr             { return &net.TCPAddr{} }
+func (chanConn) SetDeadline(time.Time) error      { return nil }
+func (chanConn) SetReadDeadline(time.Time) error  { return nil }
+func (chanConn) SetWriteDeadline(time.Time) error { return nil }

@@ -41,11 +41,16 @@ const rdpCloseGrace = 30 * time.Second
 //     refused forward is a refused channel open, so no byte of the
 //     instance reaches the person.
 //   - The person's client makes its own negotiation and TLS handshake on
-//     the spliced connection. The bastion cannot read that certificate
-//     (TLS 1.3 encrypts it) and must not replace it (that would be a
-//     man in the middle, and CredSSP binds the server's public key). The
-//     person checks it against the fingerprint `ssh bastion rdp` prints,
-//     the same one the bastion verified seconds before on the same path.
+//     the spliced connection; the bastion must not replace the
+//     certificate (that would be a man in the middle, and CredSSP binds
+//     the server's public key). It watches the instance's side instead
+//     (rdpWatch): the confirm must select TLS, and up to TLS 1.2 the
+//     certificate, in the clear, must be the verified one, or the
+//     connection ends before the certificate reaches the person. TLS 1.3
+//     encrypts it: there the person's client checks it against the
+//     fingerprint `ssh bastion rdp` printed, the one the bastion verified
+//     moments before on the same path (forward_close says which:
+//     certificate_rechecked or certificate_unseen).
 //
 // A mismatch against cached access details drops them and asks Lightsail
 // again once, so that a renewed certificate is not refused for the
@@ -77,6 +82,8 @@ type rdpLink struct {
 	ch ssh.Channel
 	up net.Conn
 	ev audit.Event
+	// watch checks the instance's side of the spliced connection.
+	watch *rdpWatch
 }
 
 // rdpConnect resolves and authorizes the forward, verifies the instance's
@@ -113,7 +120,11 @@ func (c *conn) rdpConnect(nc ssh.NewChannel, hold *pendingJump, p tcpipChannel) 
 		return refuse(ssh.ConnectionFailed, msgAuditRefused)
 	}
 
-	fp, err := c.rdpVerify(rp, t.Target, &access)
+	cert, err := c.rdpVerify(rp, t.Target, &access)
+	fp := ""
+	if cert != nil {
+		fp = cert.Fingerprint()
+	}
 	if err != nil {
 		e := audit.Event{Type: audit.TypeRDPCertificateRefused, UpstreamAddr: access.Addr, HostKeyFingerprint: fp,
 			HostKeySource: "lightsail", Reason: rdpRefusal(err, fp), Error: audit.Clip(err.Error())}
@@ -138,7 +149,7 @@ func (c *conn) rdpConnect(nc ssh.NewChannel, hold *pendingJump, p tcpipChannel) 
 		return nil, false
 	}
 	go ssh.DiscardRequests(reqs)
-	return &rdpLink{c: c, ch: ch, up: up, ev: ev}, true
+	return &rdpLink{c: c, ch: ch, up: up, ev: ev, watch: &rdpWatch{want: cert.SHA256}}, true
 }
 
 // errRDPDenied marks a policy denial of rdp.
@@ -199,35 +210,36 @@ func (c *conn) rdpUpstreamError(emit func(audit.Event), t target, err error) {
 }
 
 // rdpVerify checks the certificate the RDP server at access's address
-// presents now against the reported ones, and returns its fingerprint.
-// A mismatch asks the provider once more, without its cache, and checks
-// the same certificate against that answer (which replaces *access).
-func (c *conn) rdpVerify(rp upstream.RDPProvider, t upstream.Target, access **upstream.RDPAccess) (string, error) {
+// presents now against the reported ones, and returns it (nil if the
+// server presented none). A mismatch asks the provider once more, without
+// its cache, and checks the same certificate against that answer (which
+// replaces *access).
+func (c *conn) rdpVerify(rp upstream.RDPProvider, t upstream.Target, access **upstream.RDPAccess) (*upstream.RDPCertificate, error) {
 	a := *access
 	now := time.Now()
 	if len(a.Certificates) == 0 {
-		return "", upstream.ErrRDPNoCertificate
+		return nil, upstream.ErrRDPNoCertificate
 	}
 	if len(a.Current(now)) == 0 {
 		// Every reported certificate has expired: whichever the server
 		// presents is refused, so it is not dialled.
-		return "", fmt.Errorf("%w (not valid after %s)", upstream.ErrRDPCertificateExpired, a.Certificates[0].NotValidAfter.UTC().Format(time.RFC3339))
+		return nil, fmt.Errorf("%w (not valid after %s)", upstream.ErrRDPCertificateExpired, a.Certificates[0].NotValidAfter.UTC().Format(time.RFC3339))
 	}
 	der, err := c.probeRDP(a)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	cert, err := a.VerifyRDPCertificate(der, now)
 	if errors.Is(err, upstream.ErrRDPCertificateMismatch) {
 		rp.ForgetRDP(t)
 		fresh, ferr := c.rdpAccess(rp, t)
 		if ferr != nil {
-			return cert.Fingerprint(), err
+			return &cert, err
 		}
 		*access = fresh
 		cert, err = fresh.VerifyRDPCertificate(der, now)
 	}
-	return cert.Fingerprint(), err
+	return &cert, err
 }
 
 // probeRDP dials the RDP server of a and returns the certificate it
@@ -293,8 +305,12 @@ func (f *rdpLink) splice() {
 		done <- struct{}{}
 	})
 	wg.Go(func() {
-		n, _ := io.Copy(ch, f.up)
+		n, err := f.copyDown(ch)
 		downBytes.Store(n)
+		if err != nil {
+			f.switched(err)
+			closeAll()
+		}
 		f.ch.CloseWrite()
 		done <- struct{}{}
 	})
@@ -304,9 +320,47 @@ func (f *rdpLink) splice() {
 	grace.Stop()
 	closeAll()
 	wg.Wait()
+	// The copiers are done: the watch is no longer written.
+	status := "certificate_unseen"
+	if f.watch.state == rdpWatchDone && !f.watch.unseen {
+		status = "certificate_rechecked"
+	}
 	c.audit(withRDPFields(audit.Event{Type: audit.TypeForwardClose, BytesUp: upBytes.Load(), BytesDown: downBytes.Load(),
-		DurationMS: time.Since(start).Milliseconds()}, f.ev))
+		DurationMS: time.Since(start).Milliseconds(), Status: status}, f.ev))
 	c.touch()
+}
+
+// copyDown copies the instance's bytes to the person through the watch,
+// and returns how many were passed on and the watch's error, if any.
+func (f *rdpLink) copyDown(w io.Writer) (int64, error) {
+	buf := make([]byte, 32<<10)
+	var total int64
+	for {
+		n, rerr := f.up.Read(buf)
+		if n > 0 {
+			out, err := f.watch.feed(buf[:n])
+			if err != nil {
+				return total, err
+			}
+			if len(out) > 0 {
+				m, werr := w.Write(out)
+				total += int64(m)
+				if werr != nil {
+					return total, nil
+				}
+			}
+		}
+		if rerr != nil {
+			return total, nil
+		}
+	}
+}
+
+// switched audits and logs a spliced connection the watch ended.
+func (f *rdpLink) switched(err error) {
+	f.c.audit(withRDPFields(audit.Event{Type: audit.TypeRDPCertificateRefused, UpstreamAddr: f.up.RemoteAddr().String(),
+		HostKeySource: "lightsail", Reason: "the spliced connection failed the certificate check; ended", Error: audit.Clip(err.Error())}, f.ev))
+	f.c.log.Warn("rdp_forward_refused", zap.String("target", f.ev.Target), zap.String("addr", f.ev.UpstreamAddr), clippedError(err))
 }
 
 // withRDPFields fills e with the forward's fields from base.

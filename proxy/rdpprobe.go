@@ -86,6 +86,16 @@ func readConnectionConfirm(r io.Reader) (uint32, error) {
 	if _, err := io.ReadFull(r, body); err != nil {
 		return 0, fmt.Errorf("reading the connection confirm: %w", err)
 	}
+	return parseConnectionConfirm(body)
+}
+
+// readConnectionConfirmBytes parses a whole TPKT-framed Connection Confirm.
+func readConnectionConfirmBytes(b []byte) (uint32, error) {
+	return parseConnectionConfirm(b[4:])
+}
+
+// parseConnectionConfirm parses the X.224 part of a Connection Confirm.
+func parseConnectionConfirm(body []byte) (uint32, error) {
 	if int(body[0]) != len(body)-1 || body[1]&0xF0 != x224ConnectionConfirm {
 		return 0, fmt.Errorf("reading the connection confirm: not an X.224 connection confirm (code %#x)", body[1])
 	}
