@@ -174,7 +174,9 @@ func (c *conn) rdpAuthorize(t target, ev *audit.Event, emit func(audit.Event)) (
 	}
 	rp, ok := c.srv.Resolver.Provider(t.Provider).(upstream.RDPProvider)
 	if !ok {
-		return nil, nil, &publicError{msg: "Remote Desktop is served for Lightsail Windows instances only"}
+		const msg = "Remote Desktop is served for Lightsail Windows instances only"
+		emit(audit.Event{Type: audit.TypeUpstreamError, Reason: msg})
+		return nil, nil, &publicError{msg: msg}
 	}
 	access, err := c.rdpAccess(rp, t.Target)
 	if err != nil {
