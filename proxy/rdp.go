@@ -92,7 +92,7 @@ type rdpLink struct {
 func (c *conn) rdpConnect(nc ssh.NewChannel, hold *pendingJump, p tcpipChannel) (*rdpLink, bool) {
 	typed := p.Host
 	refuse := func(code ssh.RejectionReason, msg string) (*rdpLink, bool) {
-		nc.Reject(code, fmt.Sprintf("bastion: %s: %s", typed, msg))
+		nc.Reject(code, fmt.Sprintf("bastion: %s: %s", printable(typed), msg))
 		return nil, false
 	}
 	t, err := c.resolve(typed)
