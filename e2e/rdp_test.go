@@ -242,19 +242,39 @@ func newRDPWorld(t *testing.T) *rdpWorld {
 		Windows: &awsfake.LightsailWindows{Certificates: [][]byte{w.cert.der}, Password: rdpPassword}})
 	fake.AddLightsailInstance(awsfake.LightsailInstance{Name: "lin-1", Region: region, Username: "ec2-user", PublicIP: "127.0.0.1", PrivateIP: "127.0.0.1"})
 
+	// Instances created with a custom key pair: the bastion has the key
+	// of "win-admins", not that of "lost".
 	dir := t.TempDir()
+	kp, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kpFile := filepath.Join(dir, "win-admins.pem")
+	writeFile(t, kpFile, string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(kp)})), 0o600)
+	ct, err := awsfake.EncryptWindowsPassword(&kp.PublicKey, "Decrypted-pw-9")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, win := range map[string]awsfake.LightsailWindows{
+		"win-kp":   {Certificates: [][]byte{w.cert.der}, KeyPairName: "win-admins", PasswordCiphertext: ct},
+		"win-lost": {Certificates: [][]byte{w.cert.der}, KeyPairName: "lost", PasswordCiphertext: ct},
+		"win-new":  {Certificates: [][]byte{w.cert.der}},
+	} {
+		fake.AddLightsailInstance(awsfake.LightsailInstance{Name: name, Region: region, PublicIP: "127.0.0.1", PrivateIP: "127.0.0.1", Windows: &win})
+	}
+
 	dana, erin := newKey(t, dir, "dana"), newKey(t, dir, "erin")
 	w.bastion = startBastion(t, fmt.Sprintf(`users:
   - {name: dana, keys: [%q], groups: [windows]}
   - {name: erin, keys: [%q], groups: [dev]}
 providers:
-  lightsail: {regions: [%s], rdp_port: %d}
+  lightsail: {regions: [%s], rdp_port: %d, rdp_key_pairs: {win-admins: %s}}
 policies:
   - {groups: [windows], targets: ["win-*", "lin-1"], os_users: [Administrator, ec2-user], allow: [rdp]}
   - {groups: [dev], targets: ["*"], os_users: ["*"], allow: [port_forwarding]}
 limits: {aws_timeout: 10s, handshake_timeout: 20s}
 admin_listen: 127.0.0.1:0
-`, dana.AuthorizedKey(), erin.AuthorizedKey(), region, w.port), awsEnv(fake, fake.SecretAccessKey())...)
+`, dana.AuthorizedKey(), erin.AuthorizedKey(), region, w.port, kpFile), awsEnv(fake, fake.SecretAccessKey())...)
 	w.dana = newClient(t, w.bastion, "dana", dana)
 	w.erin = newClient(t, w.bastion, "erin", erin)
 	w.freerdpHome = t.TempDir()
@@ -410,6 +430,24 @@ func TestRDP(t *testing.T) {
 		// bastion cannot see in passing: xfreerdp's pin checked it.
 		if c := w.events(t, "forward_close")[0]; c["bytes_up"] == nil || c["bytes_down"] == nil || c["status"] != "certificate_unseen" {
 			t.Errorf("forward_close %v: want bytes both ways and status certificate_unseen", c)
+		}
+	})
+
+	t.Run("passwords", func(t *testing.T) {
+		for _, tc := range []struct{ instance, want string }{
+			{"win-kp", "  password:  Decrypted-pw-9\n"},
+			{"win-lost", "  password:  encrypted to key pair lost, whose private key the bastion does not have (providers.lightsail.rdp_key_pairs)\n"},
+			{"win-new", "  password:  not ready yet (Lightsail takes up to 15 minutes after an instance is created)\n"},
+		} {
+			r := w.dana.ssh(t, nil, "bastion", "rdp", tc.instance)
+			if !strings.Contains(r.Stdout, tc.want) || (r.Code == 0) != (tc.instance == "win-kp") {
+				t.Errorf("ssh bastion rdp %s: exit %d, got\n%s\nwant %q", tc.instance, r.Code, r.Stdout, tc.want)
+			}
+		}
+		for _, line := range w.bastion.AuditLines(t) {
+			if strings.Contains(line, "Decrypted-pw-9") {
+				t.Errorf("the password is in the audit log: %s", line)
+			}
 		}
 	})
 
