@@ -4,6 +4,7 @@ import (
 	"crypto/rsa"
 	"errors"
 	"os"
+	"path"
 	"regexp"
 	"slices"
 
@@ -52,6 +53,28 @@ func (c *checker) checkRDP(ls *Lightsail) {
 		}
 		if !c.skipFiles {
 			c.checkRSAKey(k, file)
+		}
+	}
+}
+
+// windowsUser is the user Lightsail issues RDP credentials for.
+const windowsUser = "Administrator"
+
+// lintRDP warns about a policy that grants rdp but whose os_users cannot
+// match the Windows user Lightsail reports, so that it grants nothing.
+func (c *checker) lintRDP(cfg *Config) {
+	for i, p := range cfg.Policies {
+		if !slices.Contains(p.Allow, CapRDP) || slices.Contains(p.Deny, CapRDP) {
+			continue
+		}
+		match := false
+		for _, u := range p.OSUsers {
+			if ok, err := path.Match(u, windowsUser); err == nil && ok {
+				match = true
+			}
+		}
+		if !match {
+			c.warnf(indexKey("policies", i)+".allow", "grants rdp, but os_users matches no %s, the Windows user Lightsail reports, so it grants no Remote Desktop", windowsUser)
 		}
 	}
 }

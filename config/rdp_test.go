@@ -44,3 +44,28 @@ func TestRDPKeys(t *testing.T) {
 		})
 	}
 }
+
+func TestRDPPolicyWarning(t *testing.T) {
+	const users = "users: [{name: alice, keys: [\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOZtH5y1xGcR3sAa1F2B0YtJvNqZk7lq3bYg0tW1Xm2U\"], groups: [dev]}]\n"
+	for _, tc := range []struct{ name, policy, want string }{
+		{"linux users only", `{groups: [dev], targets: ["*"], os_users: [ec2-user], allow: [rdp]}`,
+			"config:5: policies[0].allow: grants rdp, but os_users matches no Administrator, the Windows user Lightsail reports, so it grants no Remote Desktop"},
+		{"administrator", `{groups: [dev], targets: ["*"], os_users: [ec2-user, Administrator], allow: [rdp]}`, ""},
+		{"any user", `{groups: [dev], targets: ["*"], os_users: ["*"], allow: [rdp]}`, ""},
+		{"no rdp", `{groups: [dev], targets: ["*"], os_users: [ec2-user]}`, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := Parse([]byte(minimalHead+users+"policies:\n  - "+tc.policy+"\n"), "")
+			if err != nil {
+				t.Fatalf("got error %v, want a warning at most", err)
+			}
+			var got []string
+			for _, w := range cfg.Warnings {
+				got = append(got, w.Error())
+			}
+			if strings.Join(got, "\n") != tc.want {
+				t.Errorf("warnings: got %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
