@@ -385,8 +385,9 @@ func TestRDP(t *testing.T) {
 			t.Errorf("--rdp-file: exit %d, got\n%s\nwant only a .rdp file, without the password", file.Code, file.Stdout)
 		}
 		issued := w.events(t, "rdp_credentials_issued")
-		if len(issued) != 2 || issued[0]["user"] != "dana" || issued[0]["status"] != "issued" || issued[0]["host_key_fingerprint"] != w.cert.fingerprint {
-			t.Errorf("rdp_credentials_issued events: got %v, want two for dana, status issued, with the certificate's fingerprint", issued)
+		if len(issued) != 2 || issued[0]["user"] != "dana" || issued[0]["status"] != "issued" || issued[0]["host_key_fingerprint"] != w.cert.fingerprint ||
+			issued[0]["os_user"] != "Administrator" || issued[1]["status"] != "rdp_file" {
+			t.Errorf("rdp_credentials_issued events: got %v, want two for dana as Administrator with the certificate's fingerprint, status issued then rdp_file", issued)
 		}
 		for _, line := range w.bastion.AuditLines(t) {
 			if strings.Contains(line, rdpPassword) {

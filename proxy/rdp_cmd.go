@@ -25,6 +25,8 @@ const (
 	rdpIssued         = "issued"
 	rdpPending        = "password_pending"
 	rdpKeyPairMissing = "key_pair_missing"
+	// rdpFileOnly: --rdp-file, which prints no password.
+	rdpFileOnly = "rdp_file"
 )
 
 // rdpUsage is the command's usage line.
@@ -75,6 +77,8 @@ func (c *conn) rdpCommand(ch ssh.Channel, args, nl string) int {
 	}
 	status := rdpIssued
 	switch {
+	case fileOnly:
+		status = rdpFileOnly
 	case access.PasswordPending:
 		status = rdpPending
 	case access.Password == "":
@@ -102,7 +106,7 @@ func (c *conn) rdpCommand(ch ssh.Channel, args, nl string) int {
 	}
 	if fileOnly {
 		writeRDPFile(w, access.Username)
-		return rdpExit(status)
+		return 0
 	}
 	fmt.Fprintf(w, "Remote Desktop to %s (%s)\n", printable(typed), t.String())
 	fmt.Fprintf(w, "  user:      %s\n", printable(access.Username))
