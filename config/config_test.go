@@ -488,6 +488,7 @@ func TestExample(t *testing.T) {
 	writeFile(t, filepath.Join(dir, "keys", "legacy_db"), readFile(t, "testdata/keys/static_ed25519"))
 	writeFile(t, filepath.Join(dir, "keys", "build_known_hosts"), readFile(t, "testdata/keys/static_known_hosts"))
 	writeFile(t, filepath.Join(dir, "keys", "revoked"), "# revoked\n"+readFile(t, "testdata/keys/bob.pub"))
+	writeFile(t, filepath.Join(dir, "keys", "win-admins.pem"), readFile(t, "testdata/keys/win_admins_rsa.pem"))
 	path := filepath.Join(dir, "config.yaml")
 	writeFile(t, path, example)
 	cfg, err := Load(path)

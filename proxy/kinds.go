@@ -53,7 +53,7 @@ func listable(policy *auth.Policy, id auth.Identity, t auth.Target) bool {
 	if !ok || d.Capability == "" {
 		return true
 	}
-	return policy.Grants(id, t, d.Capability)
+	return policy.Grants(id, t, d.Capability).Allow
 }
 
 // listedUsers returns the OS users the listing shows for a target of kind

@@ -33,6 +33,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	defer log.Sync()
 	assemble.LogWarnings(log, cfg)
 	raiseOpenFiles(log)
+	tuneGC(log)
 
 	b, err := assemble.New(ctx, cfg, assemble.Options{Logger: log})
 	if err != nil {

@@ -57,6 +57,8 @@ type Account struct {
 	// ports is the SSH port of each provider's instances.
 	ports     map[string]string
 	instances []*siminstance.Instance
+	// rdp is the RDP stand-in of the Windows instance (rdp.go).
+	rdp *rdpStandIn
 	// serial is the serial console endpoint (serial.go).
 	serial *awsfake.SerialConsole
 }
@@ -78,6 +80,9 @@ func Start(ctx context.Context, log *zap.Logger) (_ *Account, err error) {
 		if err := a.startInstances(provider, log); err != nil {
 			return nil, err
 		}
+	}
+	if err := a.startWindows(log); err != nil {
+		return nil, err
 	}
 	if err := a.startSerialConsole(log); err != nil {
 		return nil, err
@@ -154,6 +159,9 @@ func (a *Account) Close() {
 	for _, inst := range a.instances {
 		inst.Close()
 	}
+	if a.rdp != nil {
+		a.rdp.Close()
+	}
 	if a.serial != nil {
 		a.serial.Close()
 	}
@@ -181,17 +189,17 @@ host_ca_key: host_ca_ed25519
 users:
   - {name: demo, keys_file: id_ed25519.pub, groups: [dev]}
 providers:
-  lightsail: {regions: [%s], port: %s}
+  lightsail: {regions: [%s], port: %s, rdp_port: %s}
   ec2: {regions: [%s], port: %s, host_keys: console, known_hosts: ec2_known_hosts,
         serial_console: %s}
 policies:
-  - {groups: [dev], targets: ["*"], os_users: ["*"], allow: [port_forwarding, agent_forwarding, serial_console]}
+  - {groups: [dev], targets: ["*"], os_users: ["*"], allow: [port_forwarding, agent_forwarding, rdp, serial_console]}
 audit:
   log: audit.jsonl
   recordings: recordings
 admin_listen: 127.0.0.1:0
 limits: {drain_timeout: 5s}
-`, listen, Region, a.ports["lightsail"], Region, a.ports["ec2"], a.serialConsoleConfig())
+`, listen, Region, a.ports["lightsail"], a.ports["rdp"], Region, a.ports["ec2"], a.serialConsoleConfig())
 	if err := os.WriteFile(cfgPath, []byte(cfgText), 0o600); err != nil {
 		return "", "", err
 	}
