@@ -304,6 +304,20 @@ func TestSerialConsole(t *testing.T) {
 		}
 	})
 
+	t.Run("refused without recordings", func(t *testing.T) {
+		body := strings.Replace(w.body, "  recordings: "+w.recDir+"\n", "", 1)
+		b := startBastion(t, body, awsEnv(w.fake, w.fake.SecretAccessKey())...)
+		c := newClient(t, b, "dana", w.dana.Key)
+		before := w.fake.CallCount("SendSerialConsoleSSHPublicKey")
+		r := c.ssh(t, nil, "-J", "bastion", "port0@web-1.serial", "true")
+		if want := "sessions to this target are always recorded, and this bastion has no audit.recordings"; r.Code == 0 || !strings.Contains(r.Stderr, want) {
+			t.Errorf("no recordings: exit %d, stderr %q; want a refusal with %q", r.Code, r.Stderr, want)
+		}
+		if n := w.fake.CallCount("SendSerialConsoleSSHPublicKey"); n != before {
+			t.Errorf("SendSerialConsoleSSHPublicKey calls: %d, want %d (refused before the push)", n, before)
+		}
+	})
+
 	t.Run("wrong endpoint host key refused", func(t *testing.T) {
 		other := newKey(t, t.TempDir(), "not_the_endpoint")
 		body := strings.Replace(w.body, ssh.FingerprintSHA256(w.endpoint.HostKey()), ssh.FingerprintSHA256(other.Signer.PublicKey()), 1)
