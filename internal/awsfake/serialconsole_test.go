@@ -2,6 +2,7 @@ package awsfake
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -141,4 +142,26 @@ func TestSerialConsoleEndpoint(t *testing.T) {
 	if err := pushSerial(t, s, eicInstance, pub); err != nil {
 		t.Errorf("push after the unused key expired: %v", err)
 	}
+}
+
+// ExampleServer_StartSerialConsole starts the serial console endpoint of
+// the fake's default region, with serial console access enabled for it.
+func ExampleServer_StartSerialConsole() {
+	s, err := Start(Options{})
+	if err != nil {
+		panic(err)
+	}
+	defer s.Close()
+	s.SetSerialConsoleAccess(DefaultRegion, true)
+	s.AddEC2Instance(EC2Instance{ID: "i-0123456789abcdef0", PrivateIP: "10.0.0.1", Tags: map[string]string{"Name": "web-1"}})
+	c, err := s.StartSerialConsole(SerialConsoleOptions{})
+	if err != nil {
+		panic(err)
+	}
+	defer c.Close()
+	// Push a key with SendSerialConsoleSSHPublicKey, then log in to
+	// c.Addr() as i-0123456789abcdef0.port0 within 60 seconds, checking
+	// c.HostKey().
+	fmt.Println(c.HostKey().Type())
+	// Output: ssh-ed25519
 }
