@@ -31,6 +31,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"bastion/audit"
+	"bastion/config"
 	"bastion/upstream"
 	"bastion/upstream/awsutil"
 	"bastion/upstream/provider"
@@ -43,9 +44,6 @@ const Port = provider.SerialPort
 // DefaultEndpoint is the endpoint of a region AWS publishes none for, with
 // "{region}" standing for the region.
 const DefaultEndpoint = "serial-console.ec2-instance-connect.{region}.aws:22"
-
-// regionPlaceholder is replaced by the instance's region in an endpoint.
-const regionPlaceholder = "{region}"
 
 // KeyLifetime is how long the serial console service keeps a pushed key.
 const KeyLifetime = 60 * time.Second
@@ -167,7 +165,7 @@ func (p *Provider) Endpoint(region string) string {
 		}
 		tmpl = DefaultEndpoint
 	}
-	return strings.ReplaceAll(tmpl, regionPlaceholder, region)
+	return strings.ReplaceAll(tmpl, config.RegionPlaceholder, region)
 }
 
 // Fingerprints returns the SHA256 host key fingerprints the endpoint of
