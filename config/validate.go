@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
@@ -101,6 +102,9 @@ func (c *checker) check(cfg *Config) {
 	}
 	if o := cfg.Audit.OnFailure; o != OnFailureRefuse && o != OnFailureContinue {
 		c.errorf("audit.on_failure", "%q is neither %q nor %q", o, OnFailureRefuse, OnFailureContinue)
+	}
+	if d := cfg.Audit.CheckpointInterval; d.D() < time.Second {
+		c.errorf("audit.checkpoint_interval", "%s is too short; use at least 1s", d)
 	}
 	if m := cfg.Audit.MaxRecordingSize; m > 0 && m < 4<<10 {
 		c.errorf("audit.max_recording_size", "%s is too small for a recording's header; use at least 4KiB (or 0 for no cap)", m)
