@@ -33,6 +33,9 @@ const (
 	checkpointInterval = "interval" // CheckpointInterval after an event
 	checkpointCount    = "count"    // CheckpointEvents events
 	checkpointStop     = "stop"     // Close: the last line of a clean stop
+	// checkpointRecovered follows the part of a line a failed write
+	// left in the file and could not take back.
+	checkpointRecovered = "recovered"
 )
 
 // genesisPrev is the prev of the first line of a chain.
@@ -214,20 +217,23 @@ func (l *Logger) startCheckpoint() error {
 	return l.writeCheckpoint(checkpointStart, 0, "")
 }
 
-// resyncTail reads the file's tail again after a failed write and goes on
-// from it: a part of the line that could not be taken back is ended and
-// chained over like a torn line.
+// resyncTail reads the file's tail again after a failed write. When part
+// of the line could not be taken back, that part is ended and chained over
+// like a torn line; anything else at the end of the file (a line someone
+// else appended) leaves the chain where it was, for Verify to report.
 func (l *Logger) resyncTail() error {
 	t, err := readTail(l.f)
 	if err != nil {
 		return fmt.Errorf("reading the audit log's last line: %w", err)
 	}
-	if t.torn == nil && !t.oversize && t.last != nil && sha256.Sum256(t.last) == l.chain.head {
+	if t.unended && !t.oversize {
+		if _, err := l.w.Write([]byte{'\n'}); err != nil {
+			return fmt.Errorf("ending a partly written audit event: %w", err)
+		}
+		l.chain.head = sha256.Sum256(t.torn)
+		l.chain.genesis = false
 		l.resync = false
-		return nil
-	}
-	if err := l.resume(t, false); err != nil {
-		return err
+		return l.writeCheckpoint(checkpointRecovered, int64(len(t.torn)), "")
 	}
 	l.resync = false
 	return nil

@@ -100,7 +100,7 @@ func (r *Report) WriteSummary(w io.Writer) {
 		fmt.Fprintf(w, "%d checkpoints verified with the key the log names, %s (pass --pubkey to check it is the bastion's)\n", r.Checkpoints, r.SigningKey)
 	}
 	if r.Covered != nil {
-		fmt.Fprintf(w, "signed up to %s\n", r.Covered)
+		fmt.Fprintf(w, "signed up to %s:%d (%s)\n", r.Covered.File, r.Covered.Line, r.Covered.Text)
 	}
 	if r.Uncovered > 0 {
 		fmt.Fprintf(w, "%d events after the last checkpoint are not yet covered by a signature\n", r.Uncovered)
