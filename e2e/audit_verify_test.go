@@ -139,6 +139,44 @@ func TestAuditVerifyTamper(t *testing.T) {
 		t.Fatalf("untouched log: exit %d:\n%s", code, out)
 	}
 	t.Logf("untouched log:\n%s", out)
+	if !strings.Contains(out, "2 recordings checked against their manifests") {
+		t.Errorf("untouched log: want the pty and the exec recordings checked:\n%s", out)
+	}
+	seal := lineIndex(t, lines, 0, `"type":"recording_sealed"`)
+	var sealed map[string]any
+	json.Unmarshal([]byte(lines[seal]), &sealed)
+	if name, _ := sealed["recording"].(string); name == "" || sealed["sha256"] == nil || sealed["size"] == nil || sealed["duration_ms"] == nil {
+		t.Errorf("recording_sealed: got %s, want recording, size, sha256, duration_ms", lines[seal])
+	}
+
+	// A recording changed after it was sealed, and one removed.
+	t.Run("recordings", func(t *testing.T) {
+		name := sealed["recording"].(string)
+		for _, change := range []string{"edit", "remove"} {
+			d := t.TempDir()
+			if out, err := exec.Command("cp", "-a", w.rec+"/.", d).CombinedOutput(); err != nil {
+				t.Fatalf("copying recordings: %v %s", err, out)
+			}
+			p := filepath.Join(d, name)
+			data, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := "SHA-256 differs"
+			if change == "edit" {
+				data[len(data)/2] ^= 1
+				writeFile(t, p, string(data), 0o600)
+			} else {
+				os.Remove(p)
+				want = "is not in"
+			}
+			code, out := runBastion(t, "audit", "verify", log, "--pubkey", pubFile, "--recordings", d)
+			at := fmt.Sprintf("FAIL %s:%d: recording %s", log, seal+1, name)
+			if code != 1 || !strings.Contains(out, at) || !strings.Contains(out, want) {
+				t.Errorf("%s: exit %d, want 1 and %q ... %q:\n%s", change, code, at, want, out)
+			}
+		}
+	})
 
 	// Tampered copies, each in a folder of its own (beside its head
 	// file where the case keeps it).

@@ -308,6 +308,11 @@ func (s *session) closed(up, down int64) {
 			s.l.c.srv.writeLog.log(s.l.c.log, whatRecording, err)
 		}
 		e.Recording = rec.Path()
+		// The manifest is sealed by the chain (and the next signed
+		// checkpoint) before the file can be uploaded or removed.
+		m := rec.Manifest()
+		s.l.audit(audit.Event{Type: audit.TypeRecordingSealed, Channel: s.n, Recording: m.Name, Size: m.Size,
+			SHA256: m.SHA256, DurationMS: m.Duration.Milliseconds()})
 		if f := s.l.c.srv.Recording.Finished; f != nil {
 			f(rec.Path())
 		}
