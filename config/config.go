@@ -243,7 +243,18 @@ type Policy struct {
 	Deny []string `yaml:"deny"`
 	// ForwardTo limits port_forwarding to these host:port patterns.
 	ForwardTo []string `yaml:"forward_to"`
+	// Record names the sessions recorded on the targets this policy
+	// matches, whoever opens them and whichever policy let them in:
+	// RecordPTY (as every pty session is) and RecordExec (exec sessions
+	// without a pty, as audit.record_exec does everywhere).
+	Record []string `yaml:"record"`
 }
+
+// Values of a policy's record list.
+const (
+	RecordPTY  = "pty"
+	RecordExec = "exec"
+)
 
 // Audit configures the audit trail.
 type Audit struct {

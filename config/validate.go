@@ -487,6 +487,14 @@ func (c *checker) checkPolicies(cfg *Config) {
 		c.checkCapabilities(key+".allow", p.Allow)
 		c.checkCapabilities(key+".deny", p.Deny)
 		c.checkExecLoophole(key, p)
+		for j, r := range p.Record {
+			if r != RecordPTY && r != RecordExec {
+				c.errorf(indexKey(key+".record", j), "%q is neither %q nor %q", r, RecordPTY, RecordExec)
+			}
+		}
+		if len(p.Record) > 0 && cfg.Audit.Recordings == "" {
+			c.errorf(key+".record", "needs audit.recordings: recordings are written there")
+		}
 		for j, f := range p.ForwardTo {
 			if !validForwardPattern(f) {
 				c.errorf(indexKey(key+".forward_to", j), "%q is not a host:port pattern, such as \"127.0.0.1:*\" or \"*.internal:443\"", f)

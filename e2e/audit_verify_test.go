@@ -250,3 +250,53 @@ func TestAuditVerifyTamper(t *testing.T) {
 		}
 	})
 }
+
+// TestAuditPolicyRecordExec checks `record: [pty, exec]` in a policy: exec
+// sessions on the targets it matches are recorded (the output is in the
+// asciicast file, sealed in the log) without the global record_exec, and
+// exec sessions elsewhere are not.
+func TestAuditPolicyRecordExec(t *testing.T) {
+	keys := t.TempDir()
+	me := currentUser(t)
+	upKey := newKey(t, keys, "upstream_key")
+	up := startSSHD(t, sshdOptions{AuthorizedKeys: []string{upKey.AuthorizedKey()}})
+	bobKey := newKey(t, keys, "bob")
+	rec := filepath.Join(t.TempDir(), "recordings")
+	static := func(name string) string {
+		return fmt.Sprintf("    - {name: %s, address: %q, user: %s, private_key: %q, host_key: %q}\n", name, up.Addr, me, upKey.Private, up.HostKey.AuthorizedKey())
+	}
+	b := startBastion(t, fmt.Sprintf(`  recordings: %s
+users:
+  - {name: bob, keys: [%q], groups: [ops]}
+providers:
+  static:
+%s%spolicies:
+  - {groups: [ops], targets: ["web-1"], os_users: ["*"], record: [pty, exec]}
+  - {groups: [ops], targets: ["web-2"], os_users: ["*"]}
+`, rec, bobKey.AuthorizedKey(), static("web-1"), static("web-2")))
+	bob := newClient(t, b, "bob", bobKey)
+	for _, target := range []string{"web-1", "web-2"} {
+		r := bob.ssh(t, nil, "-J", "bastion", me+"@"+target, "echo recorded-on-"+target)
+		if r.Code != 0 || !strings.Contains(r.Stdout, "recorded-on-"+target) {
+			t.Fatalf("%s: exit %d, stdout %q, stderr %q", target, r.Code, r.Stdout, r.Stderr)
+		}
+	}
+	waitFor(t, "two session_end events", 30*time.Second, func() bool { return countType(t, b, "session_end") == 2 })
+	for _, e := range eventsOf(t, b, "session_start") {
+		path, _ := e["recording"].(string)
+		switch e["typed"] {
+		case "web-1":
+			data, err := os.ReadFile(path)
+			if err != nil || !strings.Contains(string(data), "recorded-on-web-1") {
+				t.Errorf("web-1 exec recording %q: got %q, %v; want the command's output", path, data, err)
+			}
+		case "web-2":
+			if path != "" {
+				t.Errorf("web-2 exec: got recording %q, want none (its policy records nothing)", path)
+			}
+		}
+	}
+	if n := len(eventsOf(t, b, "recording_sealed")); n != 1 {
+		t.Errorf("recording_sealed: got %d, want 1", n)
+	}
+}

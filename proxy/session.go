@@ -159,7 +159,7 @@ func (s *session) begin(kind, command, subsystem string) (refuse string) {
 	s.kind, s.command, s.subsystem = kind, command, subsystem
 	srv := s.l.c.srv
 	rc := srv.Recording
-	if rc.Dir != "" && (s.term != "" || (kind == "exec" && rc.Exec)) {
+	if rc.Dir != "" && (s.term != "" || (kind == "exec" && (rc.Exec || s.l.policyRecords(config.RecordExec)))) {
 		// The channel number is unique within the connection, and the
 		// connection id among connections, so the name is unique even
 		// for sessions started in the same second on one ControlMaster
