@@ -24,6 +24,7 @@ import (
 	"bastion/audit/recording"
 	"bastion/auth"
 	"bastion/config"
+	"bastion/fleet"
 	"bastion/metrics"
 	"bastion/proxy"
 	"bastion/upstream"
@@ -44,6 +45,9 @@ type Options struct {
 	// AdminListener, if non-nil, is where Start serves the admin server
 	// instead of listening on admin_listen.
 	AdminListener net.Listener
+	// PeerListener, if non-nil, is where Start serves the other replicas
+	// instead of listening on fleet.advertise.
+	PeerListener net.Listener
 	// Stderr receives the lines meant for the operator (readiness,
 	// warnings). If nil, os.Stderr.
 	Stderr io.Writer
@@ -69,6 +73,9 @@ type Bastion struct {
 	admin  net.Listener // from Options; nil to listen on admin_listen
 	aws    *awsLoader
 	health *providerHealth
+	// fleet is the fleet store's health; nil without a fleet store.
+	fleet        *fleetHealth
+	peerListener net.Listener // from Options; nil to listen on fleet.advertise
 
 	// draining is set once Drain has been called (readiness).
 	draining atomic.Bool
@@ -110,13 +117,24 @@ func New(ctx context.Context, cfg *config.Config, opt Options) (*Bastion, error)
 			return nil, err
 		}
 	}
-	providers, err := newProviders(ctx, cfg, log, al, loader, m, true)
+	var (
+		store *fleet.Store
+		fh    *fleetHealth
+	)
+	if cfg.Fleet != nil {
+		if store, err = newFleetStore(ctx, cfg, loader); err != nil {
+			al.Close()
+			return nil, err
+		}
+		fh = newFleetHealth(m)
+	}
+	providers, err := newProviders(ctx, cfg, log, al, loader, m, true, store, fh)
 	if err != nil {
 		al.Close()
 		return nil, err
 	}
 	b := &Bastion{Audit: al, Metrics: m, cfg: cfg, log: log, stderr: stderr, admin: opt.AdminListener,
-		aws: loader, health: newProviderHealth(cfg), stopBG: func() {}}
+		aws: loader, health: newProviderHealth(cfg), stopBG: func() {}, fleet: fh, peerListener: opt.PeerListener}
 	rec := proxy.Recording{Dir: cfg.Audit.Recordings, Input: cfg.Audit.RecordInput, Exec: cfg.Audit.RecordExec,
 		MaxBytes: int64(cfg.Audit.MaxRecordingSize)}
 	if cfg.Audit.S3 != nil {
@@ -143,6 +161,10 @@ func New(ctx context.Context, cfg *config.Config, opt Options) (*Bastion, error)
 		Recording:        rec,
 		AuditFailOpen:    cfg.Audit.OnFailure == config.OnFailureContinue,
 		MinFreeSpace:     int64(cfg.Audit.MinFreeSpace),
+	}
+	if store != nil {
+		b.Server.Fleet = proxy.Fleet{Directory: store, Counts: store, Penalties: store,
+			Replica: store.Replica, Advertise: cfg.Fleet.Advertise, Degraded: fh.failed}
 	}
 	if b.Server.AuditFailOpen {
 		log.Warn("audit_fail_open", zap.String("on_failure", cfg.Audit.OnFailure),
@@ -213,6 +235,9 @@ func (b *Bastion) Start() error {
 		b.Uploader.Start(bg)
 	}
 	b.bg.Go(func() { b.health.watch(bg, b.aws, b.cfg.Limits.AWSTimeout.D(), b.log, b.stderr) })
+	if b.cfg.Fleet != nil && (b.cfg.Fleet.Advertise != "" || b.peerListener != nil) {
+		return b.servePeers()
+	}
 	return nil
 }
 
@@ -258,6 +283,9 @@ func (b *Bastion) Drain(ctx context.Context) {
 // reports a line per provider.
 func (b *Bastion) Ready() ([]string, error) {
 	lines, err := b.health.report()
+	if b.fleet != nil {
+		lines = append(lines, b.fleet.line())
+	}
 	switch {
 	case b.draining.Load():
 		return lines, errors.New("draining")

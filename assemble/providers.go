@@ -55,29 +55,36 @@ func (a *awsLoader) load(ctx context.Context) (aws.Config, error) {
 // SDK's default chain unless opt.AWS is set; nothing is audited or
 // counted. check-config uses it to prove that serve could build them.
 func Providers(ctx context.Context, cfg *config.Config, opt Options) ([]upstream.Provider, error) {
-	return newProviders(ctx, cfg, cmp.Or(opt.Logger, zap.NewNop()), opt.Audit, &awsLoader{given: opt.AWS}, nil, true)
+	return newProviders(ctx, cfg, cmp.Or(opt.Logger, zap.NewNop()), opt.Audit, &awsLoader{given: opt.AWS}, nil, true, nil, nil)
 }
 
 // AWSProviders is Providers without the static one, which reads key
 // files: the providers ssh-config lists and check-config
 // --no-file-checks builds.
 func AWSProviders(ctx context.Context, cfg *config.Config, opt Options) ([]upstream.Provider, error) {
-	return newProviders(ctx, cfg, cmp.Or(opt.Logger, zap.NewNop()), opt.Audit, &awsLoader{given: opt.AWS}, nil, false)
+	return newProviders(ctx, cfg, cmp.Or(opt.Logger, zap.NewNop()), opt.Audit, &awsLoader{given: opt.AWS}, nil, false, nil, nil)
 }
 
 // newProviders builds the providers cfg configures, through the
 // constructors the provider kinds register (package upstream/build), in
 // the registry's order: the order the resolver asks them. The SDK config
 // is loaded only if an AWS kind asks for it. al and m may be nil; without
-// withFiles, kinds that read key files (static) are left out.
-func newProviders(ctx context.Context, cfg *config.Config, log *zap.Logger, al *audit.Logger, loader *awsLoader, m *metrics.Metrics, withFiles bool) ([]upstream.Provider, error) {
+// withFiles, kinds that read key files (static) are left out. st is the
+// fleet store, made here from cfg if nil; fh, if set, is told of its
+// host-key calls that fail.
+func newProviders(ctx context.Context, cfg *config.Config, log *zap.Logger, al *audit.Logger, loader *awsLoader, m *metrics.Metrics, withFiles bool, st *fleet.Store, fh *fleetHealth) ([]upstream.Provider, error) {
 	env := build.Env{Config: cfg, AWS: loader.load, Logger: log, Audit: al, Metrics: m, Files: withFiles}
 	if cfg.Fleet != nil {
-		st, err := newFleetStore(ctx, cfg, loader)
-		if err != nil {
-			return nil, err
+		if st == nil {
+			var err error
+			if st, err = newFleetStore(ctx, cfg, loader); err != nil {
+				return nil, err
+			}
 		}
 		env.Fleet = st
+		if fh != nil {
+			env.Fleet = reportingHostKeys{HostKeys: st, failed: fh.failed}
+		}
 	}
 	return build.Providers(ctx, env)
 }

@@ -71,6 +71,7 @@ const (
 	TypeSessionsListed = "sessions_listed"
 	TypeSessionKilled  = "session_killed"
 	TypeKillRefused    = "kill_refused"
+	TypeKillRequested  = "kill_requested"
 	TypeWatchStart     = "watch_start"
 	TypeWatchEnd       = "watch_end"
 	TypeWatchRefused   = "watch_refused"

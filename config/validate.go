@@ -690,8 +690,6 @@ func (c *checker) checkFleet(f *Fleet) {
 	if f.Advertise != "" {
 		if _, _, err := net.SplitHostPort(f.Advertise); err != nil {
 			c.errorf("fleet.advertise", "%q is not host:port", f.Advertise)
-		} else {
-			c.warnf("fleet.advertise", "cross-replica watch is not built yet: nothing listens on %s", f.Advertise)
 		}
 	}
 }

@@ -63,6 +63,19 @@ type Directory interface {
 	Kills(ctx context.Context, replica string) ([]Kill, error)
 }
 
+// UserCounts are each replica's count of each user's links, so that a
+// per-user limit holds across replicas. local is called for this
+// replica's count as of each attempt (a write that loses to another
+// replica's is tried again).
+type UserCounts interface {
+	// AdmitUser admits one more link of user on replica if the user's
+	// links on every replica, with local() on this one, are at most max,
+	// and stores local(); it returns the fleet-wide total.
+	AdmitUser(ctx context.Context, user, replica string, local func() int, max int) (total int, ok bool, err error)
+	// SetUser stores local() as replica's count of user's links.
+	SetUser(ctx context.Context, user, replica string, local func() int) error
+}
+
 // Penalties are the failed-authentication counts per source address,
 // shared so that an attacker moving between replicas keeps its penalty.
 type Penalties interface {

@@ -46,10 +46,14 @@ type API interface {
 	DescribeTable(ctx context.Context, in *dynamodb.DescribeTableInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DescribeTableOutput, error)
 	CreateTable(ctx context.Context, in *dynamodb.CreateTableInput, optFns ...func(*dynamodb.Options)) (*dynamodb.CreateTableOutput, error)
 	UpdateTimeToLive(ctx context.Context, in *dynamodb.UpdateTimeToLiveInput, optFns ...func(*dynamodb.Options)) (*dynamodb.UpdateTimeToLiveOutput, error)
+	UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error)
+	DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error)
+	Scan(ctx context.Context, in *dynamodb.ScanInput, optFns ...func(*dynamodb.Options)) (*dynamodb.ScanOutput, error)
 }
 
 // Store is the fleet's state in one DynamoDB table. It implements
-// HostKeys; every call has a deadline (CallTimeout).
+// HostKeys, Directory, UserCounts and Penalties; every call has a deadline
+// (CallTimeout).
 type Store struct {
 	// Client is the DynamoDB client (AWS_ENDPOINT_URL_DYNAMODB points the
 	// SDK's at another endpoint, such as dynalite in tests).
@@ -60,6 +64,9 @@ type Store struct {
 	Replica string
 	// CallTimeout bounds each call; if zero, DefaultCallTimeout.
 	CallTimeout time.Duration
+	// LinkTTL is how long a link, a kill request or a per-user count
+	// stays after its last write; if zero, DefaultLinkTTL.
+	LinkTTL time.Duration
 	// Now returns the current time; if nil, time.Now.
 	Now func() time.Time
 }

@@ -39,6 +39,12 @@ type Memory struct {
 	links map[string]memLink
 	kills map[string][]Kill // by replica
 	fails map[string][]time.Time
+	users map[string]map[string]memCount // by user, then replica
+}
+
+type memCount struct {
+	n   int
+	put time.Time
 }
 
 type memLink struct {
@@ -49,13 +55,60 @@ type memLink struct {
 // NewMemory returns an empty in-memory store whose links expire ttl after
 // their last Put.
 func NewMemory(ttl time.Duration) *Memory {
-	return &Memory{TTL: ttl, now: time.Now, links: map[string]memLink{}, kills: map[string][]Kill{}, fails: map[string][]time.Time{}}
+	return &Memory{TTL: ttl, now: time.Now, links: map[string]memLink{}, kills: map[string][]Kill{}, fails: map[string][]time.Time{}, users: map[string]map[string]memCount{}}
 }
 
 var (
-	_ Directory = (*Memory)(nil)
-	_ Penalties = (*Memory)(nil)
+	_ Directory  = (*Memory)(nil)
+	_ Penalties  = (*Memory)(nil)
+	_ UserCounts = (*Memory)(nil)
 )
+
+// AdmitUser admits one more link of user on replica if the user's counts
+// on every replica, with local() on this one, are at most max.
+func (m *Memory) AdmitUser(ctx context.Context, user, replica string, local func() int, max int) (int, bool, error) {
+	now := m.now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := local()
+	total := n
+	for r, c := range m.users[user] {
+		if r != replica && (m.TTL <= 0 || now.Sub(c.put) <= m.TTL) {
+			total += c.n
+		}
+	}
+	if max > 0 && total > max {
+		return total, false, nil
+	}
+	m.setUserLocked(user, replica, n, now)
+	return total, true, nil
+}
+
+// SetUser stores local() as replica's count of user's links.
+func (m *Memory) SetUser(ctx context.Context, user, replica string, local func() int) error {
+	now := m.now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.setUserLocked(user, replica, local(), now)
+	return nil
+}
+
+func (m *Memory) setUserLocked(user, replica string, n int, now time.Time) {
+	if n <= 0 {
+		delete(m.users[user], replica)
+		if len(m.users[user]) == 0 {
+			delete(m.users, user)
+		}
+		return
+	}
+	if m.users[user] == nil {
+		if len(m.users) >= MaxMemoryLinks {
+			return // more users than links: counts of dead replicas; the local limit still holds
+		}
+		m.users[user] = map[string]memCount{}
+	}
+	m.users[user][replica] = memCount{n: n, put: now}
+}
 
 // expiredLocked drops the links whose TTL has passed.
 func (m *Memory) expiredLocked(now time.Time) {

@@ -40,6 +40,8 @@ type Metrics struct {
 	uploads           *prometheus.CounterVec
 	handshakeFailures *prometheus.CounterVec
 	auditFailures     *prometheus.CounterVec
+	// fleetFailures is registered only with a fleet store (fleet.go).
+	fleetFailures *prometheus.CounterVec
 }
 
 // Reasons a handshake failed, the label values of

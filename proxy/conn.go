@@ -151,7 +151,7 @@ func (c *conn) serve() {
 	perMinute := c.srv.currentRules().Limits.FailedAuthPerMinute
 	if err != nil {
 		if c.rejected > 0 {
-			c.srv.failures.fail(host, perMinute)
+			c.srv.failedAuth(host, perMinute)
 		}
 		c.srv.penalties.noLogin(host, errors.Is(err, os.ErrDeadlineExceeded))
 		hf := classifyHandshake(err, c.rejected)

@@ -95,6 +95,26 @@ func (t *failureTracker) pruneLocked(now time.Time, perMinute int) {
 	}
 }
 
+// raise lifts host's count to n, the fleet's count of its failures in the
+// window, if that is higher.
+func (t *failureTracker) raise(host string, n int) {
+	now := t.now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	f := t.addrs[host]
+	if f == nil {
+		if len(t.addrs) >= maxTrackedAddrs {
+			return
+		}
+		f = &failures{}
+		t.addrs[host] = f
+	}
+	// The decay rate does not matter at the moment of the update.
+	if c := f.decayed(now, 0); float64(n) > c {
+		f.count, f.updated = float64(n), now
+	}
+}
+
 // succeeded forgets host's failures after a successful login.
 func (t *failureTracker) succeeded(host string) {
 	t.mu.Lock()

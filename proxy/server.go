@@ -166,6 +166,12 @@ type Server struct {
 	penalties *penaltyBox
 	// failures throttles addresses with many failed authentications.
 	failures *failureTracker
+	// penaltyWrites holds a token per failed authentication being written
+	// to Fleet.Penalties (fleetlimits.go).
+	penaltyWrites chan struct{}
+	// countWrites holds a token per per-user count being written to
+	// Fleet.Counts (fleetlimits.go).
+	countWrites chan struct{}
 	// hsLog rate-limits the log lines of failed handshakes.
 	hsLog handshakeLog
 
@@ -183,8 +189,10 @@ type Server struct {
 	// users counts links per user, as Limits.MaxLinksPerUser counts them
 	// (every authenticated connection counts max(1, its units)); links is
 	// their sum.
-	users  map[string]int
-	links  int
+	users map[string]int
+	links int
+	// peers are the connections of other replicas (peer.go).
+	peers  map[net.Conn]struct{}
 	closed bool
 	connWG sync.WaitGroup // one per tracked conn
 }
@@ -256,6 +264,8 @@ func (s *Server) init() {
 		s.penalties = newPenaltyBox(time.Now)
 		s.unauth.score = s.penalties.score
 		s.failures = newFailureTracker(time.Now)
+		s.penaltyWrites = make(chan struct{}, maxPenaltyWrites)
+		s.countWrites = make(chan struct{}, maxCountWrites)
 	})
 }
 
@@ -350,12 +360,17 @@ type refusal struct {
 func (s *Server) admit(c *conn) *refusal {
 	lim := s.currentRules().Limits
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if r := s.linkRoomLocked(lim, c.identity.User); r != nil {
+		s.mu.Unlock()
 		return r
 	}
 	s.users[c.identity.User]++
 	s.links++
+	s.mu.Unlock()
+	if r := s.admitFleet(c, lim.MaxLinksPerUser); r != nil {
+		s.release(c)
+		return r
+	}
 	return nil
 }
 
@@ -373,8 +388,9 @@ func (s *Server) linkRoomLocked(lim Limits, user string) *refusal {
 // release undoes admit.
 func (s *Server) release(c *conn) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.dropLinkLocked(c.identity.User)
+	s.mu.Unlock()
+	s.userChanged(c.identity.User)
 }
 
 func (s *Server) dropLinkLocked(user string) {
@@ -391,27 +407,41 @@ func (s *Server) dropLinkLocked(user string) {
 func (s *Server) holdChannel(c *conn) *refusal {
 	lim := s.currentRules().Limits
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if n := lim.MaxLinksPerConnection; n > 0 && c.units >= n {
+		s.mu.Unlock()
 		return &refusal{"max_links_per_connection", fmt.Sprintf("this connection already has %d links open, the most allowed; open another connection", n)}
 	}
-	if c.units >= 1 {
+	counted := c.units >= 1
+	if counted {
 		if r := s.linkRoomLocked(lim, c.identity.User); r != nil {
+			s.mu.Unlock()
 			return r
 		}
 		s.users[c.identity.User]++
 		s.links++
 	}
 	c.units++
+	s.mu.Unlock()
+	if counted {
+		if r := s.admitFleet(c, lim.MaxLinksPerUser); r != nil {
+			s.releaseChannel(c)
+			return r
+		}
+	}
 	return nil
 }
 
 // releaseChannel undoes holdChannel.
 func (s *Server) releaseChannel(c *conn) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if c.units--; c.units >= 1 {
+	c.units--
+	dropped := c.units >= 1
+	if dropped {
 		s.dropLinkLocked(c.identity.User)
+	}
+	s.mu.Unlock()
+	if dropped {
+		s.userChanged(c.identity.User)
 	}
 }
 
@@ -429,6 +459,9 @@ func (s *Server) closeListeners() {
 	s.closed = true
 	for l := range s.listeners {
 		l.Close()
+	}
+	for nc := range s.peers {
+		nc.Close()
 	}
 }
 

@@ -26,6 +26,12 @@ type Fleet struct {
 	// Directory is the fleet-wide registry of live links. If nil, an
 	// in-memory one of this server's links only.
 	Directory fleet.Directory
+	// Counts, if set, holds every replica's count of each user's links,
+	// so that max_links_per_user holds across replicas.
+	Counts fleet.UserCounts
+	// Penalties, if set, shares the failed authentications per source
+	// address between the replicas.
+	Penalties fleet.Penalties
 	// Replica names this replica in link ids and listings. If "", the
 	// host name.
 	Replica string
@@ -75,6 +81,11 @@ type liveRegistry struct {
 	running bool
 	// warned is when the last fleet store failure was logged.
 	warned time.Time
+	// dirtyUsers are the users whose local link count changed since it
+	// was last written to Fleet.Counts; countedUsers those with a count
+	// there, refreshed every heartbeat (fleetlimits.go). Both hold users
+	// with live connections, or whose last one just ended.
+	dirtyUsers, countedUsers map[string]struct{}
 }
 
 // liveEntry is one registered link.
@@ -187,7 +198,7 @@ func (s *Server) runRegistry() {
 	var lastBeat time.Time
 	for {
 		r.mu.Lock()
-		if len(r.byID) == 0 && len(r.deletes) == 0 {
+		if len(r.byID) == 0 && len(r.deletes) == 0 && len(r.dirtyUsers) == 0 && len(r.countedUsers) == 0 {
 			r.running = false
 			r.mu.Unlock()
 			return
@@ -206,6 +217,7 @@ func (s *Server) runRegistry() {
 			lastBeat = time.Now()
 		}
 		s.syncDirectory(dels, puts)
+		s.syncUserCounts(beat)
 		s.pollKills()
 		<-tick.C
 	}

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"sync"
@@ -109,35 +110,49 @@ func (l *link) watchedOutput(p []byte) {
 
 // watchCommand serves `ssh bastion watch ID`: it streams the output of
 // the link's pty sessions, read-only, until the link ends, or the watcher
-// types Ctrl-C or Ctrl-D or closes their input.
+// types Ctrl-C or Ctrl-D or closes their input. A link on another replica
+// is streamed by that replica (peer.go).
 func (c *conn) watchCommand(ch ssh.Channel, arg, nl string) int {
 	id := strings.TrimSpace(arg)
-	var e *liveEntry
-	if id != "" && len(id) <= maxLinkIDLen {
-		e = c.srv.localEntry(id)
-	}
 	refuse := func(reason string) int {
-		c.audit(audit.Event{Type: audit.TypeWatchRefused, LinkID: audit.Clip(id), By: audit.Clip(c.identity.User), Reason: reason})
+		c.audit(audit.Event{Type: audit.TypeWatchRefused, LinkID: audit.Clip(id), By: audit.Clip(c.identity.User), Reason: audit.Clip(reason)})
 		fmt.Fprintf(ch.Stderr(), "bastion: %s%s", reason, nl)
 		return 1
 	}
-	if e == nil || (e.user != c.identity.User && !c.controlsSessions()) {
+	l, ok := c.visibleLink(id)
+	if !ok {
 		return refuse(watchRefusal)
 	}
-	if !e.pty.Load() {
+	if !l.PTY {
 		return refuse("that session has no terminal to watch")
 	}
+	who := "user " + c.identity.User
+	if l.User != c.identity.User {
+		who = "session_control user " + c.identity.User
+	}
+	e := c.srv.localEntry(l.ID)
+	if e == nil {
+		return c.watchRemote(ch, l, who, nl, refuse)
+	}
+	if why := c.srv.streamWatch(c.ctx, ch, e, c.identity.User, who, nl, c.audit); why != "" {
+		return refuse(why)
+	}
+	return 0
+}
+
+// streamWatch streams e's pty output to ch for the watcher by, telling
+// the watched person that who is watching, until the link ends, ctx is
+// done, or the watcher types Ctrl-C or Ctrl-D or closes their input. It
+// audits the watch with emit, and returns why it could not start ("" once
+// it has streamed).
+func (s *Server) streamWatch(ctx context.Context, ch ssh.Channel, e *liveEntry, by, who, nl string, emit func(audit.Event) error) string {
 	w, ok := e.watch.add()
 	if !ok {
-		return refuse(fmt.Sprintf("that session has %d watchers already", maxWatchers))
+		return fmt.Sprintf("that session has %d watchers already", maxWatchers)
 	}
 	defer e.watch.remove(w)
 	start := time.Now()
-	c.audit(audit.Event{Type: audit.TypeWatchStart, LinkID: e.id, By: audit.Clip(c.identity.User)})
-	who := "user " + c.identity.User
-	if e.user != c.identity.User {
-		who = "session_control user " + c.identity.User
-	}
+	emit(audit.Event{Type: audit.TypeWatchStart, LinkID: e.id, By: audit.Clip(by)})
 	e.l.say(who+" is watching this session (read-only)", 0)
 
 	// The watcher's input is read and ignored, but for Ctrl-C, Ctrl-D
@@ -169,7 +184,7 @@ func (c *conn) watchCommand(ch ssh.Channel, arg, nl string) int {
 			loop = false
 		case <-stop:
 			loop = false
-		case <-c.ctx.Done():
+		case <-ctx.Done():
 			loop = false
 		}
 	}
@@ -177,6 +192,6 @@ func (c *conn) watchCommand(ch ssh.Channel, arg, nl string) int {
 		why += fmt.Sprintf(" (%d bytes were dropped while you lagged)", d)
 	}
 	fmt.Fprintf(ch.Stderr(), "%sbastion: %s%s", nl, why, nl)
-	c.audit(audit.Event{Type: audit.TypeWatchEnd, LinkID: e.id, By: audit.Clip(c.identity.User), BytesDown: sent, DurationMS: time.Since(start).Milliseconds()})
-	return 0
+	emit(audit.Event{Type: audit.TypeWatchEnd, LinkID: e.id, By: audit.Clip(by), BytesDown: sent, DurationMS: time.Since(start).Milliseconds()})
+	return ""
 }
