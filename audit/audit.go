@@ -189,8 +189,11 @@ type Event struct {
 	By     string `json:"by,omitempty"`
 	Count  int    `json:"count,omitempty"`
 
-	// SHA256 is the SHA-256 (hex) of a sealed recording's bytes.
-	SHA256 string `json:"sha256,omitempty"`
+	// SHA256 is the SHA-256 (hex) of a sealed recording's bytes, or of
+	// a file an SFTP or scp session moved whole; Partial says why a
+	// file's contents were not seen whole.
+	SHA256  string `json:"sha256,omitempty"`
+	Partial string `json:"partial,omitempty"`
 
 	// Signature is an audit_checkpoint's ed25519 signature (base64) over
 	// its seq and prev, SigningKey the public key that made it
@@ -453,7 +456,7 @@ func clipStrings(e *Event) {
 		&e.HostKeySource, &e.Kind, &e.Command, &e.Subsystem, &e.Term,
 		&e.Recording, &e.ExitSignal, &e.Dest, &e.Origin, &e.Op, &e.Path,
 		&e.NewPath, &e.OpenMode, &e.Perm, &e.Status, &e.Action, &e.LinkID, &e.By,
-		&e.SHA256,
+		&e.SHA256, &e.Partial,
 	} {
 		*p = Clip(*p)
 	}

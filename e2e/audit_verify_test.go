@@ -3,6 +3,8 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -298,5 +300,60 @@ providers:
 	}
 	if n := len(eventsOf(t, b, "recording_sealed")); n != 1 {
 		t.Errorf("recording_sealed: got %d, want 1", n)
+	}
+}
+
+// TestAuditFileContents moves a file through the bastion with real OpenSSH
+// sftp (put, get, a resumed put) and scp -O, and checks that each whole
+// transfer's event carries the file's size and SHA-256, and the resumed
+// one says it was not whole.
+func TestAuditFileContents(t *testing.T) {
+	w := newHostileAuditWorld(t, "", filepath.Join(t.TempDir(), "recordings"), "")
+	local, remote := t.TempDir(), t.TempDir()
+	content := bytes.Repeat([]byte("bastion file contents, hashed as they pass\n"), 20000) // 860 KB
+	content = append(content, "tail"...)
+	sum := sha256.Sum256(content)
+	want := hex.EncodeToString(sum[:])
+	src := filepath.Join(local, "up.bin")
+	writeFile(t, src, string(content), 0o644)
+	half := filepath.Join(local, "half.bin")
+	writeFile(t, half, string(content), 0o644)
+	// A partial remote copy for reput to resume.
+	writeFile(t, filepath.Join(remote, "half.bin"), string(content[:100000]), 0o644)
+	batch := fmt.Sprintf("put %s %s\nget %s %s\nreput %s %s\n", src, filepath.Join(remote, "up.bin"),
+		filepath.Join(remote, "up.bin"), filepath.Join(local, "down.bin"), half, filepath.Join(remote, "half.bin"))
+	if r := w.bob.run(t, []byte(batch), "sftp", "-b", "-", "-J", "bastion", w.me+"@web-1"); r.Code != 0 {
+		t.Fatalf("sftp: exit %d: %s", r.Code, r.Stderr)
+	}
+	if r := w.bob.run(t, nil, "scp", "-O", "-J", "bastion", src, w.me+"@web-1:"+filepath.Join(remote, "scp.bin")); r.Code != 0 {
+		t.Fatalf("scp -O: exit %d: %s", r.Code, r.Stderr)
+	}
+	waitFor(t, "the scp event", 30*time.Second, func() bool { return len(eventsOf(t, w.b, "scp")) > 0 })
+	seen := map[string]bool{}
+	for _, e := range eventsOf(t, w.b, "sftp") {
+		if e["op"] != "close" {
+			continue
+		}
+		path, _ := e["path"].(string)
+		switch filepath.Base(path) {
+		case "up.bin":
+			seen[path+" "+fmt.Sprint(e["open_mode"])] = true
+			if e["sha256"] != want || e["size"] != float64(len(content)) || e["partial"] != nil {
+				t.Errorf("sftp close of %s: got %v, want sha256 %s, size %d", path, e, want, len(content))
+			}
+		case "half.bin":
+			seen["reput"] = true
+			if e["sha256"] != nil || e["partial"] == nil {
+				t.Errorf("sftp close after reput: got %v, want partial and no sha256", e)
+			}
+		}
+	}
+	if len(seen) != 3 {
+		t.Errorf("got closes %v, want the put, the get and the reput", seen)
+	}
+	for _, e := range eventsOf(t, w.b, "scp") {
+		if e["sha256"] != want || e["partial"] != nil {
+			t.Errorf("scp event: got %v, want sha256 %s", e, want)
+		}
 	}
 }
