@@ -2,6 +2,7 @@ package audit
 
 import (
 	"bytes"
+	"compress/gzip"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
@@ -415,5 +416,48 @@ func TestSigningKeyUnit(t *testing.T) {
 	}
 	if _, err := LoadSigningKey(filepath.Join(t.TempDir(), "none"), false); err == nil {
 		t.Errorf("missing without create: got no error")
+	}
+}
+
+// TestChainLegacyAndGzipUnit checks a log written before the chain: the
+// chain starts after its lines, naming the last of them; and that a
+// rotated, compressed file verifies with the current one.
+func TestChainLegacyAndGzipUnit(t *testing.T) {
+	dir := t.TempDir()
+	key := newSigner(t)
+	path := filepath.Join(dir, "audit.jsonl")
+	writeLines(t, path, []string{`{"v":2,"time":"2026-01-01T00:00:00Z","type":"connection_accepted"}`, `{"v":2,"time":"2026-01-01T00:00:01Z","type":"connection_closed"}`})
+	writeChained(t, path, key, 2, 1000)
+	rep := verifyFiles(t, key, path)
+	if !rep.OK() || rep.Legacy != 2 || rep.FirstSeq != 1 || rep.Events != 4 {
+		t.Fatalf("log with a legacy prefix: got\n%s\nwant 2 unchained lines, then seq 1 to 4", summary(rep))
+	}
+	// A legacy line changed: the first chained line shows it.
+	lines := readLines(t, path)
+	lines[1] = strings.Replace(lines[1], "closed", "accepted", 1)
+	p2 := filepath.Join(t.TempDir(), "audit.jsonl")
+	writeLines(t, p2, lines)
+	if rep := verifyFiles(t, key, p2); rep.OK() || rep.Problems[0].Line != 2 {
+		t.Errorf("changed legacy line: got\n%s\nwant a problem at line 2", summary(rep))
+	}
+
+	// Rotation with compression, as logrotate's compress does.
+	l, err := OpenWith(path, Options{SigningKey: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Rename(path, path+".1")
+	l.Reopen()
+	l.Emit(Event{Type: TypeConnectionAccepted})
+	l.Close()
+	data, _ := os.ReadFile(path + ".1")
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(data)
+	zw.Close()
+	os.WriteFile(path+".1.gz", gz.Bytes(), 0o600)
+	os.Remove(path + ".1")
+	if rep := verifyFiles(t, key, path+".1.gz", path); !rep.OK() || len(rep.Notes) != 0 || rep.Legacy != 2 {
+		t.Errorf("compressed rotated file and the current one: got\n%s\nwant intact", summary(rep))
 	}
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"os"
 	"strings"
 	"testing"
 )
@@ -16,6 +17,11 @@ func TestAuditChainKeysUnit(t *testing.T) {
 	}
 	if cfg.Audit.CheckpointInterval.D() != DefaultCheckpointInterval || cfg.Audit.SigningKey != "/etc/bastion/audit_ed25519" {
 		t.Errorf("got checkpoint_interval %s, signing_key %q; want 1m, /etc/bastion/audit_ed25519", cfg.Audit.CheckpointInterval, cfg.Audit.SigningKey)
+	}
+	loose := t.TempDir() + "/audit_ed25519"
+	os.WriteFile(loose, []byte("not a key"), 0o644)
+	if _, err := ParseWith([]byte(base+"audit:\n  signing_key: "+loose+"\npolicies: []\n"), "/etc/bastion/config.yaml", Options{}); err == nil || !strings.Contains(err.Error(), "audit.signing_key") {
+		t.Errorf("signing key readable by others: got %v, want an error naming audit.signing_key", err)
 	}
 	for _, tc := range []struct{ name, yaml, want string }{
 		{"short interval", "audit:\n  checkpoint_interval: 10ms\npolicies: []\n", "config.yaml:5: audit.checkpoint_interval: 10ms is too short"},
