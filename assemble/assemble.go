@@ -164,7 +164,7 @@ func New(ctx context.Context, cfg *config.Config, opt Options) (*Bastion, error)
 	}
 	if store != nil {
 		b.Server.Fleet = proxy.Fleet{Directory: store, Counts: store, Penalties: store,
-			Replica: store.Replica, Advertise: cfg.Fleet.Advertise, Degraded: fh.failed}
+			Replica: store.Replica, Advertise: os.ExpandEnv(cfg.Fleet.Advertise), Degraded: fh.failed}
 	}
 	if b.Server.AuditFailOpen {
 		log.Warn("audit_fail_open", zap.String("on_failure", cfg.Audit.OnFailure),

@@ -91,8 +91,11 @@ func (r reportingHostKeys) Learn(ctx context.Context, id string, keys []string) 
 // a link held here) until the server closes. Start calls it before the SSH
 // listener serves, so no link reads Fleet.Advertise yet.
 func (b *Bastion) servePeers() error {
-	addr := b.cfg.Fleet.Advertise
+	addr := b.Server.Fleet.Advertise
 	l := b.peerListener
+	if host, _, err := net.SplitHostPort(addr); l == nil && (err != nil || host == "") {
+		return fmt.Errorf("fleet.advertise: %q (from %q) names no host the other replicas could reach", addr, b.cfg.Fleet.Advertise)
+	}
 	if l == nil {
 		var err error
 		if l, err = net.Listen("tcp", addr); err != nil {

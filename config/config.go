@@ -190,6 +190,13 @@ type Lightsail struct {
 	Port int `yaml:"port"`
 	// ResolveCache is how long name lookups are cached; default 30s.
 	ResolveCache Duration `yaml:"resolve_cache"`
+	// RDPPort is the Windows instances' Remote Desktop port, which an
+	// rdp forward reaches; default DefaultRDPPort (3389).
+	RDPPort int `yaml:"rdp_port"`
+	// RDPKeyPairs maps a Lightsail key pair name to the file of its RSA
+	// private key, which decrypts the Windows password of instances
+	// created with that key pair (passwordData).
+	RDPKeyPairs map[string]string `yaml:"rdp_key_pairs"`
 }
 
 // EC2 configures the EC2 Instance Connect provider.

@@ -19,14 +19,15 @@ var update = flag.Bool("update", false, "rewrite testdata/invalid/*.err from the
 
 // The keys under testdata/keys were made with ssh-keygen; their private
 // halves were deleted, except static_ed25519 and static_encrypted (passphrase
-// "secret passphrase"), which stand for a static target's login key. The
+// "secret passphrase"), which stand for a static target's login key, and
+// win_admins_rsa.pem, a Lightsail key pair for rdp_key_pairs. The
 // sk-* public keys were assembled by hand: ssh-keygen needs a token for them.
 //
 // Git keeps no permissions but the executable bit, so a checkout leaves the
 // private halves 0644, which Load refuses as sshd would: TestMain makes
 // them 0600 first.
 func TestMain(m *testing.M) {
-	for _, key := range []string{"testdata/keys/static_ed25519", "testdata/keys/static_encrypted"} {
+	for _, key := range []string{"testdata/keys/static_ed25519", "testdata/keys/static_encrypted", "testdata/keys/win_admins_rsa.pem"} {
 		if err := os.Chmod(key, 0o600); err != nil {
 			fmt.Fprintln(os.Stderr, "config tests:", err)
 			os.Exit(1)
@@ -488,6 +489,7 @@ func TestExample(t *testing.T) {
 	writeFile(t, filepath.Join(dir, "keys", "legacy_db"), readFile(t, "testdata/keys/static_ed25519"))
 	writeFile(t, filepath.Join(dir, "keys", "build_known_hosts"), readFile(t, "testdata/keys/static_known_hosts"))
 	writeFile(t, filepath.Join(dir, "keys", "revoked"), "# revoked\n"+readFile(t, "testdata/keys/bob.pub"))
+	writeFile(t, filepath.Join(dir, "keys", "win-admins.pem"), readFile(t, "testdata/keys/win_admins_rsa.pem"))
 	path := filepath.Join(dir, "config.yaml")
 	writeFile(t, path, example)
 	cfg, err := Load(path)

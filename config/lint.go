@@ -57,6 +57,7 @@ func (c *checker) lint(cfg *Config) {
 		}
 		c.checkPolicyGroups(cfg, key+".groups", p.Groups)
 	}
+	c.lintRDP(cfg)
 }
 
 // checkKnownRegions refuses well-formed region names AWS does not have

@@ -160,6 +160,9 @@ func applyDefaults(c *Config, set map[string]bool) {
 		if !set["providers.lightsail.resolve_cache"] {
 			ls.ResolveCache = Duration(provider.Lightsail.DefaultResolveCache)
 		}
+		if !set["providers.lightsail.rdp_port"] {
+			ls.RDPPort = DefaultRDPPort
+		}
 	}
 	if e := c.Providers.EC2; e != nil {
 		if e.Address == "" {
@@ -224,6 +227,12 @@ func resolvePaths(c *Config, dir string) {
 	}
 	if e := c.Providers.EC2; e != nil {
 		resolve(&e.KnownHosts)
+	}
+	if ls := c.Providers.Lightsail; ls != nil {
+		for name, path := range ls.RDPKeyPairs {
+			resolve(&path)
+			ls.RDPKeyPairs[name] = path
+		}
 	}
 	for i := range c.Providers.Static {
 		resolve(&c.Providers.Static[i].PrivateKey)

@@ -69,6 +69,7 @@ func (c *checker) check(cfg *Config) {
 	c.checkUsers(cfg)
 	if ls := cfg.Providers.Lightsail; ls != nil {
 		c.checkAWS("providers.lightsail", ls.Regions, ls.Address, ls.Port, ls.ResolveCache)
+		c.checkRDP(ls)
 	}
 	if e := cfg.Providers.EC2; e != nil {
 		c.checkEC2(e)

@@ -54,6 +54,8 @@ type Directory interface {
 	Delete(ctx context.Context, id string) error
 	// List returns every live link of the fleet.
 	List(ctx context.Context) ([]Link, error)
+	// Lookup returns the live link id, if there is one.
+	Lookup(ctx context.Context, id string) (Link, bool, error)
 	// CountUser returns how many live links user holds fleet-wide.
 	CountUser(ctx context.Context, user string) (int, error)
 	// RequestKill leaves a kill request for the link's replica.

@@ -181,8 +181,11 @@ func nAttr(item map[string]types.AttributeValue, name string) int64 {
 	return 0
 }
 
-// link returns the live link id, or false.
-func (s *Store) link(ctx context.Context, id string) (Link, bool, error) {
+// Lookup returns the live link id, or false.
+func (s *Store) Lookup(ctx context.Context, id string) (Link, bool, error) {
+	if err := checkID("link id", id); err != nil {
+		return Link{}, false, err
+	}
 	ctx, cancel := s.call(ctx)
 	defer cancel()
 	out, err := s.Client.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String(s.Table), Key: pk(linkPrefix + id), ConsistentRead: aws.Bool(true)})
@@ -212,7 +215,7 @@ func (s *Store) RequestKill(ctx context.Context, k Kill) error {
 	if err := checkID("link id", k.LinkID); err != nil {
 		return err
 	}
-	l, ok, err := s.link(ctx, k.LinkID)
+	l, ok, err := s.Lookup(ctx, k.LinkID)
 	if err != nil || !ok {
 		return err
 	}

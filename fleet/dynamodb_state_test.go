@@ -47,6 +47,12 @@ func TestStoreLinksAndKills(t *testing.T) {
 	if i < 0 || got[i] != l {
 		t.Errorf("b lists %+v; want %+v", got, l)
 	}
+	if got, ok, err := b.Lookup(t.Context(), l.ID); err != nil || !ok || got != l {
+		t.Errorf("b's Lookup(%s) = %+v, %v, %v; want %+v", l.ID, got, ok, err, l)
+	}
+	if _, ok, err := b.Lookup(t.Context(), "a-none"); err != nil || ok {
+		t.Errorf("Lookup of an unknown link: %v, %v; want none", ok, err)
+	}
 	if n, err := b.CountUser(t.Context(), "dana"); err != nil || n != 1 {
 		t.Errorf("CountUser(dana) = %d, %v; want 1", n, err)
 	}

@@ -170,6 +170,15 @@ func (m *Memory) List(ctx context.Context) ([]Link, error) {
 	return out, nil
 }
 
+// Lookup returns the live link id, or false.
+func (m *Memory) Lookup(ctx context.Context, id string) (Link, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.expiredLocked(m.now())
+	l, ok := m.links[id]
+	return l.Link, ok, nil
+}
+
 // CountUser returns how many live links user holds.
 func (m *Memory) CountUser(ctx context.Context, user string) (int, error) {
 	m.mu.Lock()

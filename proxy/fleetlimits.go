@@ -123,7 +123,6 @@ func (s *Server) syncUserCounts(beat bool) {
 	for u := range r.dirtyUsers {
 		users = append(users, u)
 	}
-	clear(r.dirtyUsers)
 	if beat {
 		for u := range r.countedUsers {
 			if _, dirty := r.dirtyUsers[u]; !dirty {
@@ -131,14 +130,24 @@ func (s *Server) syncUserCounts(beat bool) {
 			}
 		}
 	}
+	if r.dirtyUsers == nil {
+		r.dirtyUsers = map[string]struct{}{}
+	}
+	clear(r.dirtyUsers)
 	r.mu.Unlock()
-	for _, u := range users {
+	for i, u := range users {
 		ctx, cancel := context.WithTimeout(context.Background(), fleetCallTimeout)
 		err := counts.SetUser(ctx, u, s.replicaName(), func() int { return s.localUserLinks(u) })
 		cancel()
 		if err != nil {
+			// The store is down: the rest wait for the next round.
 			s.fleetFailed("set_user", err)
-			continue
+			r.mu.Lock()
+			for _, u := range users[i:] {
+				r.dirtyUsers[u] = struct{}{}
+			}
+			r.mu.Unlock()
+			return
 		}
 		live := s.localUserLinks(u) > 0
 		r.mu.Lock()

@@ -96,6 +96,9 @@ func (c *conn) serveJump(chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request) 
 // hold is the channel's place under the limits; its unauthenticated slot
 // is given back once the inner login completes.
 func (c *conn) jump(nc ssh.NewChannel, hold *pendingJump) {
+	if c.rdpForward(nc, hold) {
+		return
+	}
 	defer c.jumpStarted()()
 	var p tcpipChannel
 	if err := ssh.Unmarshal(nc.ExtraData(), &p); err != nil {

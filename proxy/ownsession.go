@@ -145,6 +145,9 @@ func (c *conn) ownCommand(ch ssh.Channel, cmd, nl string) int {
 	if rest, ok := strings.CutPrefix(cmd, cmdWatch+" "); ok {
 		return c.watchCommand(ch, rest, nl)
 	}
+	if rest, ok := strings.CutPrefix(cmd, cmdRDP); ok && (rest == "" || rest[0] == ' ') {
+		return c.rdpCommand(ch, rest, nl)
+	}
 	fmt.Fprintf(ch.Stderr(), "bastion: unknown command %q; try `list` or `help`%s", cmd, nl)
 	return 2
 }
@@ -156,7 +159,8 @@ func writeHelp(w io.Writer, user, nl string) {
 		"  ssh -J <this bastion> ec2-user@web-1"+nl+
 		"  ssh -p <port> ec2-user+web-1@<this bastion>"+nl+
 		"`ssh <this bastion> list` lists the targets you may reach."+nl+
-		"`ssh <this bastion> sessions` lists your live sessions; `kill ID` ends one, `watch ID` shows one."+nl, user)
+		"`ssh <this bastion> sessions` lists your live sessions; `kill ID` ends one, `watch ID` shows one."+nl+
+		"`ssh <this bastion> rdp NAME` prints a Windows instance's Remote Desktop login (with rdp allowed)."+nl, user)
 }
 
 // listTargets returns the targets the person may reach, sorted, with their

@@ -18,10 +18,13 @@ import (
 )
 
 // Fleet is what a server shares with the other replicas of the bastion:
-// the registry of live links and the kill requests for them. The zero
-// value keeps the links in memory, for this replica alone. The own-session
-// commands (sessions, kill, watch) act on this replica's links only so
-// far; the directory is kept in step for a fleet store to build on.
+// the registry of live links and the kill requests for them, the per-user
+// link counts and the failed logins per address. The zero value keeps the
+// links in memory, for this replica alone. With a Directory, the
+// own-session commands (sessions, kill, watch) act on every replica's
+// links (a watch of another replica's link through its Advertise address,
+// peer.go); with Counts and Penalties, the limits hold across replicas
+// (fleetlimits.go).
 type Fleet struct {
 	// Directory is the fleet-wide registry of live links. If nil, an
 	// in-memory one of this server's links only.
@@ -62,6 +65,9 @@ const (
 	maxLinkIDLen = 64
 	// maxReplicaLen bounds the replica part of a link id.
 	maxReplicaLen = 40
+	// maxPendingDeletes bounds the removals kept for a store that is
+	// down.
+	maxPendingDeletes = 10_000
 )
 
 // liveRegistry is a server's set of live links, keyed by their fleet-wide
@@ -223,16 +229,26 @@ func (s *Server) runRegistry() {
 	}
 }
 
-// syncDirectory removes dels from the directory and puts puts.
+// syncDirectory removes dels from the directory and puts puts. At the
+// first failure it stops, keeping what is left for the next round: with
+// the store down, one call per round waits out its deadline, not one per
+// link.
 func (s *Server) syncDirectory(dels []string, puts []*liveEntry) {
 	dir := s.directory()
-	for _, id := range dels {
+	for i, id := range dels {
 		ctx, cancel := context.WithTimeout(context.Background(), fleetCallTimeout)
 		err := dir.Delete(ctx, id)
 		cancel()
 		if err != nil {
-			// The entry expires in the store by its TTL.
 			s.fleetFailed("delete", err)
+			// Kept for the next round, but bounded: past the bound
+			// the entries expire in the store by their TTL.
+			s.live.mu.Lock()
+			if len(s.live.deletes) < maxPendingDeletes {
+				s.live.deletes = append(s.live.deletes, dels[i:]...)
+			}
+			s.live.mu.Unlock()
+			return
 		}
 	}
 	for _, e := range puts {
@@ -240,8 +256,9 @@ func (s *Server) syncDirectory(dels []string, puts []*liveEntry) {
 		err := dir.Put(ctx, s.fleetLink(e))
 		cancel()
 		if err != nil {
+			// Put again next round (not yet put) or next heartbeat.
 			s.fleetFailed("put", err)
-			continue
+			return
 		}
 		e.put.Store(true)
 		// A link that ended while being put must not stay listed.

@@ -85,13 +85,19 @@ func (c *conn) visibleLink(id string) (fleet.Link, bool) {
 	if c.srv.Fleet.Directory == nil {
 		return fleet.Link{}, false
 	}
-	links, _ := c.visibleLinks()
-	for _, l := range links {
-		if l.ID == id {
-			return l, true
-		}
+	ctx, cancel := context.WithTimeout(c.ctx, fleetCallTimeout)
+	l, ok, err := c.srv.Fleet.Directory.Lookup(ctx, id)
+	cancel()
+	if err != nil {
+		c.srv.fleetFailed("list", err)
+		return fleet.Link{}, false
 	}
-	return fleet.Link{}, false
+	// This replica's own links come from memory (above): an entry of
+	// this replica's in the store is a link that just ended.
+	if !ok || l.Replica == c.srv.replicaName() {
+		return fleet.Link{}, false
+	}
+	return l, l.User == c.identity.User || c.controlsSessions()
 }
 
 // sessionsCommand serves `ssh bastion sessions`: a table of the live

@@ -57,6 +57,7 @@ type options struct {
 	Out               string
 	BastionBin        string
 	Keep              bool
+	Pin               bool
 }
 
 // phases are the measurements, in the order they run.
@@ -80,6 +81,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.Out, "out", "bench/results", "folder for the JSON and markdown results")
 	fs.StringVar(&o.BastionBin, "bastion", "", "bastion binary (default: build ./cmd/bastion)")
 	fs.BoolVar(&o.Keep, "keep", false, "keep the temporary folder (configs, logs, keys) for inspection")
+	fs.BoolVar(&o.Pin, "pin", false, "model a dedicated bastion host: the jump host (OpenSSH or the bastion) on CPU 0, the clients, upstream sshd, idle server and AWS fake on CPU 1 (needs 2 CPUs and taskset)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -131,7 +133,7 @@ func run(args []string) int {
 		Started: time.Now(),
 		Params: Params{Bytes: int64(opts.Bytes), Rounds: opts.Rounds, Connects: opts.Connects, Sessions: opts.Sessions,
 			OpenSSHSessions: opts.OpenSSHSessions, EstablishParallel: opts.EstablishParallel, SetupConcurrency: opts.SetupConcurrency,
-			SetupDuration: opts.SetupDuration.String(), AWSLatency: opts.AWSLatency.String(), Ciphers: opts.Ciphers, Only: opts.Only},
+			SetupDuration: opts.SetupDuration.String(), AWSLatency: opts.AWSLatency.String(), Ciphers: opts.Ciphers, Only: opts.Only, Pin: opts.Pin},
 		Modes: map[string]string{
 			modeOpenSSH:       "OpenSSH sshd as the ProxyJump host: ssh -J jump upstream",
 			modeBastionJump:   "the bastion via ProxyJump: ssh -J bastion user@target",
@@ -191,16 +193,49 @@ type harness struct {
 	bastion         *bastionProc
 	client          *opensshClient
 	metrics         metricsProbe
+	// sshdGroup and bastionGroup hold the jump hosts' CPU (cgroup.go);
+	// nil where cgroups cannot be written, and /proc is read instead.
+	sshdGroup, bastionGroup *cpuGroup
+	// groupErr is why there are no cgroups, for the report.
+	groupErr error
 }
 
 func (h *harness) logf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...)
 }
 
+// CPUs of --pin.
+const (
+	jumpCPU   = 0
+	othersCPU = 1
+)
+
+// pin puts every thread of pid on cpu, with taskset (util-linux); threads
+// and processes it creates later inherit it.
+func pin(ctx context.Context, pid, cpu int) error {
+	if runtime.NumCPU() < 2 {
+		return fmt.Errorf("--pin needs 2 CPUs, this machine has %d", runtime.NumCPU())
+	}
+	if out, err := runTool(ctx, "taskset", "-a", "-p", "-c", strconv.Itoa(cpu), strconv.Itoa(pid)); err != nil {
+		return fmt.Errorf("--pin: taskset of pid %d to CPU %d: %v: %s", pid, cpu, err, out)
+	}
+	return nil
+}
+
+// meter returns the jump hosts' CPU meter.
+func (h *harness) meter() jumpMeter {
+	return jumpMeter{sshdPID: h.jump.PID(), bastionPID: h.bastion.PID(), sshdGroup: h.sshdGroup, bastionGroup: h.bastionGroup}
+}
+
 // close stops every process and server the run started and removes the
 // temporary folder.
 func (h *harness) close() {
 	h.ds.stopAll()
+	for _, g := range []*cpuGroup{h.sshdGroup, h.bastionGroup} {
+		if g != nil {
+			g.close()
+		}
+	}
 	if h.light != nil {
 		h.light.Close()
 	}
@@ -236,6 +271,12 @@ func (h *harness) setup(ctx context.Context, rep *Report) error {
 		return err
 	}
 	h.me = u.Username
+	if h.opts.Pin {
+		// Before anything starts: what the harness starts inherits CPU 1.
+		if err := pin(ctx, os.Getpid(), othersCPU); err != nil {
+			return err
+		}
+	}
 	nofile, err := raiseNofile()
 	if err != nil {
 		return err
@@ -297,6 +338,14 @@ func (h *harness) setup(ctx context.Context, rep *Report) error {
 	if h.jump, err = startSSHD(ctx, &h.ds, h.sshdBin, h.dir, "jump", []string{h.person.AuthorizedKey()}, nil); err != nil {
 		return err
 	}
+	// Before any connection, so that every sshd it forks is in it (and,
+	// with --pin, on its CPU).
+	h.sshdGroup, h.groupErr = newCPUGroup("sshd", h.jump.PID())
+	if h.opts.Pin {
+		if err := pin(ctx, h.jump.PID(), jumpCPU); err != nil {
+			return err
+		}
+	}
 	h.fake.AddLightsailInstance(awsfake.LightsailInstance{Name: lightsailName, Region: awsRegion, Username: h.me,
 		PublicIP: "127.0.0.1", PrivateIP: "127.0.0.1", HostKeys: []ssh.PublicKey{h.upstream.HostKey}})
 	h.bcfg = bastionConfig{Dir: filepath.Join(h.dir, "bastion"), PersonKey: h.person.AuthorizedKey(),
@@ -325,6 +374,18 @@ func (h *harness) startBastion(ctx context.Context) error {
 	var err error
 	if h.bastion, err = startBastion(ctx, &h.ds, h.opts.BastionBin, h.bcfg, awsEnv(h.fake)); err != nil {
 		return err
+	}
+	if h.bastionGroup != nil {
+		h.bastionGroup.close()
+		h.bastionGroup = nil
+	}
+	if h.groupErr == nil {
+		h.bastionGroup, h.groupErr = newCPUGroup("bastion", h.bastion.PID())
+	}
+	if h.opts.Pin {
+		if err := pin(ctx, h.bastion.PID(), jumpCPU); err != nil {
+			return err
+		}
 	}
 	h.metrics = metricsProbe{URL: "http://" + h.bastion.AdminAddr + "/metrics"}
 	if h.metrics.goroutines(ctx) == nil {
@@ -377,14 +438,17 @@ func (h *harness) measure(ctx context.Context, rep *Report) error {
 	var err error
 	if run("bulk") {
 		h.logf("bulk: %s each way, %d rounds", formatBytes(int64(h.opts.Bytes)), h.opts.Rounds)
-		meter := jumpMeter{sshdPID: h.jump.PID(), bastionPID: h.bastion.PID()}
+		meter := h.meter()
+		if h.groupErr != nil {
+			rep.Notes = append(rep.Notes, "Jump host CPU is read from /proc, not from a cgroup ("+h.groupErr.Error()+"): an sshd child that outlives its parent is missed.")
+		}
 		if rep.Bulk, err = runBulk(ctx, h.client, meter, int64(h.opts.Bytes), h.opts.Rounds, h.logf); err != nil {
 			return err
 		}
 	}
 	if run("latency") {
 		h.logf("latency: %d connects per case", h.opts.Connects)
-		meter := jumpMeter{sshdPID: h.jump.PID(), bastionPID: h.bastion.PID()}
+		meter := h.meter()
 		if rep.Latency, err = runLatency(ctx, h.client, meter, h.opts.Connects, h.fake.CallCount, h.logf); err != nil {
 			return err
 		}

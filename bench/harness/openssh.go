@@ -89,10 +89,21 @@ func (c *opensshClient) run(ctx context.Context, mode, target, remote string, up
 	return took, stdout.String(), nil
 }
 
-// jumpMeter reads the CPU time of the jump host of a mode.
+// jumpMeter reads the CPU time of the jump host of a mode: from its
+// cgroup when it has one, else from /proc.
 type jumpMeter struct {
 	sshdPID    int // the jump sshd listener
 	bastionPID int
+	// sshdGroup and bastionGroup are the jump hosts' cgroups, or nil.
+	sshdGroup, bastionGroup *cpuGroup
+}
+
+// method documents how m measures.
+func (m jumpMeter) method() string {
+	if m.sshdGroup != nil && m.bastionGroup != nil {
+		return cgroupMethod
+	}
+	return cpuMethod
 }
 
 // cpu returns the CPU time so far of mode's jump host, once its tree is
@@ -106,13 +117,20 @@ func (m jumpMeter) cpu(ctx context.Context, mode string) (time.Duration, error) 
 	if err != nil {
 		return 0, err
 	}
+	g := m.bastionGroup
+	if mode == modeOpenSSH {
+		g = m.sshdGroup
+	}
+	if m.sshdGroup != nil && m.bastionGroup != nil {
+		return g.cpu()
+	}
 	return t.CPU(), nil
 }
 
 // runBulk measures throughput and jump host CPU, rounds times per mode and
 // direction, rotating the order of the modes each round.
 func runBulk(ctx context.Context, c *opensshClient, meter jumpMeter, size int64, rounds int, logf func(string, ...any)) (*BulkResult, error) {
-	res := &BulkResult{CPUMethod: cpuMethod}
+	res := &BulkResult{CPUMethod: meter.method()}
 	timeout := 60*time.Second + time.Duration(size/(1<<20))*time.Second // ≥1 MiB/s or it is broken
 	for r := range rounds {
 		for _, mode := range rotate(allModes, r) {

@@ -79,6 +79,8 @@ type Params struct {
 	AWSLatency        string   `json:"aws_latency"`
 	Ciphers           string   `json:"ciphers,omitempty"`
 	Only              []string `json:"only"`
+	// Pin is --pin: the jump host on CPU 0, everything else on CPU 1.
+	Pin bool `json:"pin,omitempty"`
 }
 
 // BulkResult is measurement 1 and 2.
@@ -283,6 +285,11 @@ func renderMarkdown(r *Report) string {
 	fmt.Fprintf(&b, "Versions: %s, %s, bastion %s%s.  \n", v.Go, v.OpenSSH, v.BastionCommit, dirty)
 	fmt.Fprintf(&b, "Routes: %s = `ssh -J jump` (a second sshd); %s = `ssh -J bastion`; %s = `ssh -l user+target bastion`. Ratios are to (a).\n\n",
 		modeLabel[modeOpenSSH], modeLabel[modeBastionJump], modeLabel[modeBastionDirect])
+	if p.Pin {
+		fmt.Fprintf(&b, "Pinned (--pin): the jump host on CPU %d, the clients, upstream sshd, idle server and AWS fake on CPU %d, as on a dedicated bastion host.\n\n", jumpCPU, othersCPU)
+	} else {
+		b.WriteString("Not pinned: the jump host shares both CPUs with the clients, upstream sshd and AWS fake (see --pin).\n\n")
+	}
 
 	if bk := r.Bulk; bk != nil {
 		fmt.Fprintf(&b, "## Bulk transfer, %s each way (median of %d rounds, A/B/C order rotated per round)\n\n", formatBytes(p.Bytes), p.Rounds)

@@ -95,6 +95,12 @@ Try:
   scp -F %[4]s -J bastion %[5]s ec2-user@web-1:/tmp/
   ssh -F %[4]s -t bastion                       # pick a target from the list
   ssh -F %[4]s bastion list                     # the targets you may reach, as text
+  ssh -F %[4]s bastion rdp win-1                # Lightsail Windows: its Remote Desktop login (capability rdp)
+
+Remote Desktop: ssh -F %[4]s -N -L 13389:win-1:3389 bastion, then an RDP client
+  to localhost:13389. win-1 has no desktop: its RDP endpoint is a stand-in that completes
+  the RDP negotiation and the TLS handshake with the certificate Lightsail reports (the
+  bastion checks it before any byte reaches you), then closes.
 
 known_hosts lines that trust the bastion and its host CA for its targets (in %[6]s):
 %[7]sAudit log: %[8]s    Recordings: %[10]s    Logs: %[9]s

@@ -32,6 +32,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	log := newLogger(*devLog, stderr)
 	defer log.Sync()
 	assemble.LogWarnings(log, cfg)
+	raiseOpenFiles(log)
+	tuneGC(log)
 
 	b, err := assemble.New(ctx, cfg, assemble.Options{Logger: log})
 	if err != nil {

@@ -51,6 +51,9 @@ type LightsailInstance struct {
 	Tags map[string]string
 	// AvailabilityZone is the zone; if empty, Region + "a".
 	AvailabilityZone string
+	// Windows, if set, makes it a Windows instance (lightsail_rdp.go);
+	// its Username defaults to Administrator.
+	Windows *LightsailWindows
 }
 
 type lightsailKey struct{ region, name string }
@@ -68,7 +71,10 @@ func (s *Server) AddLightsailInstance(in LightsailInstance) {
 	if in.Region == "" {
 		in.Region = DefaultRegion
 	}
-	if in.Username == "" {
+	switch {
+	case in.Username == "" && in.Windows != nil:
+		in.Username = windowsUser
+	case in.Username == "":
 		in.Username = "ec2-user"
 	}
 	if in.State == "" {
@@ -234,7 +240,7 @@ func (e *lightsailEntry) toJSON() lsInstance {
 	for _, k := range sortedKeys(in.Tags) {
 		tags = append(tags, lsTag{Key: k, Value: in.Tags[k]})
 	}
-	return lsInstance{
+	v := lsInstance{
 		Name:             in.Name,
 		Arn:              fmt.Sprintf("arn:aws:lightsail:%s:%s:Instance/%s", in.Region, fakeAccountID, e.id),
 		SupportCode:      fakeAccountID + "/" + in.Name,
@@ -258,6 +264,10 @@ func (e *lightsailEntry) toJSON() lsInstance {
 		Username:   in.Username,
 		SSHKeyName: "LightsailDefaultKeyPair",
 	}
+	if in.Windows != nil {
+		windowsJSON(&v)
+	}
+	return v
 }
 
 // getInstance implements Lightsail GetInstance.
@@ -336,15 +346,19 @@ func (s *Server) getInstanceAccessDetails(req *request) (any, error) {
 		return nil, lightsailInvalidInput("instanceName is required")
 	}
 	switch in.Protocol {
-	case "", "ssh":
-	case "rdp":
-		return nil, lightsailInvalidInput("The instance %s does not support RDP access", in.InstanceName)
+	case "", "ssh", "rdp":
 	default:
 		return nil, lightsailInvalidInput("protocol %q is not one of ssh, rdp", in.Protocol)
 	}
 	e, ok := s.lightsailInstance(req.region, in.InstanceName)
 	if !ok {
 		return nil, lightsailNotFound(in.InstanceName)
+	}
+	switch {
+	case in.Protocol == "rdp":
+		return s.rdpAccessDetails(e)
+	case e.in.Windows != nil:
+		return nil, lightsailInvalidInput("The instance %s does not support SSH access", in.InstanceName)
 	}
 
 	now := s.now()

@@ -57,6 +57,8 @@ type Account struct {
 	// ports is the SSH port of each provider's instances.
 	ports     map[string]string
 	instances []*siminstance.Instance
+	// rdp is the RDP stand-in of the Windows instance (rdp.go).
+	rdp *rdpStandIn
 }
 
 // Start starts the AWS fake and the instances of Instances, logging to
@@ -76,6 +78,9 @@ func Start(ctx context.Context, log *zap.Logger) (_ *Account, err error) {
 		if err := a.startInstances(provider, log); err != nil {
 			return nil, err
 		}
+	}
+	if err := a.startWindows(log); err != nil {
+		return nil, err
 	}
 	a.AWS, err = awsconfig.LoadDefaultConfig(ctx,
 		awsconfig.WithRegion(Region),
@@ -149,6 +154,9 @@ func (a *Account) Close() {
 	for _, inst := range a.instances {
 		inst.Close()
 	}
+	if a.rdp != nil {
+		a.rdp.Close()
+	}
 	a.Fake.Close()
 }
 
@@ -173,16 +181,16 @@ host_ca_key: host_ca_ed25519
 users:
   - {name: demo, keys_file: id_ed25519.pub, groups: [dev]}
 providers:
-  lightsail: {regions: [%s], port: %s}
+  lightsail: {regions: [%s], port: %s, rdp_port: %s}
   ec2: {regions: [%s], port: %s, host_keys: console, known_hosts: ec2_known_hosts}
 policies:
-  - {groups: [dev], targets: ["*"], os_users: ["*"], allow: [port_forwarding, agent_forwarding]}
+  - {groups: [dev], targets: ["*"], os_users: ["*"], allow: [port_forwarding, agent_forwarding, rdp]}
 audit:
   log: audit.jsonl
   recordings: recordings
 admin_listen: 127.0.0.1:0
 limits: {drain_timeout: 5s}
-`, listen, Region, a.ports["lightsail"], Region, a.ports["ec2"])
+`, listen, Region, a.ports["lightsail"], a.ports["rdp"], Region, a.ports["ec2"])
 	if err := os.WriteFile(cfgPath, []byte(cfgText), 0o600); err != nil {
 		return "", "", err
 	}

@@ -72,6 +72,12 @@ type Config struct {
 	Observe awsutil.Observer
 	// Now returns the current time; if nil, time.Now. Tests set it.
 	Now func() time.Time
+	// RDPPort is the Windows instances' Remote Desktop port; if zero,
+	// DefaultRDPPort.
+	RDPPort int
+	// RDPKeyPairs maps a key pair name to the file of its RSA private
+	// key, which decrypts the passwords of instances created with it.
+	RDPKeyPairs map[string]string
 }
 
 // settings returns the fields cfg shares with every AWS provider.
@@ -98,6 +104,8 @@ type Provider struct {
 	// prefetched holds access details fetched by Prefetch that were too
 	// close to expiry to cache, for the one Credentials call that follows.
 	prefetched map[cacheKey]prefetch
+	// rdp caches Remote Desktop access details (rdp.go).
+	rdp rdpCache
 }
 
 // cacheKey identifies an instance: names are unique per region.

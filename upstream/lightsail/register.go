@@ -28,5 +28,7 @@ func fromConfig(ctx context.Context, env build.Env) (upstream.Provider, error) {
 		CallTimeout:  env.Config.Limits.AWSTimeout.D(),
 		Logger:       env.Logger.Named(provider.NameLightsail),
 		Observe:      env.Metrics.AWSCall,
+		RDPPort:      ls.RDPPort,
+		RDPKeyPairs:  ls.RDPKeyPairs,
 	})
 }
