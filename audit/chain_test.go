@@ -461,3 +461,24 @@ func TestChainLegacyAndGzipUnit(t *testing.T) {
 		t.Errorf("compressed rotated file and the current one: got\n%s\nwant intact", summary(rep))
 	}
 }
+
+// TestChainCutWhileRunningUnit cuts the log under a running logger: the
+// next line it writes names the gap.
+func TestChainCutWhileRunningUnit(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	key := newSigner(t)
+	l, err := OpenWith(path, Options{SigningKey: key, CheckpointInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		l.Emit(Event{Type: TypeConnectionAccepted})
+	}
+	writeLines(t, path, readLines(t, path)[:3])
+	l.Emit(Event{Type: TypeConnectionClosed})
+	l.Close()
+	rep := verifyFiles(t, key, path)
+	if rep.OK() || rep.Problems[0].Line != 4 || !strings.Contains(rep.Problems[0].Text, "3 line(s) removed before this line") {
+		t.Errorf("got\n%s\nwant line 4 naming 3 removed lines", summary(rep))
+	}
+}

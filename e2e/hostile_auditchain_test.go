@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -90,4 +92,41 @@ func TestHostileAuditChainSecondBastion(t *testing.T) {
 	if code, out := runBastion(t, "audit", "verify", w.b.AuditPath); code != 0 {
 		t.Errorf("verify after the refused second bastion: exit %d:\n%s", code, out)
 	}
+}
+
+// TestHostileAuditChainDiskFull fills the disk of a signed audit log while
+// the bastion runs: logins are refused (fail closed, as before) and every
+// write that failed was taken back, so that once space is freed the chain
+// goes on and the whole log verifies.
+func TestHostileAuditChainDiskFull(t *testing.T) {
+	dir := mountTmpfs(t, "2m")
+	w := newHostileAuditWorld(t, dir, filepath.Join(t.TempDir(), "recordings"), "  signing_key: audit_ed25519\n  checkpoint_interval: 1s\n  min_free_space: 0")
+	run := func(tag string) result {
+		return w.bob.ssh(t, nil, "-J", "bastion", w.me+"@web-1", "echo "+tag)
+	}
+	if r := run("before"); r.Code != 0 {
+		t.Fatalf("login before the disk is full: exit %d, %s", r.Code, r.Stderr)
+	}
+	fillDisk(t, dir, "")
+	refused := false
+	for i := 0; i < 20 && !refused; i++ {
+		r := run("full")
+		refused = r.Code != 0 && strings.Contains(r.Stderr, "the audit log cannot be written")
+	}
+	if !refused {
+		t.Fatalf("no login refused in 20 with the audit log's disk full")
+	}
+	if err := os.Remove(filepath.Join(dir, "filler")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a login once space is free", 60*time.Second, func() bool { return run("after").Code == 0 })
+	w.b.signal(t, syscall.SIGTERM)
+	if code := w.b.waitExit(t, 60*time.Second); code != 0 {
+		t.Fatalf("bastion exit %d", code)
+	}
+	code, out := runBastion(t, "audit", "verify", w.b.AuditPath)
+	if code != 0 || !strings.Contains(out, "chain intact") {
+		t.Errorf("verify after the disk was full: exit %d, want 0:\n%s", code, out)
+	}
+	t.Logf("verify:\n%s", out)
 }
