@@ -113,7 +113,7 @@ func New(ctx context.Context, cfg *config.Config, opt Options) (*Bastion, error)
 	}
 	al := opt.Audit
 	if al == nil {
-		if al, err = audit.Open(cfg.Audit.Log); err != nil {
+		if al, err = openAudit(cfg); err != nil {
 			return nil, err
 		}
 	}
@@ -173,6 +173,20 @@ func New(ctx context.Context, cfg *config.Config, opt Options) (*Bastion, error)
 	}
 	b.Server.SetRules(Rules(cfg))
 	return b, nil
+}
+
+// openAudit opens audit.log, chained, with its checkpoints signed by
+// audit.signing_key when one is configured (created if missing).
+func openAudit(cfg *config.Config) (*audit.Logger, error) {
+	opt := audit.Options{CheckpointInterval: cfg.Audit.CheckpointInterval.D()}
+	if cfg.Audit.SigningKey != "" {
+		k, err := audit.LoadSigningKey(cfg.Audit.SigningKey, true)
+		if err != nil {
+			return nil, fmt.Errorf("audit.signing_key: %w", err)
+		}
+		opt.SigningKey = k
+	}
+	return audit.OpenWith(cfg.Audit.Log, opt)
 }
 
 // Rules returns the users, policies and limits of cfg, as the server

@@ -3,6 +3,7 @@
 package audit
 
 import (
+	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -57,6 +58,9 @@ const (
 	TypeRecordingFailed = "recording_failed"
 	// TypeRecordingTruncated: a recording reached audit.max_recording_size.
 	TypeRecordingTruncated = "recording_truncated"
+	// TypeRecordingSealed: a recording was closed; its name, size,
+	// SHA-256 and duration are its manifest, covered by the chain.
+	TypeRecordingSealed = "recording_sealed"
 
 	// The bastion itself.
 	TypeConfigReloaded = "config_reloaded"
@@ -75,9 +79,15 @@ const (
 
 // Event is one audit record. Empty fields are left out of the JSON.
 type Event struct {
-	Version int       `json:"v"`
-	Time    time.Time `json:"time"`
-	Type    string    `json:"type"`
+	Version int `json:"v"`
+	// Seq numbers the lines of the chain from 1, across restarts and
+	// rotated files; Prev is the SHA-256 (hex) of the bytes of the line
+	// before, without its newline, or 64 zeros before the first. The
+	// Logger sets both; see chain.go and SCHEMA.md.
+	Seq  int64     `json:"seq,omitempty"`
+	Prev string    `json:"prev,omitempty"`
+	Time time.Time `json:"time"`
+	Type string    `json:"type"`
 	// SessionID identifies the person's connection to the bastion; every
 	// event of one connection carries the same one.
 	SessionID string `json:"session_id,omitempty"`
@@ -178,6 +188,20 @@ type Event struct {
 	LinkID string `json:"link_id,omitempty"`
 	By     string `json:"by,omitempty"`
 	Count  int    `json:"count,omitempty"`
+
+	// SHA256 is the SHA-256 (hex) of a sealed recording's bytes, or of
+	// a file an SFTP or scp session moved whole; Partial says why a
+	// file's contents were not seen whole.
+	SHA256  string `json:"sha256,omitempty"`
+	Partial string `json:"partial,omitempty"`
+
+	// Signature is an audit_checkpoint's ed25519 signature (base64) over
+	// its seq and prev, SigningKey the public key that made it
+	// (authorized_keys form), TornBytes the length of a torn line just
+	// before it that the bastion found at start and chained over.
+	Signature  string `json:"signature,omitempty"`
+	SigningKey string `json:"signing_key,omitempty"`
+	TornBytes  int64  `json:"torn_bytes,omitempty"`
 }
 
 // Int returns a pointer to v, for ExitStatus.
@@ -188,42 +212,120 @@ func Int(v int) *int { return &v }
 // byte to six ("\u0001"), and an event has fewer than 48 string fields.
 const MaxEventLen = 48 * 6 * (MaxFieldLen + len(clipMarker))
 
-// Logger writes events as JSON lines. Each event is written with one write
-// call and, for files, synced to disk, so that a crash loses at most the
-// event being written. The zero value and a nil *Logger discard events.
+// Logger writes events as JSON lines, each one a link of a hash chain
+// (chain.go). Each event is written with one write call and, for files,
+// synced to disk, so that a crash loses at most the event being written.
+// The zero value and a nil *Logger discard events.
 type Logger struct {
-	mu sync.Mutex // protects w, f, and orders writes
+	// mu protects every field below and orders writes; the checkpoint
+	// timer's function takes it too.
+	mu sync.Mutex
 	w  io.Writer
 	f  *os.File // the file behind w, if the logger owns one
 	// path is the file f was opened from, for Reopen; "" for a writer.
 	path string
 	// now returns the time for events; tests replace it.
 	now func() time.Time
+
+	chain chainState
+	// opt holds the signing key and how often checkpoints are written.
+	opt Options
+	// resync is set after a failed write: the next Emit first reads the
+	// file's tail again, in case part of the line stayed there.
+	resync bool
+	// cpDue is set when a checkpoint the timer wanted could not be
+	// written; the next Emit writes it first.
+	cpDue  bool
+	timer  *time.Timer // the armed checkpoint timer, or nil
+	closed bool
 }
 
-// NewLogger returns a logger writing to w.
-func NewLogger(w io.Writer) *Logger { return &Logger{w: w, now: time.Now} }
+// Options are what a chained log may add to its lines: signed checkpoints.
+// The zero value writes the chain (seq, prev) without checkpoints.
+type Options struct {
+	// SigningKey, if non-nil, signs an audit_checkpoint event at most
+	// CheckpointInterval or CheckpointEvents events after the last one,
+	// and one at start, after a rotation and at Close.
+	SigningKey ed25519.PrivateKey
+	// CheckpointInterval is how long an event may wait for the
+	// checkpoint that covers it; if 0, DefaultCheckpointInterval.
+	CheckpointInterval time.Duration
+	// CheckpointEvents is how many events may wait; if 0,
+	// DefaultCheckpointEvents.
+	CheckpointEvents int
+}
+
+// Checkpoint defaults (audit.checkpoint_interval).
+const (
+	DefaultCheckpointInterval = time.Minute
+	DefaultCheckpointEvents   = 1000
+)
+
+// NewLogger returns a logger writing to w. Its chain starts at seq 1.
+func NewLogger(w io.Writer) *Logger { return NewLoggerWith(w, Options{}) }
+
+// NewLoggerWith is NewLogger with signed checkpoints as opt says.
+func NewLoggerWith(w io.Writer, opt Options) *Logger {
+	l := &Logger{w: w, now: time.Now, opt: opt.withDefaults()}
+	l.chain.reset()
+	return l
+}
 
 // Open returns a logger for path: "" or "stdout" means standard output,
 // anything else a file opened for appending (mode 0600, folder created).
-func Open(path string) (*Logger, error) {
+func Open(path string) (*Logger, error) { return OpenWith(path, Options{}) }
+
+// OpenWith is Open with signed checkpoints as opt says. A file's chain
+// continues from its last line (read from a bounded tail, chain.go); the
+// file is locked (flock) against a second bastion appending to it.
+func OpenWith(path string, opt Options) (*Logger, error) {
 	if path == "" || path == "stdout" {
-		return NewLogger(os.Stdout), nil
+		l := NewLoggerWith(os.Stdout, opt)
+		if err := l.startCheckpoint(); err != nil {
+			return nil, err
+		}
+		return l, nil
 	}
 	f, err := openFile(path)
 	if err != nil {
 		return nil, err
 	}
-	return &Logger{w: f, f: f, path: path, now: time.Now}, nil
+	l := &Logger{w: f, f: f, path: path, now: time.Now, opt: opt.withDefaults()}
+	t, err := readTail(f)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("reading the audit log's last line: %w", err)
+	}
+	if err := l.resume(t, true); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return l, nil
 }
 
+func (o Options) withDefaults() Options {
+	if o.CheckpointInterval <= 0 {
+		o.CheckpointInterval = DefaultCheckpointInterval
+	}
+	if o.CheckpointEvents <= 0 {
+		o.CheckpointEvents = DefaultCheckpointEvents
+	}
+	return o
+}
+
+// openFile opens path for appending and takes an exclusive lock on it, so
+// that two bastions never fork one chain.
 func openFile(path string) (*os.File, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, fmt.Errorf("creating audit log folder: %w", err)
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("opening audit log: %w", err)
+	}
+	if err := lockFile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("locking audit log %s (is another bastion writing it?): %w", path, err)
 	}
 	return f, nil
 }
@@ -239,41 +341,82 @@ func (l *Logger) Path() string {
 
 // Reopen opens the logger's file again by its path and writes later events
 // there, closing the file it had: after logrotate has renamed the file,
-// events go to a new one at the original path (no copytruncate needed). A
-// logger without a file of its own does nothing. On error the old file is
-// kept.
+// events go to a new one at the original path (no copytruncate needed). The
+// chain goes on from the last line written: with a signing key, the new
+// file starts with a checkpoint whose prev is the old file's last hash. A
+// logger without a file of its own does nothing, nor does one whose path
+// still names the file it has. On error the old file is kept.
 func (l *Logger) Reopen() error {
 	if l == nil || l.path == "" {
 		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return nil
+	}
+	if fi, err := os.Stat(l.path); err == nil {
+		if cur, err := l.f.Stat(); err == nil && os.SameFile(fi, cur) {
+			return nil
+		}
 	}
 	f, err := openFile(l.path)
 	if err != nil {
 		return fmt.Errorf("reopening audit log: %w", err)
 	}
-	l.mu.Lock()
 	old := l.f
 	l.f, l.w = f, f
-	l.mu.Unlock()
-	return old.Close()
+	old.Close()
+	if l.opt.SigningKey != nil {
+		if err := l.writeCheckpoint(checkpointReopen, 0, ""); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
-// Emit writes e, filling in the version and time. Every string field is
-// first cut with [Clip], so no event is longer than [MaxEventLen]
-// whatever a person typed. A failed write (a full disk, an I/O error) is
-// returned, and what part of the line reached the file is cut off again,
-// so that the file stays whole lines; the caller decides whether the
-// session may go on unaudited.
+// Emit writes e, filling in the version, time, seq and prev. Every string
+// field is first cut with [Clip], so no event is longer than
+// [MaxEventLen] whatever a person typed. A failed write (a full disk, an
+// I/O error) is returned, and what part of the line reached the file is
+// cut off again, so that the file stays whole lines and the chain does not
+// advance; the caller decides whether the session may go on unaudited.
 func (l *Logger) Emit(e Event) error {
 	if l == nil || l.w == nil {
 		return nil
 	}
 	e.Version = SchemaVersion
+	// Only the logger writes checkpoints and their fields.
+	e.Signature, e.SigningKey, e.TornBytes = "", "", 0
 	clipStrings(&e)
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.closed && l.f != nil {
+		return errLoggerClosed
+	}
 	if e.Time.IsZero() {
 		e.Time = l.now().UTC()
 	}
+	if l.resync {
+		if err := l.resyncTail(); err != nil {
+			return err
+		}
+	}
+	if l.cpDue {
+		if err := l.writeCheckpoint(checkpointInterval, 0, ""); err != nil {
+			return err
+		}
+	}
+	if err := l.writeLocked(&e); err != nil {
+		return err
+	}
+	return l.maybeCheckpoint()
+}
+
+// writeLocked writes e as the next link of the chain; l.mu is held.
+func (l *Logger) writeLocked(e *Event) error {
+	e.Seq = l.chain.seq + 1
+	e.Prev = l.chain.prevHex()
 	line, err := json.Marshal(e)
 	if err != nil {
 		return fmt.Errorf("encoding audit event: %w", err)
@@ -285,8 +428,13 @@ func (l *Logger) Emit(e Event) error {
 			if fi, serr := l.f.Stat(); serr == nil && fi.Size() >= int64(n) {
 				l.f.Truncate(fi.Size() - int64(n))
 			}
+			l.resync = true
 		}
 		return fmt.Errorf("writing audit event: %w", err)
+	}
+	l.chain.advance(line)
+	if e.Type != TypeAuditCheckpoint {
+		l.chain.uncovered++
 	}
 	if l.f != nil {
 		if err := l.f.Sync(); err != nil {
@@ -308,17 +456,35 @@ func clipStrings(e *Event) {
 		&e.HostKeySource, &e.Kind, &e.Command, &e.Subsystem, &e.Term,
 		&e.Recording, &e.ExitSignal, &e.Dest, &e.Origin, &e.Op, &e.Path,
 		&e.NewPath, &e.OpenMode, &e.Perm, &e.Status, &e.Action, &e.LinkID, &e.By,
+		&e.SHA256, &e.Partial,
 	} {
 		*p = Clip(*p)
 	}
 }
 
-// Close closes the file behind the logger, if it owns one.
+// Close writes a last checkpoint (with a signing key) and closes the file
+// behind the logger, if it owns one. Later Emits fail.
 func (l *Logger) Close() error {
-	if l == nil || l.f == nil {
+	if l == nil {
 		return nil
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.f.Close()
+	if l.closed {
+		return nil
+	}
+	var err error
+	if l.opt.SigningKey != nil && l.w != nil {
+		err = l.writeCheckpoint(checkpointStop, 0, "")
+	}
+	l.closed = true
+	if l.timer != nil {
+		l.timer.Stop()
+	}
+	if l.f != nil {
+		if cerr := l.f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	return err
 }

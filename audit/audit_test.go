@@ -26,7 +26,7 @@ func TestEmit(t *testing.T) {
 	if len(lines) != 2 {
 		t.Fatalf("got %d lines, want 2:\n%s", len(lines), buf.String())
 	}
-	want := `{"v":2,"time":"2026-11-23T01:02:03Z","type":"session_end","session_id":"s1","exit_status":0,"bytes_up":5}`
+	want := `{"v":2,"seq":1,"prev":"0000000000000000000000000000000000000000000000000000000000000000","time":"2026-11-23T01:02:03Z","type":"session_end","session_id":"s1","exit_status":0,"bytes_up":5}`
 	if lines[0] != want {
 		t.Errorf("line 1:\ngot  %s\nwant %s", lines[0], want)
 	}

@@ -94,6 +94,18 @@ func (p *Policy) Authorize(r Request) Decision {
 	return Decision{Reason: fmt.Sprintf("no policy lets %s use %s on %s", who, capName(r.Capability), where)}
 }
 
+// Records reports whether sessions of kind (config.RecordPTY,
+// config.RecordExec) must be recorded on t: whether a policy that matches
+// t lists kind in its record, whoever the person is.
+func (p *Policy) Records(t Target, kind string) bool {
+	for _, rule := range p.rules {
+		if slices.Contains(rule.Record, kind) && matchesTarget(rule.Targets, t) {
+			return true
+		}
+	}
+	return false
+}
+
 // capName turns a capability into words for messages.
 func capName(c string) string {
 	return strings.ReplaceAll(c, "_", " ")

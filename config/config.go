@@ -35,6 +35,9 @@ const (
 	// DefaultMinFreeSpace is the free space below which new links are
 	// refused on the disks of the audit log and the recordings.
 	DefaultMinFreeSpace = 64 << 20
+	// DefaultCheckpointInterval is how long an audit event may wait for
+	// the signed checkpoint that covers it.
+	DefaultCheckpointInterval = time.Minute
 )
 
 // Values of audit.on_failure.
@@ -253,7 +256,18 @@ type Policy struct {
 	Deny []string `yaml:"deny"`
 	// ForwardTo limits port_forwarding to these host:port patterns.
 	ForwardTo []string `yaml:"forward_to"`
+	// Record names the sessions recorded on the targets this policy
+	// matches, whoever opens them and whichever policy let them in:
+	// RecordPTY (as every pty session is) and RecordExec (exec sessions
+	// without a pty, as audit.record_exec does everywhere).
+	Record []string `yaml:"record"`
 }
+
+// Values of a policy's record list.
+const (
+	RecordPTY  = "pty"
+	RecordExec = "exec"
+)
 
 // Audit configures the audit trail.
 type Audit struct {
@@ -280,6 +294,14 @@ type Audit struct {
 	// of the recordings has less free space than this. Default 64MiB; 0
 	// disables the check.
 	MinFreeSpace Size `yaml:"min_free_space"`
+	// SigningKey is the ed25519 key (OpenSSH private key file, created
+	// if missing, mode 0600) that signs the audit log's checkpoints;
+	// empty means the log is chained but not signed.
+	SigningKey string `yaml:"signing_key"`
+	// CheckpointInterval is how long an event may wait for the signed
+	// checkpoint that covers it (also one at most every 1,000 events).
+	// Default 1m.
+	CheckpointInterval Duration `yaml:"checkpoint_interval"`
 }
 
 // S3 is where recordings are uploaded. A recording stays in the local

@@ -144,6 +144,9 @@ func applyDefaults(c *Config, set map[string]bool) {
 	if !set["audit.min_free_space"] {
 		c.Audit.MinFreeSpace = DefaultMinFreeSpace
 	}
+	if !set["audit.checkpoint_interval"] {
+		c.Audit.CheckpointInterval = Duration(DefaultCheckpointInterval)
+	}
 	// Provider defaults are the values of their descriptors (package
 	// provider); this is the layer that applies them to a file, see
 	// awsutil.Settings.
@@ -239,6 +242,7 @@ func resolvePaths(c *Config, dir string) {
 		resolve(&c.Audit.Log)
 	}
 	resolve(&c.Audit.Recordings)
+	resolve(&c.Audit.SigningKey)
 	resolve(&c.RevokedKeysFile)
 }
 

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
@@ -104,8 +105,37 @@ func (c *checker) check(cfg *Config) {
 	if o := cfg.Audit.OnFailure; o != OnFailureRefuse && o != OnFailureContinue {
 		c.errorf("audit.on_failure", "%q is neither %q nor %q", o, OnFailureRefuse, OnFailureContinue)
 	}
+	c.checkSigningKeyFile(cfg.Audit.SigningKey)
+	if d := cfg.Audit.CheckpointInterval; d.D() < time.Second {
+		c.errorf("audit.checkpoint_interval", "%s is too short; use at least 1s", d)
+	}
 	if m := cfg.Audit.MaxRecordingSize; m > 0 && m < 4<<10 {
 		c.errorf("audit.max_recording_size", "%s is too small for a recording's header; use at least 4KiB (or 0 for no cap)", m)
+	}
+}
+
+// checkSigningKeyFile checks audit.signing_key when the file exists (a
+// missing one is created at start): an ed25519 private key only the
+// bastion's user can read, as serve demands.
+func (c *checker) checkSigningKeyFile(file string) {
+	if file == "" || c.skipFiles {
+		return
+	}
+	data, err := secfile.ReadPrivateKey(file)
+	if errors.Is(err, fs.ErrNotExist) {
+		return
+	}
+	if err != nil {
+		c.errorf("audit.signing_key", "%s", fileMessage(file, err))
+		return
+	}
+	signer, err := ssh.ParsePrivateKey(data)
+	clear(data)
+	switch {
+	case err != nil:
+		c.errorf("audit.signing_key", "%s is not an unencrypted SSH private key (%v)", file, err)
+	case signer.PublicKey().Type() != ssh.KeyAlgoED25519:
+		c.errorf("audit.signing_key", "%s is a %s key; the audit log is signed with ed25519", file, signer.PublicKey().Type())
 	}
 }
 
@@ -485,6 +515,14 @@ func (c *checker) checkPolicies(cfg *Config) {
 		c.checkCapabilities(key+".allow", p.Allow)
 		c.checkCapabilities(key+".deny", p.Deny)
 		c.checkExecLoophole(key, p)
+		for j, r := range p.Record {
+			if r != RecordPTY && r != RecordExec {
+				c.errorf(indexKey(key+".record", j), "%q is neither %q nor %q", r, RecordPTY, RecordExec)
+			}
+		}
+		if len(p.Record) > 0 && cfg.Audit.Recordings == "" {
+			c.errorf(key+".record", "needs audit.recordings: recordings are written there")
+		}
 		for j, f := range p.ForwardTo {
 			if !validForwardPattern(f) {
 				c.errorf(indexKey(key+".forward_to", j), "%q is not a host:port pattern, such as \"127.0.0.1:*\" or \"*.internal:443\"", f)

@@ -22,7 +22,7 @@ func newSFTPWatcher(s *session) fileWatcher {
 		}
 		e := audit.Event{Type: audit.TypeSFTP, Channel: s.n, Op: op.Kind, Path: op.Path, NewPath: op.NewPath,
 			OpenMode: op.Mode, BytesRead: op.BytesRead, BytesWritten: op.BytesWritten, Status: op.Status,
-			Aborted: op.Aborted, Reason: op.Reason}
+			Aborted: op.Aborted, Reason: op.Reason, Size: op.Size, SHA256: op.SHA256, Partial: op.Partial}
 		if op.Perm != nil {
 			e.Perm = fmt.Sprintf("%04o", *op.Perm)
 		}
@@ -35,7 +35,7 @@ func newSFTPWatcher(s *session) fileWatcher {
 func newSCPWatcher(s *session, command string) fileWatcher {
 	w, ok := sftpwatch.NewSCP(command, func(op sftpwatch.SCPOp) {
 		e := audit.Event{Type: audit.TypeSCP, Channel: s.n, Op: op.Kind, Kind: op.Direction, Path: op.Path,
-			Size: op.Size, Status: op.Status, Aborted: op.Aborted, Reason: op.Reason}
+			Size: op.Size, Status: op.Status, Aborted: op.Aborted, Reason: op.Reason, SHA256: op.SHA256, Partial: op.Partial}
 		if op.Mode != 0 {
 			e.Perm = fmt.Sprintf("%04o", op.Mode)
 		}

@@ -63,6 +63,16 @@ func newLink(c *conn, g *policyGuard, ev audit.Event) *link {
 // error (the server has handled it already).
 func (l *link) audit(e audit.Event) error { return l.c.audit(withLinkFields(e, l.ev)) }
 
+// policyRecords reports whether the policy in force requires sessions of
+// kind (config.RecordExec) on the link's target to be recorded.
+func (l *link) policyRecords(kind string) bool {
+	if l.policy == nil || l.policy.rules == nil {
+		return false
+	}
+	rules := l.policy.rules()
+	return rules != nil && rules.Policy != nil && rules.Policy.Records(l.policy.base.Target, kind)
+}
+
 // withLinkFields returns e with the fields of the link described by base:
 // mode, target and OS user, and the upstream address unless e names one.
 func withLinkFields(e, base audit.Event) audit.Event {

@@ -159,7 +159,7 @@ func (s *session) begin(kind, command, subsystem string) (refuse string) {
 	s.kind, s.command, s.subsystem = kind, command, subsystem
 	srv := s.l.c.srv
 	rc := srv.Recording
-	if rc.Dir != "" && (s.term != "" || (kind == "exec" && rc.Exec) || s.l.recordAll) {
+	if rc.Dir != "" && (s.term != "" || (kind == "exec" && (rc.Exec || s.l.policyRecords(config.RecordExec))) || s.l.recordAll) {
 		// The channel number is unique within the connection, and the
 		// connection id among connections, so the name is unique even
 		// for sessions started in the same second on one ControlMaster
@@ -308,6 +308,11 @@ func (s *session) closed(up, down int64) {
 			s.l.c.srv.writeLog.log(s.l.c.log, whatRecording, err)
 		}
 		e.Recording = rec.Path()
+		// The manifest is sealed by the chain (and the next signed
+		// checkpoint) before the file can be uploaded or removed.
+		m := rec.Manifest()
+		s.l.audit(audit.Event{Type: audit.TypeRecordingSealed, Channel: s.n, Recording: m.Name, Size: m.Size,
+			SHA256: m.SHA256, DurationMS: m.Duration.Milliseconds()})
 		if f := s.l.c.srv.Recording.Finished; f != nil {
 			f(rec.Path())
 		}

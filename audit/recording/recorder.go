@@ -2,9 +2,12 @@ package recording
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"os"
@@ -142,10 +145,13 @@ type Recorder struct {
 
 	closeOnce sync.Once
 	closeErr  error
+	// sealed is the manifest, set by Close.
+	sealed Manifest
 
 	mu        sync.Mutex // protects the fields below
 	buf       []byte     // whole event lines not yet written to f
 	off       int64      // bytes written to f
+	sum       hash.Hash  // SHA-256 of the bytes written to f
 	size      int64      // off + len(buf)
 	last      time.Duration
 	out, in   stream
@@ -216,10 +222,12 @@ func Create(dir, name string, h Header, opts ...Option) (*Recorder, error) {
 		dirty:    make(chan struct{}, 1),
 		done:     make(chan struct{}),
 		off:      int64(len(line)),
+		sum:      sha256.New(),
 		size:     int64(len(line)),
 		unsynced: true,
 		failed:   o.failed,
 	}
+	r.sum.Write(line)
 	r.wg.Add(1)
 	go r.flushLoop()
 	return r, nil
@@ -398,11 +406,13 @@ func (r *Recorder) flushLocked() {
 		if terr := r.f.Truncate(keep); terr == nil {
 			n = int(keep - r.off)
 		}
+		r.sum.Write(r.buf[:n])
 		r.off += int64(n)
 		r.size = r.off
 		r.buf = nil
 		return
 	}
+	r.sum.Write(r.buf[:n])
 	r.off += int64(n)
 	r.unsynced = true
 	r.buf = r.buf[:0]
@@ -447,6 +457,27 @@ func (r *Recorder) flushLoop() {
 	}
 }
 
+// Manifest describes a finished recording: what a recording_sealed event
+// records, for `bastion audit verify --recordings` to check the file
+// against.
+type Manifest struct {
+	// Name is the file name (Path without its folder).
+	Name string
+	// Size and SHA256 (hex) are of the bytes written to the file.
+	Size   int64
+	SHA256 string
+	// Duration is from the recording's start to its Close.
+	Duration time.Duration
+}
+
+// Manifest returns the recording's manifest once Close has returned; the
+// zero Manifest before.
+func (r *Recorder) Manifest() Manifest {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.sealed
+}
+
 // Close records what is left of split UTF-8 sequences, writes the buffered
 // events, fsyncs and closes the file and renames it to Path. It returns the
 // first error the recording met, including a write error that made it
@@ -476,6 +507,8 @@ func (r *Recorder) close() error {
 	if err := r.f.Close(); err != nil && r.err == nil {
 		r.err = fmt.Errorf("closing recording %s: %w", r.part, err)
 	}
+	r.sealed = Manifest{Name: filepath.Base(r.path), Size: r.off, SHA256: hex.EncodeToString(r.sum.Sum(nil)),
+		Duration: time.Since(r.start)}
 	if err := os.Rename(r.part, r.path); err != nil {
 		return errors.Join(r.err, fmt.Errorf("finishing recording: %w", err))
 	}

@@ -1,6 +1,8 @@
 package sftpwatch
 
 import (
+	"crypto/sha256"
+	"hash"
 	"path"
 	"strings"
 	"sync"
@@ -54,7 +56,24 @@ type SCPOp struct {
 	Aborted bool `json:"aborted,omitempty"`
 	// Reason says, for "unparsed", why the SCP stopped.
 	Reason string `json:"reason,omitempty"`
+	// SHA256 is, for a file whose Size bytes all passed and that both
+	// sides reported done, the SHA-256 (hex) of its contents. Partial
+	// says, for any other file, why its contents were not seen whole.
+	SHA256  string `json:"sha256,omitempty"`
+	Partial string `json:"partial,omitempty"`
 }
+
+// Values of SCPOp.Partial and Op.Partial.
+const (
+	PartialAborted       = "the session ended during the transfer"
+	PartialRefused       = "refused"
+	PartialFailed        = "the transfer failed"
+	PartialNotSequential = "not read or written in one pass from the start"
+	PartialNotToEnd      = "not read to the end of the file"
+	PartialNotTruncated  = "written without truncating the file: it may hold more"
+	PartialReadWrite     = "read and written through one handle"
+	PartialUnseen        = "contents passed that the observer could not follow"
+)
 
 // Bounds of an SCP, on top of the shared maxPending and maxRetained.
 const (
@@ -140,6 +159,8 @@ type scpFile struct {
 	mode  uint32
 	size  int64
 	bytes int64
+	// sum hashes the contents as they pass.
+	sum hash.Hash
 	// ack is the sink's answer to the C record: 0 unknown, 1 yes, 2 no.
 	ack uint8
 	// guessed is set when contents were assumed to follow before the
@@ -355,7 +376,7 @@ func (s *SCP) abort(f *scpFile) {
 		f.path = s.join(f.name)
 	}
 	s.report(SCPOp{Kind: KindFile, Direction: s.direction, Path: f.path,
-		Mode: f.mode, Size: f.size, Bytes: f.bytes, Aborted: true})
+		Mode: f.mode, Size: f.size, Bytes: f.bytes, Aborted: true, Partial: PartialAborted})
 }
 
 func (s *SCP) release() {
@@ -404,6 +425,7 @@ func (s *SCP) feedSource(p []byte) {
 				n = s.remaining
 			}
 			s.cur.bytes += n
+			s.cur.sum.Write(p[:n])
 			s.remaining -= n
 			p = p[n:]
 			if s.remaining == 0 {
@@ -519,7 +541,7 @@ func (s *SCP) record() {
 			s.push(scpItem{kind: itemD, name: name, mode: mode})
 			return
 		}
-		f := &scpFile{name: name, mode: mode, size: size}
+		f := &scpFile{name: name, mode: mode, size: size, sum: sha256.New()}
 		s.cur = f
 		s.push(scpItem{kind: itemC, f: f})
 		if s.dead {

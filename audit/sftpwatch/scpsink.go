@@ -2,6 +2,7 @@ package sftpwatch
 
 import (
 	"bytes"
+	"encoding/hex"
 	"strings"
 )
 
@@ -109,7 +110,7 @@ func (s *SCP) note(it *scpItem) {
 		}
 		f.reported = true
 		s.report(SCPOp{Kind: KindFile, Direction: s.direction, Path: f.path,
-			Mode: f.mode, Size: f.size, Bytes: f.bytes, Status: it.name})
+			Mode: f.mode, Size: f.size, Bytes: f.bytes, Status: it.name, Partial: PartialFailed})
 		return
 	}
 	s.report(SCPOp{Kind: KindError, Direction: s.direction, Status: it.name})
@@ -156,7 +157,7 @@ func (s *SCP) resolve(it *scpItem, a *scpAnswer) {
 		}
 		f.reported = true
 		s.report(SCPOp{Kind: KindFile, Direction: s.direction, Path: f.path,
-			Mode: f.mode, Size: f.size, Status: status})
+			Mode: f.mode, Size: f.size, Status: status, Partial: PartialRefused})
 	case itemEnd:
 		f := it.f
 		if a.ok && f.srcFailed {
@@ -166,8 +167,14 @@ func (s *SCP) resolve(it *scpItem, a *scpAnswer) {
 			return
 		}
 		f.reported = true
-		s.report(SCPOp{Kind: KindFile, Direction: s.direction, Path: f.path,
-			Mode: f.mode, Size: f.size, Bytes: f.bytes, Status: status})
+		op := SCPOp{Kind: KindFile, Direction: s.direction, Path: f.path,
+			Mode: f.mode, Size: f.size, Bytes: f.bytes, Status: status}
+		if status == StatusOK && f.bytes == f.size {
+			op.SHA256 = hex.EncodeToString(f.sum.Sum(nil))
+		} else {
+			op.Partial = PartialFailed
+		}
+		s.report(op)
 	}
 }
 

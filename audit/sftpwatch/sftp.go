@@ -2,8 +2,10 @@ package sftpwatch
 
 import (
 	"cmp"
+	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"hash"
 	"slices"
 	"sync"
 )
@@ -86,6 +88,15 @@ type Op struct {
 	Aborted bool `json:"aborted,omitempty"`
 	// Reason says, for "unparsed", why the Watcher stopped.
 	Reason string `json:"reason,omitempty"`
+	// SHA256 is, for the close of a file transferred whole, the SHA-256
+	// (hex) of its contents and Size their length: a file read from its
+	// start to its end, or written from its start after an open that
+	// truncated or created it, in one pass, each request answered with
+	// success. Partial says, for the close of any other file that data
+	// moved through, why its contents were not seen whole.
+	SHA256  string `json:"sha256,omitempty"`
+	Size    int64  `json:"size,omitempty"`
+	Partial string `json:"partial,omitempty"`
 }
 
 // Bounds on what a Watcher or SCP holds per session.
@@ -146,6 +157,12 @@ type stream struct {
 	want int    // bytes of the body to keep in buf; the rest is skipped
 	buf  []byte // the kept prefix of the body
 	seen bool   // whether the first packet (INIT or VERSION) was seen
+	// sink hashes the data of a write or of a data reply as it passes,
+	// sinkLeft bytes more of it; unseen marks a data reply whose
+	// request was not observed, so that its bytes could not be hashed.
+	sink     hash.Hash
+	sinkLeft int
+	unseen   bool
 }
 
 // reqKind says what a pending request is, for completing it.
@@ -193,8 +210,10 @@ func makeHandle(p []byte) handleRef {
 type request struct {
 	kind reqKind
 	seq  uint64
-	// n is the data length of a write, or an open's flags.
+	// n is the data length of a write or a read, or an open's flags.
 	n int64
+	// off is the offset of a read.
+	off int64
 	// h is the handle of a read, write, close or fsetstat.
 	h handleRef
 	// path and newPath are the request's paths; for copy-data, the two
@@ -212,6 +231,9 @@ type reply struct {
 	code uint32    // status code of SSH_FXP_STATUS
 	n    int64     // data length of SSH_FXP_DATA
 	h    handleRef // handle of SSH_FXP_HANDLE
+	// unseen marks an SSH_FXP_DATA observed before its request, whose
+	// bytes could not be hashed.
+	unseen bool
 }
 
 // file is an open handle.
@@ -221,6 +243,41 @@ type file struct {
 	dir         bool
 	read, wrote int64
 	seq         uint64
+	// up and down follow the contents written and read.
+	up, down content
+}
+
+// content follows the bytes of one direction of a file's transfer while
+// they come in one pass from offset 0.
+type content struct {
+	sum  hash.Hash // nil before the first byte
+	next int64     // the offset the next byte must have
+	// partial says why the contents are not whole; set, sum is dropped.
+	partial string
+	eof     bool // a read at next was answered with end of file
+}
+
+// at returns the hash to feed n bytes at offset off, or nil when they are
+// not the next ones (which makes the contents partial).
+func (c *content) at(off, n int64) hash.Hash {
+	if c.partial != "" {
+		return nil
+	}
+	if off != c.next {
+		c.fail(PartialNotSequential)
+		return nil
+	}
+	if c.sum == nil {
+		c.sum = sha256.New()
+	}
+	c.next += n
+	return c.sum
+}
+
+func (c *content) fail(why string) {
+	if c.partial == "" {
+		c.partial, c.sum = why, nil
+	}
 }
 
 // New returns a Watcher that calls report for each operation.
@@ -280,8 +337,10 @@ func (w *Watcher) Close() {
 		}
 		slices.SortFunc(files, func(a, b *file) int { return cmp.Compare(a.seq, b.seq) })
 		for _, f := range files {
-			w.report(Op{Kind: KindClose, Path: f.path, Mode: f.mode,
-				BytesRead: f.read, BytesWritten: f.wrote, Aborted: true})
+			op := Op{Kind: KindClose, Path: f.path, Mode: f.mode,
+				BytesRead: f.read, BytesWritten: f.wrote, Aborted: true}
+			f.contents(&op)
+			w.report(op)
 		}
 	}
 	w.release()
@@ -336,9 +395,16 @@ func (w *Watcher) feed(s *stream, fromClient bool, p []byte) {
 			s.buf = append(s.buf, p[:n]...)
 			p = p[n:]
 			s.left -= n
+			if len(s.buf) == s.want {
+				w.payload(s, fromClient)
+			}
 		} else {
-			// The hot path: skip a payload without touching it.
+			// The hot path: skip a payload, only hashing file data.
 			n := min(s.left, len(p))
+			if k := min(n, s.sinkLeft); k > 0 {
+				s.sink.Write(p[:k])
+				s.sinkLeft -= k
+			}
 			p = p[n:]
 			s.left -= n
 		}
@@ -354,6 +420,7 @@ func (w *Watcher) feed(s *stream, fromClient bool, p []byte) {
 		} else {
 			w.serverPacket(s)
 		}
+		s.sink, s.sinkLeft, s.unseen = nil, 0, false
 	}
 }
 
@@ -446,6 +513,7 @@ func (w *Watcher) clientPacket(s *stream) {
 		q.kind, q.h = reqClose, w.handleArg(&r)
 	case fxpRead:
 		q.kind, q.h = reqRead, w.handleArg(&r)
+		q.off, q.n = int64(r.u64()), int64(r.u32())
 	case fxpLstat, fxpStat:
 		q.kind, q.path = reqStat, r.str()
 	case fxpSetstat:
@@ -471,6 +539,46 @@ func (w *Watcher) clientPacket(s *stream) {
 		w.extended(&r, &q)
 	}
 	w.request(&r, id, &q)
+}
+
+// payload is called once the buffered prefix of a packet is complete:
+// for a write, or a data reply, to a file being transferred in one pass,
+// it points s.sink at the file's hash for the data that follows.
+func (w *Watcher) payload(s *stream, fromClient bool) {
+	r := reader{b: s.buf}
+	switch {
+	case fromClient && s.typ == fxpWrite:
+		r.u32()
+		h := makeHandle(w.handleBytes(&r))
+		off, n := r.u64(), r.u32()
+		f := w.file(&h)
+		if r.bad || f == nil {
+			return
+		}
+		sum := f.up.at(int64(off), int64(n))
+		if sum == nil {
+			return
+		}
+		// With a short handle the prefix holds the first bytes of data.
+		k := min(len(s.buf)-r.off, int(n))
+		sum.Write(s.buf[r.off : r.off+k])
+		s.sink, s.sinkLeft = sum, int(n)-k
+	case !fromClient && s.typ == fxpData:
+		id, n := r.u32(), r.u32()
+		q, ok := w.pending.peek(id)
+		if r.bad {
+			return
+		}
+		if !ok || q.kind != reqRead {
+			s.unseen = n > 0
+			return
+		}
+		if f := w.file(&q.h); f != nil {
+			if sum := f.down.at(q.off, int64(n)); sum != nil {
+				s.sink, s.sinkLeft = sum, int(n)
+			}
+		}
+	}
 }
 
 // extended decodes an SSH_FXP_EXTENDED request after its id.
@@ -552,6 +660,12 @@ func newByID[T any]() byID[T] {
 }
 
 func (m *byID[T]) len() int { return m.n }
+
+// peek returns the value pop would return, without removing it.
+func (m *byID[T]) peek(id uint32) (T, bool) {
+	v, ok := m.first[id]
+	return v, ok
+}
 
 func (m *byID[T]) push(id uint32, v T) {
 	if _, ok := m.first[id]; ok {

@@ -1,6 +1,10 @@
 package sftpwatch
 
-import "fmt"
+import (
+	"encoding/hex"
+	"fmt"
+	"strings"
+)
 
 // serverPacket handles a complete reply.
 func (w *Watcher) serverPacket(s *stream) {
@@ -24,6 +28,7 @@ func (w *Watcher) serverPacket(s *stream) {
 			r.bad = true
 		}
 		rep.n = int64(n)
+		rep.unseen = s.unseen
 	}
 	if r.bad {
 		w.fail("malformed server reply")
@@ -65,17 +70,32 @@ func (w *Watcher) complete(q *request, rep *reply) {
 	}
 	switch q.kind {
 	case reqRead:
+		f := w.file(&q.h)
 		if rep.typ == fxpData {
-			if f := w.file(&q.h); f != nil {
+			if f != nil {
 				f.read += rep.n
+				if rep.unseen {
+					f.down.fail(PartialUnseen)
+				}
 			}
 			return
 		}
-		w.expect(q, rep, fxpStatus)
+		if w.expect(q, rep, fxpStatus) && f != nil {
+			switch {
+			case rep.code == fxEOF && q.off >= f.down.next:
+				f.down.eof = true
+			case rep.code != fxEOF:
+				f.down.fail(PartialFailed)
+			}
+		}
 	case reqWrite:
-		if w.expect(q, rep, fxpStatus) && rep.code == 0 {
+		if w.expect(q, rep, fxpStatus) {
 			if f := w.file(&q.h); f != nil {
-				f.wrote += q.n
+				if rep.code == 0 {
+					f.wrote += q.n
+				} else {
+					f.up.fail(PartialFailed)
+				}
 			}
 		}
 	case reqOther:
@@ -197,8 +217,48 @@ func (w *Watcher) closeHandle(q *request, done Op) {
 	w.drop(&q.h, f)
 	if !f.dir {
 		done.Kind, done.Path, done.Mode, done.BytesRead, done.BytesWritten = KindClose, f.path, f.mode, f.read, f.wrote
+		f.contents(&done)
 		w.report(done)
 	}
+}
+
+// contents fills in the SHA256 and Size of a close, when f's contents were
+// seen whole, or Partial.
+func (f *file) contents(op *Op) {
+	var c *content
+	switch {
+	case f.read == 0 && f.wrote == 0:
+		return
+	case op.Aborted:
+		op.Partial = PartialAborted
+		return
+	case f.read > 0 && f.wrote > 0:
+		op.Partial = PartialReadWrite
+		return
+	case f.wrote > 0:
+		c = &f.up
+		switch {
+		case c.partial != "":
+		case c.next != f.wrote:
+			c.fail(PartialFailed)
+		case !strings.Contains(f.mode, "truncate") && !strings.Contains(f.mode, "exclusive"):
+			c.fail(PartialNotTruncated)
+		}
+	default:
+		c = &f.down
+		switch {
+		case c.partial != "":
+		case !c.eof:
+			c.fail(PartialNotToEnd)
+		case c.next != f.read:
+			c.fail(PartialUnseen)
+		}
+	}
+	if c.partial != "" {
+		op.Partial = c.partial
+		return
+	}
+	op.SHA256, op.Size = hex.EncodeToString(c.sum.Sum(nil)), c.next
 }
 
 // drop forgets handle h of file f.

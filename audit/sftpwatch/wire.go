@@ -67,6 +67,9 @@ const (
 	extCopyData    = "copy-data"
 )
 
+// fxEOF is the SSH_FX_EOF status code (draft §7).
+const fxEOF = 1
+
 // maxHandle is the longest handle a server may send (draft §3.2).
 const maxHandle = 256
 

@@ -21,6 +21,8 @@ commands:
   check-config --config FILE  validate a config file as serve does (exit 1 on errors)
   ssh-config --config FILE    print (or --write) a person's ~/.ssh/config stanza and known_hosts lines
   fleet init --config FILE    create the fleet's DynamoDB table if missing (idempotent)
+  audit pubkey --config FILE  print the public key that signs the audit log's checkpoints
+  audit verify FILE...        check audit files' hash chain and signed checkpoints (exit 1 if broken)
   version                     print the version and VCS revision
 
 "bastion <command> --help" shows a command's flags and an example.
@@ -100,6 +102,24 @@ deploy pipeline or by hand, with credentials allowed the table's
 DescribeTable, CreateTable and UpdateTimeToLive (deploy/README.md).
 AWS_ENDPOINT_URL_DYNAMODB points it at another endpoint.`,
 		example: `bastion fleet init --config /etc/bastion/config.yaml`,
+	},
+	"audit": {
+		synopsis: "audit pubkey --config FILE | audit verify FILE... [--pubkey KEY] [--recordings DIR]",
+		about: `pubkey prints the public half of audit.signing_key (authorized_keys form),
+for auditors to keep apart from the bastion.
+
+verify checks audit files, given oldest first (rotated .gz files too), as
+one hash chain: every line's seq and prev, and every audit_checkpoint's
+signature. It exits 0 with a summary when the chain is intact and every
+checkpoint verifies, and otherwise names the first line where a line was
+removed, added, changed or moved, and exits 1. Events after the last
+checkpoint are reported as not yet covered by a signature. --pubkey checks
+the signatures against the bastion's key (without it, against the key the
+log names); --recordings checks each recording in DIR against its
+recording_sealed manifest (size and SHA-256).`,
+		example: `bastion audit pubkey --config /etc/bastion/config.yaml > audit.pub
+bastion audit verify /var/log/bastion/audit.jsonl.2.gz /var/log/bastion/audit.jsonl.1 /var/log/bastion/audit.jsonl --pubkey audit.pub
+bastion audit verify audit.jsonl --pubkey audit.pub --recordings /var/lib/bastion/recordings`,
 	},
 	"version": {
 		synopsis: "version",

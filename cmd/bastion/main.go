@@ -39,6 +39,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdSSHConfig(ctx, rest, stdout, stderr)
 	case "fleet":
 		err = cmdFleet(ctx, rest, stdout)
+	case "audit":
+		err = cmdAudit(rest, stdout)
 	case "version", "--version", "-v":
 		err = cmdVersion(rest, stdout)
 	case "help", "-h", "--help":
