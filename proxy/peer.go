@@ -66,50 +66,26 @@ func (s *Server) peerServerConfig() *ssh.ServerConfig {
 // server is shut down or closed.
 func (s *Server) ServePeers(l net.Listener) error {
 	s.init()
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return ErrServerClosed
-	}
-	s.listeners[l] = struct{}{}
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.listeners, l)
-		s.mu.Unlock()
-	}()
 	cfg := s.peerServerConfig()
 	slots := make(chan struct{}, maxPeerConns)
-	for {
-		nc, err := l.Accept()
-		if err != nil {
-			if s.isClosed() {
-				return ErrServerClosed
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				time.Sleep(50 * time.Millisecond)
-				continue
-			}
-			return err
-		}
+	return s.acceptLoop(l, func(nc net.Conn) {
 		select {
 		case slots <- struct{}{}:
 		default:
 			nc.Close()
-			continue
+			return
 		}
 		if !s.trackPeer(nc) {
 			<-slots
 			nc.Close()
-			continue
+			return
 		}
 		s.bg.Go(func() {
 			defer func() { <-slots }()
 			defer s.untrackPeer(nc)
 			s.servePeer(nc, cfg)
 		})
-	}
+	})
 }
 
 // trackPeer adds a peer connection, to be closed with the listeners.

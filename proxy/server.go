@@ -276,6 +276,21 @@ func (s *Server) Serve(l net.Listener) error {
 	if s.HostKey == nil || s.HostCA == nil || s.Resolver == nil || s.currentRules() == nil {
 		return errors.New("proxy: HostKey, HostCA, Resolver and rules are required")
 	}
+	return s.acceptLoop(l, func(nc net.Conn) {
+		c := s.newConn(nc)
+		if c == nil {
+			nc.Close()
+			return
+		}
+		go c.serve()
+	})
+}
+
+// acceptLoop tracks l among the server's listeners (closed by Shutdown and
+// Close) and hands every connection it accepts to handle, until l fails or
+// the server closes (ErrServerClosed). Out of file descriptors and the
+// like, it backs off as net/http does.
+func (s *Server) acceptLoop(l net.Listener, handle func(net.Conn)) error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -298,8 +313,6 @@ func (s *Server) Serve(l net.Listener) error {
 			}
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
-				// Out of file descriptors and the like: back off as
-				// net/http does.
 				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
 				s.log().Warn("accept_failed", zap.Error(err), zap.Duration("retry_in", backoff))
 				time.Sleep(backoff)
@@ -308,12 +321,7 @@ func (s *Server) Serve(l net.Listener) error {
 			return err
 		}
 		backoff = 0
-		c := s.newConn(nc)
-		if c == nil {
-			nc.Close()
-			continue
-		}
-		go c.serve()
+		handle(nc)
 	}
 }
 
