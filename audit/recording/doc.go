@@ -32,6 +32,26 @@
 // continue. Close still renames the cut file, so that what was recorded is
 // kept and shipped.
 //
+// # Encryption
+//
+// With [WithRecipients], a recording is encrypted with age
+// (https://age-encryption.org/v1) to one or more X25519 recipients as it
+// is written: the file, named NAME[EncryptedExt] (".cast.age"), holds the
+// age header and then age's STREAM ciphertext, and no plaintext is ever
+// written to disk, not even to a temporary file. `age -d -i IDENTITY FILE`
+// (or `bastion audit decrypt`) gives back the asciicast.
+//
+// age encrypts 64 KiB of plaintext per chunk and cannot write a partial
+// chunk without ending the file, so for an encrypted recording a flush
+// moves the buffered events into the chunk in memory, and the file (and
+// its fsync) only grows by whole chunks. A crash therefore loses the chunk
+// in memory: up to 64 KiB of the session, however old (a quiet session can
+// lose everything since its start), where a plain recording loses about a
+// second. The file a crash leaves behind decrypts up to its last whole
+// chunk, then age reports it truncated ("unexpected EOF"). A write error
+// cuts the file back to its last whole chunk, as a plain recording is cut
+// back to its last whole line.
+//
 // # Shipping
 //
 // An [Uploader] puts each finished recording to S3 under Prefix + base name,
