@@ -286,3 +286,54 @@ func TestEncryptedRecorderMaxBytes(t *testing.T) {
 		t.Errorf("got %d plaintext bytes, Bytes %d, want them equal and about the cap, %d", len(plain), r.Bytes(), max)
 	}
 }
+
+// TestDecryptErrors checks the errors Decrypt maps age's to.
+func TestDecryptErrors(t *testing.T) {
+	id := newIdentity(t)
+	dir := t.TempDir()
+	r, err := Create(dir, "s"+EncryptedExt, Header{Start: time.Now()}, WithRecipients(id.Recipient()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 100 {
+		r.Output([]byte(strings.Repeat("w", 1000)))
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(r.Path())
+	read := func(data []byte, id age.Identity) (int, error) {
+		dr, err := Decrypt(bytes.NewReader(data), id)
+		if err != nil {
+			return 0, err
+		}
+		b, err := io.ReadAll(dr)
+		return len(b), err
+	}
+	if n, err := read(data, id); err != nil || int64(n) != r.Bytes() {
+		t.Fatalf("got %d bytes, %v; want %d, nil", n, err, r.Bytes())
+	}
+	flipped := bytes.Clone(data)
+	flipped[len(flipped)-100] ^= 1
+	for _, tc := range []struct {
+		name string
+		data []byte
+		id   age.Identity
+		want error
+	}{
+		{"wrong identity", data, newIdentity(t), ErrWrongIdentity},
+		{"plain asciicast", []byte(`{"version": 2, "width": 80, "height": 24}` + "\n"), id, ErrNotEncrypted},
+		{"cut in the header", data[:20], id, ErrNotEncrypted},
+		// age cannot tell a chunk cut short from a damaged one; the
+		// recorder only leaves whole chunks (see cipherFile).
+		{"cut inside a chunk", data[:len(data)-10], id, ErrCorrupt},
+		{"cut at a chunk boundary", data[:len(data)-int(r.Bytes()-ageChunk+16)], id, ErrTruncated},
+		{"a byte flipped", flipped, id, ErrCorrupt},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := read(tc.data, tc.id); !errors.Is(err, tc.want) {
+				t.Errorf("got %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
