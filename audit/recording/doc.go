@@ -6,9 +6,10 @@
 //
 // A [Recorder] for name writes DIR/NAME.part (mode 0600, DIR created 0750
 // if missing) and, when closed, fsyncs it and renames it to DIR/NAME. Names
-// end in [Ext] (".cast"), so a finished recording is exactly a regular file
-// in DIR whose name ends in ".cast"; a file still being written ends in
-// ".cast.part" and is never uploaded. A ".part" file left behind by a crash
+// end in [Ext] (".cast"), or [EncryptedExt] (".cast.age") when encrypted,
+// so a finished recording is exactly a regular file in DIR whose name ends
+// in either; a file still being written ends in ".part" and is never
+// uploaded. A ".part" file left behind by a crash
 // stays where it is: it holds valid asciicast up to its last complete line
 // (see below), and an operator who wants it shipped renames it.
 //
@@ -22,7 +23,8 @@
 // more than 32 KiB and one event), a crash of the machine about the same
 // plus an fsync in progress; what is on disk is valid asciicast up to its
 // last complete line. Close flushes, fsyncs the file, renames it and
-// fsyncs the folder.
+// fsyncs the folder. An encrypted recording reaches its file in whole
+// 64 KiB chunks instead (see Encryption below).
 //
 // When a write fails (a full disk, an I/O error), the recorder cuts the file
 // back to its last complete line, drops every later event, tells the
