@@ -263,21 +263,11 @@ func (p *Provider) cachedAccess(k cacheKey) *accessDetails {
 
 // getAccessDetails calls GetInstanceAccessDetails and parses the answer.
 func (p *Provider) getAccessDetails(ctx context.Context, region, name string) (*accessDetails, error) {
-	call := p.call("GetInstanceAccessDetails", region, name)
-	out, reqID, err := awsutil.Do(ctx, call, func(ctx context.Context) (*lightsail.GetInstanceAccessDetailsOutput, middleware.Metadata, error) {
-		out, err := p.clients[region].GetInstanceAccessDetails(ctx, &lightsail.GetInstanceAccessDetailsInput{
-			InstanceName: aws.String(name),
-			Protocol:     types.InstanceAccessProtocolSsh,
-		})
-		if err != nil {
-			return nil, middleware.Metadata{}, err
-		}
-		return out, out.ResultMetadata, nil
-	})
+	v, reqID, err := p.accessDetailsCall(ctx, p.call("GetInstanceAccessDetails", region, name), region, name, types.InstanceAccessProtocolSsh)
 	if err != nil {
 		return nil, err
 	}
-	ad, err := p.parseAccessDetails(out.AccessDetails, region, name)
+	ad, err := p.parseAccessDetails(v, region, name)
 	if err != nil {
 		return nil, &upstream.Error{
 			Public:    "Lightsail GetInstanceAccessDetails returned unusable credentials",
@@ -287,6 +277,25 @@ func (p *Provider) getAccessDetails(ctx context.Context, region, name string) (*
 	}
 	ad.requestID = reqID
 	return ad, nil
+}
+
+// accessDetailsCall calls GetInstanceAccessDetails for one protocol through
+// awsutil.Do, which gives it its deadline, retries and log line.
+func (p *Provider) accessDetailsCall(ctx context.Context, call awsutil.Call, region, name string, protocol types.InstanceAccessProtocol) (*types.InstanceAccessDetails, string, error) {
+	out, reqID, err := awsutil.Do(ctx, call, func(ctx context.Context) (*lightsail.GetInstanceAccessDetailsOutput, middleware.Metadata, error) {
+		out, err := p.clients[region].GetInstanceAccessDetails(ctx, &lightsail.GetInstanceAccessDetailsInput{
+			InstanceName: aws.String(name),
+			Protocol:     protocol,
+		})
+		if err != nil {
+			return nil, middleware.Metadata{}, err
+		}
+		return out, out.ResultMetadata, nil
+	})
+	if err != nil {
+		return nil, reqID, err
+	}
+	return out.AccessDetails, reqID, nil
 }
 
 // parseAccessDetails turns the SDK's answer into a certificate signer, the
