@@ -73,21 +73,9 @@ type rdpDetails struct {
 // Answers are cached like SSH credentials (until expiresAt, or
 // rdpCacheTTL), and concurrent requests for one instance share one call.
 func (p *Provider) RDP(ctx context.Context, t upstream.Target) (*upstream.RDPAccess, error) {
-	if t.Provider != upstream.ProviderLightsail {
-		return nil, fmt.Errorf("lightsail: target %s belongs to provider %q", t, t.Provider)
-	}
-	if p.clients[t.Region] == nil {
-		return nil, &upstream.Error{
-			Public: "Lightsail region " + t.Region + " is not configured",
-			Err:    fmt.Errorf("getting rdp access for %s: region %q not configured", t, t.Region),
-		}
-	}
-	name := t.ID
-	if name == "" {
-		name = t.Name
-	}
-	if !validName.MatchString(name) {
-		return nil, fmt.Errorf("lightsail: target %s has no valid instance name", t)
+	name, err := p.instanceName(t, "getting rdp access")
+	if err != nil {
+		return nil, err
 	}
 	k := cacheKey{t.Region, name}
 	d := p.cachedRDP(k)
