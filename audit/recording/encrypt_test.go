@@ -337,3 +337,33 @@ func TestDecryptErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestUploaderShipsEncrypted checks that a finished encrypted recording
+// counts as finished for the uploader and reaches S3 byte for byte.
+func TestUploaderShipsEncrypted(t *testing.T) {
+	f := newFakeS3(t)
+	dir := t.TempDir()
+	u, attempts := newUploader(t, f, dir)
+	u.Start(t.Context())
+	id := newIdentity(t)
+	r, err := Create(dir, "s1"+EncryptedExt, Header{Start: time.Now()}, WithRecipients(id.Recipient()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Output([]byte(encMarker))
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := os.ReadFile(r.Path())
+	u.Enqueue(r.Path())
+	if failed := waitUploaded(t, attempts, r.Path()); len(failed) != 0 {
+		t.Errorf("got failures %v, want none", failed)
+	}
+	body, _, err := f.object("sessions/s1" + EncryptedExt)
+	if err != nil || !bytes.Equal(body, want) {
+		t.Fatalf("got object of %d bytes, %v; want the %d bytes of the file", len(body), err, len(want))
+	}
+	if plain, err := decrypt(t, body, id); err != nil || !bytes.Contains(plain, []byte(encMarker)) {
+		t.Errorf("decrypting the object: got %d bytes, %v; want the recording", len(plain), err)
+	}
+}

@@ -80,3 +80,20 @@ func TestAuditDecryptUnit(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckConfigRecipientsUnit: check-config and serve refuse a malformed
+// audit.recordings_recipients entry with the file, line and key.
+func TestCheckConfigRecipientsUnit(t *testing.T) {
+	id, _ := age.GenerateX25519Identity()
+	p := filepath.Join(t.TempDir(), "config.yaml")
+	os.WriteFile(p, []byte("listen: 127.0.0.1:0\nhost_key: host_key\nhost_ca_key: host_ca\n"+
+		"audit:\n  log: audit.jsonl\n  recordings: rec\n  recordings_recipients:\n    - "+id.Recipient().String()+"\n    - age1notarecipient\n"+
+		"users:\n  - {name: a, keys: [\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILfj/DEnIlmhKCh3rQhfbVOc542yzKRurjYk4vzv2DpH\"], groups: [dev]}\n"+
+		"policies: [{groups: [dev], targets: [\"*\"], os_users: [\"*\"]}]\n"), 0o600)
+	want := p + `:9: audit.recordings_recipients[1]: "age1notarecipient" is not an age X25519 recipient`
+	for _, cmd := range []string{"check-config", "serve"} {
+		if code, _, errOut := runCmd(t, cmd, "--config", p); code != 1 || !strings.Contains(errOut, want) {
+			t.Errorf("%s: got %d %q, want 1 and %q", cmd, code, errOut, want)
+		}
+	}
+}
