@@ -320,7 +320,8 @@ func headerLine(h Header) ([]byte, error) {
 func (r *Recorder) Path() string { return r.path }
 
 // Bytes returns the size of the recording so far, header included,
-// counting events that are still buffered in memory.
+// counting events that are still buffered in memory. For an encrypted
+// recording it is the size of the asciicast before encryption.
 func (r *Recorder) Bytes() int64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
