@@ -23,7 +23,7 @@ commands:
   fleet init --config FILE    create the fleet's DynamoDB table if missing (idempotent)
   audit pubkey --config FILE  print the public key that signs the audit log's checkpoints
   audit verify FILE...        check audit files' hash chain and signed checkpoints (exit 1 if broken)
-  audit decrypt --identity FILE RECORDING  decrypt an encrypted (.cast.age) recording
+  audit decrypt RECORDING     decrypt an encrypted (.cast.age) recording with --identity FILE
   version                     print the version and VCS revision
 
 "bastion <command> --help" shows a command's flags and an example.
