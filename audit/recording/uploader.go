@@ -37,7 +37,12 @@ const (
 // implements it.
 type S3API interface {
 	PutObject(ctx context.Context, in *s3.PutObjectInput, optFns ...func(*s3.Options)) (*s3.PutObjectOutput, error)
+	DeleteObject(ctx context.Context, in *s3.DeleteObjectInput, optFns ...func(*s3.Options)) (*s3.DeleteObjectOutput, error)
+	s3.ListObjectsV2APIClient
 }
+
+// rootFS is the part of *os.Root the streamer uses.
+type rootFS = *os.Root
 
 // An Uploader ships finished recordings from one folder to S3, one at a
 // time, in a goroutine it owns from Start to Close. A recording is deleted
@@ -79,6 +84,13 @@ type Uploader struct {
 	// names the KMS key for "aws:kms".
 	ServerSideEncryption types.ServerSideEncryption
 	SSEKMSKeyID          string
+	// FlushInterval, if positive, streams live recordings: every
+	// FlushInterval the bytes appended to each since its last piece are
+	// uploaded as a piece (see PieceKey), so that S3 misses at most
+	// FlushInterval (plus the recorder's own flush) of a recording whose
+	// bastion died. The pieces are deleted once the finished recording is
+	// uploaded whole.
+	FlushInterval time.Duration
 	// Logger logs uploads and failures; if nil, nothing is logged.
 	Logger *zap.Logger
 	// AfterUpload, if not nil, is called from the upload goroutine after
@@ -87,7 +99,8 @@ type Uploader struct {
 	// block; tests use it to wait for uploads.
 	AfterUpload func(path string, err error)
 
-	wg sync.WaitGroup // the run goroutine
+	wg     sync.WaitGroup // the run goroutine
+	pieces sync.RWMutex   // shared by piece uploads, exclusive by deletePieces
 
 	mu      sync.Mutex // protects the fields below
 	queue   []string   // names in Dir waiting for an attempt, in order
@@ -96,6 +109,7 @@ type Uploader struct {
 	started bool
 	closed  bool
 	cancel  context.CancelFunc
+	lives   map[string]*live // per live recording (PartExt name)
 }
 
 // Start scans Dir for finished recordings and starts uploading them and
@@ -219,6 +233,15 @@ func (u *Uploader) run(ctx context.Context) {
 	defer root.Close()
 	if err := u.scan(root); err != nil {
 		log.Error("recording_dir_scan_failed", zap.Error(err))
+	}
+	if u.FlushInterval > 0 {
+		var sw sync.WaitGroup
+		sw.Add(1)
+		go func() {
+			defer sw.Done()
+			u.stream(ctx, root)
+		}()
+		defer sw.Wait() // before root.Close
 	}
 
 	failures := 0
@@ -368,7 +391,7 @@ func (u *Uploader) upload(ctx context.Context, root *os.Root, name, key string) 
 		Key:                  aws.String(key),
 		Body:                 f,
 		ContentLength:        aws.Int64(size),
-		ContentType:          aws.String(ContentType),
+		ContentType:          aws.String(contentType(name)),
 		ServerSideEncryption: u.ServerSideEncryption,
 	}
 	if u.SSEKMSKeyID != "" {
@@ -378,6 +401,11 @@ func (u *Uploader) upload(ctx context.Context, root *os.Root, name, key string) 
 		return size, true, fmt.Errorf("putting s3://%s/%s: %w", u.Bucket, key, err)
 	}
 	f.Close()
+	if u.FlushInterval > 0 {
+		if err := u.deletePieces(ctx, key); err != nil {
+			u.logger().Warn("recording_pieces_not_deleted", zap.String("key", key), zap.Error(err))
+		}
+	}
 
 	// S3 has the recording. Failing to delete or move it now only means
 	// the next Start uploads it again, to the same key.

@@ -472,3 +472,11 @@ func TestUploaderBackoff(t *testing.T) {
 		t.Errorf("zero Uploader backoff(100): got %v, want %v", got, DefaultMaxBackoff)
 	}
 }
+
+func (b *blockingS3) DeleteObject(ctx context.Context, _ *s3.DeleteObjectInput, _ ...func(*s3.Options)) (*s3.DeleteObjectOutput, error) {
+	return nil, errors.New("blockingS3 deletes nothing")
+}
+
+func (b *blockingS3) ListObjectsV2(ctx context.Context, _ *s3.ListObjectsV2Input, _ ...func(*s3.Options)) (*s3.ListObjectsV2Output, error) {
+	return nil, errors.New("blockingS3 lists nothing")
+}
