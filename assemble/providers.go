@@ -51,6 +51,32 @@ func (a *awsLoader) load(ctx context.Context) (aws.Config, error) {
 	return *a.cfg, nil
 }
 
+// newS3Client returns the client of the recordings bucket.
+func newS3Client(awsCfg aws.Config, sc *config.S3) *s3.Client {
+	return s3.NewFromConfig(awsCfg, func(o *s3.Options) {
+		if sc.Region != "" {
+			o.Region = sc.Region
+		}
+		if os.Getenv("AWS_ENDPOINT_URL_S3") != "" || os.Getenv("AWS_ENDPOINT_URL") != "" {
+			o.UsePathStyle = true
+		}
+	})
+}
+
+// RecordingsClient returns the S3 client of cfg's audit.s3 bucket, from
+// the SDK's default chain unless opt.AWS is set, as serve builds it;
+// `bastion audit fetch` uses it.
+func RecordingsClient(ctx context.Context, cfg *config.Config, opt Options) (*s3.Client, error) {
+	if cfg.Audit.S3 == nil {
+		return nil, errors.New("the config sets no audit.s3")
+	}
+	awsCfg, err := (&awsLoader{given: opt.AWS}).load(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("loading AWS config: %w", err)
+	}
+	return newS3Client(awsCfg, cfg.Audit.S3), nil
+}
+
 // Providers builds the providers cfg configures, as New does, with the
 // SDK's default chain unless opt.AWS is set; nothing is audited or
 // counted. check-config uses it to prove that serve could build them.
@@ -124,16 +150,10 @@ func newUploader(ctx context.Context, cfg *config.Config, log *zap.Logger, al *a
 		return nil, err
 	}
 	sc := cfg.Audit.S3
-	client := s3.NewFromConfig(awsCfg, func(o *s3.Options) {
-		if sc.Region != "" {
-			o.Region = sc.Region
-		}
-		if os.Getenv("AWS_ENDPOINT_URL_S3") != "" || os.Getenv("AWS_ENDPOINT_URL") != "" {
-			o.UsePathStyle = true
-		}
-	})
+	client := newS3Client(awsCfg, sc)
 	u := &recording.Uploader{
-		Client:    client,
+		Client:        client,
+		FlushInterval: sc.FlushInterval.D(),
 		Bucket:    sc.Bucket,
 		Prefix:    sc.Prefix,
 		Dir:       cfg.Audit.Recordings,

@@ -38,6 +38,9 @@ const (
 	// DefaultCheckpointInterval is how long an audit event may wait for
 	// the signed checkpoint that covers it.
 	DefaultCheckpointInterval = time.Minute
+	// DefaultS3FlushInterval is how often a live recording's new bytes
+	// go to S3.
+	DefaultS3FlushInterval = 30 * time.Second
 )
 
 // Values of audit.on_failure.
@@ -317,6 +320,10 @@ type S3 struct {
 	Region string `yaml:"region"`
 	// KeepLocal keeps the local file after a successful upload.
 	KeepLocal bool `yaml:"keep_local"`
+	// FlushInterval is how often a live recording's new bytes are
+	// uploaded as a piece, so that a lost replica loses at most this much
+	// of it. Default 30s.
+	FlushInterval Duration `yaml:"flush_interval"`
 }
 
 // Limits bounds connections, links and sessions. A connection is a person's

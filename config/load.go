@@ -144,6 +144,9 @@ func applyDefaults(c *Config, set map[string]bool) {
 	if !set["audit.min_free_space"] {
 		c.Audit.MinFreeSpace = DefaultMinFreeSpace
 	}
+	if c.Audit.S3 != nil && !set["audit.s3.flush_interval"] {
+		c.Audit.S3.FlushInterval = Duration(DefaultS3FlushInterval)
+	}
 	if !set["audit.checkpoint_interval"] {
 		c.Audit.CheckpointInterval = Duration(DefaultCheckpointInterval)
 	}

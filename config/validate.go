@@ -98,6 +98,12 @@ func (c *checker) check(cfg *Config) {
 		if s3.Region != "" && !regionRe.MatchString(s3.Region) {
 			c.errorf("audit.s3.region", "%q is not an AWS region name, such as us-east-1", s3.Region)
 		}
+		// The recorder writes to its file every second
+		// (recording.DefaultFlushInterval): a shorter interval would
+		// find nothing new.
+		if d := s3.FlushInterval; d.D() < time.Second {
+			c.errorf("audit.s3.flush_interval", "%s is too short; use at least 1s", d)
+		}
 	}
 	if (cfg.Audit.RecordInput || cfg.Audit.RecordExec) && cfg.Audit.Recordings == "" {
 		c.errorf("audit.recordings", "required when record_input or record_exec is set")

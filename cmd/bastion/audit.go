@@ -15,7 +15,7 @@ import (
 // errNotVerified makes `bastion audit verify` exit 1 after its report.
 var errNotVerified = errors.New("the audit log does not verify")
 
-// cmdAudit runs `bastion audit pubkey|verify|decrypt`.
+// cmdAudit runs `bastion audit pubkey|verify|decrypt|fetch`.
 func cmdAudit(args []string, stdout io.Writer) error {
 	sub := firstArg(args)
 	switch sub {
@@ -25,6 +25,8 @@ func cmdAudit(args []string, stdout io.Writer) error {
 		return cmdAuditVerify(args[1:], stdout)
 	case "decrypt":
 		return cmdAuditDecrypt(args[1:], stdout)
+	case "fetch":
+		return cmdAuditFetch(args[1:], stdout)
 	case "-h", "--help", "-help":
 		fs := newFlags("audit", stdout)
 		addConfigFlag(fs)
@@ -33,9 +35,9 @@ func cmdAudit(args []string, stdout io.Writer) error {
 		writeHelp(stdout, "audit", fs)
 		return flag.ErrHelp
 	case "":
-		return usageError{"missing the audit command: pubkey, verify or decrypt"}
+		return usageError{"missing the audit command: pubkey, verify, decrypt or fetch"}
 	}
-	return usageError{fmt.Sprintf("unknown audit command %q; the ones there are: pubkey, verify, decrypt", escapeControl(sub))}
+	return usageError{fmt.Sprintf("unknown audit command %q; the ones there are: pubkey, verify, decrypt, fetch", escapeControl(sub))}
 }
 
 // cmdAuditPubkey prints the public half of audit.signing_key.

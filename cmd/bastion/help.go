@@ -24,6 +24,7 @@ commands:
   audit pubkey --config FILE  print the public key that signs the audit log's checkpoints
   audit verify FILE...        check audit files' hash chain and signed checkpoints (exit 1 if broken)
   audit decrypt RECORDING     decrypt an encrypted (.cast.age) recording with --identity FILE
+  audit fetch NAME            get a recording from audit.s3, reassembled from pieces if needed
   version                     print the version and VCS revision
 
 "bastion <command> --help" shows a command's flags and an example.
@@ -105,7 +106,7 @@ AWS_ENDPOINT_URL_DYNAMODB points it at another endpoint.`,
 		example: `bastion fleet init --config /etc/bastion/config.yaml`,
 	},
 	"audit": {
-		synopsis: "audit pubkey --config FILE | audit verify FILE... [--pubkey KEY] [--recordings DIR] | audit decrypt --identity FILE RECORDING [-o OUT]",
+		synopsis: "audit pubkey --config FILE | audit verify FILE... [--pubkey KEY] [--recordings DIR] | audit decrypt --identity FILE RECORDING [-o OUT] | audit fetch --config FILE NAME [-o OUT]",
 		about: `pubkey prints the public half of audit.signing_key (authorized_keys form),
 for auditors to keep apart from the bastion.
 
