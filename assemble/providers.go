@@ -154,11 +154,11 @@ func newUploader(ctx context.Context, cfg *config.Config, log *zap.Logger, al *a
 	u := &recording.Uploader{
 		Client:        client,
 		FlushInterval: sc.FlushInterval.D(),
-		Bucket:    sc.Bucket,
-		Prefix:    sc.Prefix,
-		Dir:       cfg.Audit.Recordings,
-		KeepLocal: sc.KeepLocal,
-		Logger:    log.Named("s3"),
+		Bucket:        sc.Bucket,
+		Prefix:        sc.Prefix,
+		Dir:           cfg.Audit.Recordings,
+		KeepLocal:     sc.KeepLocal,
+		Logger:        log.Named("s3"),
 		AfterUpload: func(path string, err error) {
 			m.Upload(err)
 			if err == nil {
