@@ -490,6 +490,15 @@ func TestIAMPolicyShape(t *testing.T) {
 			var want string
 			if s3cfg := cfg.Audit.S3; s3cfg != nil {
 				want = "arn:aws:s3:::" + s3cfg.Bucket + "/" + s3cfg.Prefix + "*"
+				// ListBucket (listing a recording's pieces) is on
+				// the bucket itself, narrowed to the prefix by a
+				// condition.
+				if slices.Equal(st.Action, stringList{"s3:ListBucket"}) {
+					want = "arn:aws:s3:::" + s3cfg.Bucket
+					if got := st.Condition["StringLike"]["s3:prefix"]; !slices.Equal(got, stringList{s3cfg.Prefix + "*"}) {
+						t.Errorf("%s: Condition StringLike s3:prefix %q, want %q", at, got, s3cfg.Prefix+"*")
+					}
+				}
 			}
 			if !slices.Equal(st.Resource, []string{want}) {
 				t.Errorf("%s: Resource %v, want [%s] (audit.s3 in the deployed config.yaml)", at, st.Resource, want)
