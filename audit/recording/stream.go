@@ -59,6 +59,7 @@ type live struct {
 	failures  int
 	notBefore time.Time
 	busy      bool
+	resumed   bool // offset and seq account for pieces an earlier run left
 }
 
 // stream uploads, every FlushInterval, the bytes appended to each live
@@ -182,12 +183,17 @@ func (u *Uploader) piece(ctx context.Context, root rootFS, name string, st *live
 	if err != nil || !fi.Mode().IsRegular() {
 		return 0, nil
 	}
+	final := u.Prefix + strings.TrimSuffix(name, PartExt)
+	if !st.resumed {
+		if err := u.resume(ctx, final, st); err != nil {
+			return 0, err
+		}
+	}
 	n := fi.Size() - st.offset
 	if n <= 0 {
 		return 0, nil
 	}
 	n = min(n, maxPiece)
-	final := u.Prefix + strings.TrimSuffix(name, PartExt)
 	key := PieceKey(final, st.seq)
 	actx, cancel := context.WithTimeout(ctx, u.timeout())
 	defer cancel()
@@ -210,6 +216,32 @@ func (u *Uploader) piece(ctx context.Context, root rootFS, name string, st *live
 	}
 	u.logger().Debug("recording_piece_uploaded", zap.String("key", key), zap.Int64("bytes", n))
 	return n, nil
+}
+
+// resume sets st past the contiguous pieces of final already in S3 (an
+// earlier run's, which streamed the same file), so that the next piece
+// follows them.
+func (u *Uploader) resume(ctx context.Context, final string, st *live) error {
+	actx, cancel := context.WithTimeout(ctx, u.timeout())
+	defer cancel()
+	p := s3.NewListObjectsV2Paginator(u.Client, &s3.ListObjectsV2Input{Bucket: aws.String(u.Bucket), Prefix: aws.String(final + PiecesSuffix)})
+	var offset int64
+	seq := 0
+	for p.HasMorePages() {
+		out, err := p.NextPage(actx)
+		if err != nil {
+			return fmt.Errorf("listing s3://%s/%s%s: %w", u.Bucket, final, PiecesSuffix, err)
+		}
+		for _, o := range out.Contents {
+			if aws.ToString(o.Key) != PieceKey(final, seq) {
+				break
+			}
+			offset += aws.ToInt64(o.Size)
+			seq++
+		}
+	}
+	st.offset, st.seq, st.resumed = offset, seq, true
+	return nil
 }
 
 // deletePieces deletes the pieces of the recording whose final object is
