@@ -87,6 +87,19 @@ func TestHostileS3StreamCrash(t *testing.T) {
 	if err != nil {
 		t.Fatalf("reassembling %s from S3 after the kill: %v", key, err)
 	}
+	// The same through `bastion audit fetch`, with serve's SDK client.
+	for _, kv := range [][2]string{{"AWS_ENDPOINT_URL_S3", "http://" + addr}, {"AWS_ACCESS_KEY_ID", "AKIDFAKE"}, {"AWS_SECRET_ACCESS_KEY", "fake-secret"},
+		{"AWS_REGION", "us-east-1"}, {"AWS_CONFIG_FILE", "/dev/null"}, {"AWS_SHARED_CREDENTIALS_FILE", "/dev/null"}, {"AWS_EC2_METADATA_DISABLED", "true"}} {
+		t.Setenv(kv[0], kv[1])
+	}
+	fetched := filepath.Join(t.TempDir(), "fetched.cast")
+	name := strings.TrimPrefix(key, "bastion/")
+	if code, msg := runBastion(t, "audit", "fetch", "--config", w.b.Config, name, "-o", fetched); code != 0 || !strings.Contains(msg, "reassembled from") {
+		t.Errorf("bastion audit fetch: got %d %q, want 0 and a line saying it reassembled", code, msg)
+	}
+	if data, _ := os.ReadFile(fetched); !bytes.Equal(data, got.Bytes()) {
+		t.Errorf("bastion audit fetch -o: got %d bytes, want the %d reassembled", len(data), got.Len())
+	}
 	local, _ := os.ReadFile(part)
 	if !bytes.HasPrefix(local, got.Bytes()) {
 		t.Errorf("got %d bytes from S3 that are not a prefix of the %d-byte local file", got.Len(), len(local))
