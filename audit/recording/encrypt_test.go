@@ -359,9 +359,12 @@ func TestUploaderShipsEncrypted(t *testing.T) {
 	if failed := waitUploaded(t, attempts, r.Path()); len(failed) != 0 {
 		t.Errorf("got failures %v, want none", failed)
 	}
-	body, _, err := f.object("sessions/s1" + EncryptedExt)
+	body, ctype, err := f.object("sessions/s1" + EncryptedExt)
 	if err != nil || !bytes.Equal(body, want) {
 		t.Fatalf("got object of %d bytes, %v; want the %d bytes of the file", len(body), err, len(want))
+	}
+	if ctype != EncryptedContentType {
+		t.Errorf("got Content-Type %q, want %q", ctype, EncryptedContentType)
 	}
 	if plain, err := decrypt(t, body, id); err != nil || !bytes.Contains(plain, []byte(encMarker)) {
 		t.Errorf("decrypting the object: got %d bytes, %v; want the recording", len(plain), err)
