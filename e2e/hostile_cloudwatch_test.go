@@ -1,0 +1,102 @@
+package e2e
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"bastion/internal/awsfake"
+)
+
+// The hostile CloudWatch cases: CloudWatch Logs failing or hanging, with
+// audit.on_failure refuse (the default).
+
+// msgCloudWatchRefused is the line a person sees while the audit events
+// cannot be delivered: the same refusal as for an audit log that cannot
+// be written.
+const msgCloudWatchRefused = "bastion: the audit log cannot be written; refusing the connection"
+
+// TestHostileCloudWatchDownRefusesLogins: while PutLogEvents fails, new
+// logins are refused with a one-line reason on ssh's stderr; once
+// CloudWatch answers again logins work, and the stream ends up holding
+// every line of audit.log in order, the ones written during the outage
+// included.
+func TestHostileCloudWatchDownRefusesLogins(t *testing.T) {
+	w := newCloudWatchWorld(t, "", "limits: {aws_timeout: 2s}\n")
+	if r := w.run(t, "echo before"); r.Code != 0 || r.Stdout != "before\n" {
+		t.Fatalf("ssh before the outage: got exit %d %q %q", r.Code, r.Stdout, r.Stderr)
+	}
+	w.fake.SetFault("PutLogEvents", awsfake.Fault{ErrorCode: "ServiceUnavailableException"})
+	var refused result
+	waitFor(t, "a login refused while CloudWatch fails", 60*time.Second, func() bool {
+		refused = w.run(t, "echo during")
+		return refused.Code != 0
+	})
+	if strings.Contains(refused.Stdout, "during") || !strings.Contains(refused.Stderr, msgCloudWatchRefused) {
+		t.Fatalf("login during the outage: got exit %d, stdout %q, stderr %q; want it refused with %q", refused.Code, refused.Stdout, refused.Stderr, msgCloudWatchRefused)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(refused.Stderr), "\n") {
+		if strings.HasPrefix(line, "bastion:") && line != msgCloudWatchRefused {
+			t.Errorf("ssh stderr: got %q beside the reason; want one line", line)
+		}
+	}
+	if m := scrape(t, w.admin); m["bastion_audit_cloudwatch_failures_total"] < 3 || m["bastion_audit_write_failures_total{what=\"audit_log\"}"] < 1 {
+		t.Errorf("metrics: cloudwatch failures %v, audit write failures %v; want at least 3 and 1",
+			m["bastion_audit_cloudwatch_failures_total"], m["bastion_audit_write_failures_total{what=\"audit_log\"}"])
+	}
+
+	w.fake.ClearFaults()
+	waitFor(t, "logins again once CloudWatch answers", 60*time.Second, func() bool {
+		r := w.run(t, "echo after")
+		return r.Code == 0 && r.Stdout == "after\n"
+	})
+	w.stop(t, 60*time.Second)
+	file := w.b.AuditLines(t)
+	remote := readCloudWatch(t, w.fake)
+	if !slices.Equal(remote, file) {
+		t.Fatalf("CloudWatch holds %d lines, audit.log %d; want the same lines, the outage's included", len(remote), len(file))
+	}
+	checkSeq(t, remote, 1)
+}
+
+// TestHostileCloudWatchHangBounded: a CloudWatch that never answers does not
+// hang the bastion. Each call is abandoned at its deadline (aws_timeout) and
+// retried, logins are then refused at once with the reason, and SIGTERM
+// ends the bastion within the flush deadline (drain_timeout), saying how
+// many events it could not deliver.
+func TestHostileCloudWatchHangBounded(t *testing.T) {
+	w := newCloudWatchWorld(t, "", "limits: {aws_timeout: 1s, drain_timeout: 3s}\n")
+	w.fake.SetFault("PutLogEvents", awsfake.Fault{Hang: true})
+	// Each hung call ends at its deadline and a new one starts: calls
+	// keep arriving, and none was answered.
+	waitFor(t, "three PutLogEvents calls, each abandoned at its deadline", 60*time.Second, func() bool {
+		n := 0
+		for _, c := range w.fake.Calls() {
+			if c.Operation == "PutLogEvents" && c.Status == 0 {
+				n++
+			}
+		}
+		return n >= 3
+	})
+	var r result
+	waitFor(t, "a login refused while CloudWatch hangs", 60*time.Second, func() bool {
+		start := time.Now()
+		r = w.run(t, "echo during")
+		if d := time.Since(start); d > 20*time.Second {
+			t.Fatalf("a login while CloudWatch hangs took %s", d)
+		}
+		return r.Code != 0
+	})
+	if !strings.Contains(r.Stderr, msgCloudWatchRefused) {
+		t.Fatalf("login while CloudWatch hangs: got exit %d, stderr %q; want %q", r.Code, r.Stderr, msgCloudWatchRefused)
+	}
+	start := time.Now()
+	w.stop(t, 30*time.Second)
+	if d := time.Since(start); d > 20*time.Second {
+		t.Errorf("the bastion took %s to stop with CloudWatch hanging; want about drain_timeout (3s) twice at most", d)
+	}
+	if out := w.b.proc.out.String(); !strings.Contains(out, "events not delivered") {
+		t.Errorf("the bastion's output does not say how many events were not delivered:\n%s", out)
+	}
+}
