@@ -348,7 +348,11 @@ func (c *CloudWatch) run() {
 		}
 		err := c.deliver(ctx, batch, &needStream)
 		if err != nil {
-			c.failed(err)
+			if c.failed(err) {
+				c.discard(batch, err)
+				backoff = 0
+				continue
+			}
 			backoff = min(max(2*backoff, cwBackoffMin), cwBackoffMax)
 			if closing {
 				if !sleepCtx(c.flushCtx, backoff) {
@@ -496,10 +500,16 @@ func (c *CloudWatch) createStream(ctx context.Context) error {
 	return nil
 }
 
-// failed records a failed attempt.
-func (c *CloudWatch) failed(err error) {
+// failed records a failed attempt. It reports whether the batch should be
+// given up: CloudWatch refused it as invalid (InvalidParameterException,
+// which no retry changes) cwFailAfter times in a row. The batcher keeps to
+// the documented limits, so this is for limits that change under it; a
+// stuck batch must not stop delivery for good.
+func (c *CloudWatch) failed(err error) (giveUp bool) {
+	var ip *types.InvalidParameterException
 	c.mu.Lock()
 	c.failing++
+	giveUp = errors.As(err, &ip) && c.failing >= cwFailAfter
 	c.lastErr = err
 	if c.failing >= cwFailAfter && !c.FailOpen {
 		c.down = true
@@ -514,6 +524,30 @@ func (c *CloudWatch) failed(err error) {
 		c.log().Warn("audit_cloudwatch_failed", zap.Error(err), zap.Int("attempts_in_a_row", n),
 			zap.Int("buffered", buffered), zap.Bool("fail_open", c.FailOpen))
 	}
+	return giveUp
+}
+
+// discard takes a batch CloudWatch keeps refusing off the buffer, counted
+// as dropped. Failing closed, the sink stays down until a later batch is
+// delivered.
+func (c *CloudWatch) discard(batch []cwEntry, err error) {
+	last := batch[len(batch)-1].id
+	c.mu.Lock()
+	n := 0
+	for len(c.buf) > 0 && c.buf[0].id <= last {
+		c.bufBytes -= len(c.buf[0].msg)
+		c.buf[0] = cwEntry{}
+		c.buf = c.buf[1:]
+		n++
+	}
+	c.dropped += int64(n)
+	if !c.FailOpen {
+		c.down = true
+	}
+	c.mu.Unlock()
+	c.metricDropped(n)
+	c.log().Error("audit_cloudwatch_batch_refused", zap.Error(err), zap.Int("events", n),
+		zap.String("why", "CloudWatch Logs refused the batch as invalid; its events are still in the audit log file"))
 }
 
 // delivered takes the delivered lines (up to id) off the buffer.

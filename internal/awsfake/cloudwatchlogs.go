@@ -392,7 +392,7 @@ func (s *Server) describeLogStreams(req *request) (any, error) {
 		}
 		st := g.streams[name]
 		o := logsStreamOut{LogStreamName: name, CreationTime: st.created.UnixMilli(),
-			Arn: fmt.Sprintf("arn:aws:logs:%s:123456789012:log-group:%s:log-stream:%s", req.region, *in.LogGroupName, name)}
+			Arn: fmt.Sprintf("arn:aws:logs:%s:%s:log-group:%s:log-stream:%s", req.region, fakeAccountID, *in.LogGroupName, name)}
 		if n := len(st.events); n > 0 {
 			o.FirstEventTimestamp, o.LastEventTimestamp = st.events[0].Timestamp, st.events[n-1].Timestamp
 			o.LastIngestionTime = st.events[n-1].IngestionTime
