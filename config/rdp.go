@@ -2,15 +2,9 @@ package config
 
 import (
 	"crypto/rsa"
-	"errors"
-	"os"
 	"path"
 	"regexp"
 	"slices"
-
-	"golang.org/x/crypto/ssh"
-
-	"bastion/internal/secfile"
 )
 
 // CapRDP lets a person forward to a Windows Lightsail instance's Remote
@@ -82,28 +76,8 @@ func (c *checker) lintRDP(cfg *Config) {
 // checkRSAKey checks that file holds an unencrypted RSA private key that
 // others cannot read.
 func (c *checker) checkRSAKey(key, file string) {
-	data, err := secfile.ReadPrivateKey(file)
-	var loose *secfile.ModeError
-	if errors.As(err, &loose) {
-		data, err = os.ReadFile(file)
-	}
-	if err != nil {
-		c.errorf(key, "%s", fileMessage(file, err))
-		return
-	}
-	raw, err := ssh.ParseRawPrivateKey(data)
-	clear(data)
-	var missing *ssh.PassphraseMissingError
-	switch {
-	case errors.As(err, &missing):
-		c.errorf(key, "%s is encrypted with a passphrase; the bastion needs a key without one", file)
-	case err != nil:
-		c.errorf(key, "%s is not a private key (%v)", file, err)
-	case loose != nil:
-		c.errorf(key, "%s", loose)
-	default:
-		if _, ok := raw.(*rsa.PrivateKey); !ok {
-			c.errorf(key, "%s is not an RSA private key (Lightsail key pairs are RSA)", file)
-		}
-	}
+	c.checkKeyFile(key, file, "an RSA private key (Lightsail key pairs are RSA)", func(raw any) bool {
+		_, ok := raw.(*rsa.PrivateKey)
+		return ok
+	})
 }

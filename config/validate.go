@@ -457,6 +457,15 @@ func (c *checker) checkPrivateKey(key, file string) {
 	if c.skipFiles {
 		return
 	}
+	c.checkKeyFile(key, file, "an SSH private key", func(raw any) bool {
+		_, err := ssh.NewSignerFromKey(raw)
+		return err == nil
+	})
+}
+
+// checkKeyFile checks that file holds an unencrypted private key of the
+// kind want accepts (what names it in the error), that others cannot read.
+func (c *checker) checkKeyFile(key, file, what string, want func(raw any) bool) {
 	data, err := secfile.ReadPrivateKey(file)
 	var loose *secfile.ModeError
 	if errors.As(err, &loose) {
@@ -466,16 +475,18 @@ func (c *checker) checkPrivateKey(key, file string) {
 		c.errorf(key, "%s", fileMessage(file, err))
 		return
 	}
-	_, err = ssh.ParsePrivateKey(data)
+	raw, err := ssh.ParseRawPrivateKey(data)
 	clear(data)
 	var missing *ssh.PassphraseMissingError
 	switch {
 	case errors.As(err, &missing):
 		c.errorf(key, "%s is encrypted with a passphrase; the bastion needs a key without one", file)
 	case err != nil:
-		c.errorf(key, "%s is not an SSH private key (%v)", file, err)
+		c.errorf(key, "%s is not %s (%v)", file, what, err)
 	case loose != nil:
 		c.errorf(key, "%s", loose)
+	case !want(raw):
+		c.errorf(key, "%s is not %s", file, what)
 	}
 }
 

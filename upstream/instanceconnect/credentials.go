@@ -76,15 +76,10 @@ func (p *Provider) Credentials(ctx context.Context, t upstream.Target, osUser st
 		}
 	}
 
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	signer, pub, err := NewKey()
 	if err != nil {
 		return nil, fmt.Errorf("generating key for %s: %w", t, err)
 	}
-	signer, err := ssh.NewSignerFromKey(priv)
-	if err != nil {
-		return nil, fmt.Errorf("generating key for %s: %w", t, err)
-	}
-	pub := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(signer.PublicKey())))
 
 	// The key's lifetime starts when AWS accepts it, after this instant.
 	expires := p.cfg.Now().Add(KeyLifetime)
@@ -141,4 +136,19 @@ func (p *Provider) Credentials(ctx context.Context, t upstream.Target, osUser st
 		Expires:           expires,
 		RequestID:         reqID,
 	}, nil
+}
+
+// NewKey makes the one-use ed25519 key pushed to an instance (or its
+// serial console): the signer, and the public key in authorized_keys form
+// as SendSSHPublicKey wants it. The private key never leaves memory.
+func NewKey() (ssh.Signer, string, error) {
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, "", err
+	}
+	signer, err := ssh.NewSignerFromKey(priv)
+	if err != nil {
+		return nil, "", err
+	}
+	return signer, strings.TrimSpace(string(ssh.MarshalAuthorizedKey(signer.PublicKey()))), nil
 }

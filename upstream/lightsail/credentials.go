@@ -46,21 +46,9 @@ type accessDetails struct {
 // are cached per instance until a minute before they expire, and concurrent
 // requests for one instance share one call.
 func (p *Provider) Credentials(ctx context.Context, t upstream.Target, osUser string) (*upstream.Credentials, error) {
-	if t.Provider != upstream.ProviderLightsail {
-		return nil, fmt.Errorf("lightsail: target %s belongs to provider %q", t, t.Provider)
-	}
-	if p.clients[t.Region] == nil {
-		return nil, &upstream.Error{
-			Public: "Lightsail region " + t.Region + " is not configured",
-			Err:    fmt.Errorf("getting credentials for %s: region %q not configured", t, t.Region),
-		}
-	}
-	name := t.ID
-	if name == "" {
-		name = t.Name
-	}
-	if !validName.MatchString(name) {
-		return nil, fmt.Errorf("lightsail: target %s has no valid instance name", t)
+	name, err := p.instanceName(t, "getting credentials")
+	if err != nil {
+		return nil, err
 	}
 
 	// A recent GetInstance tells the user without issuing a key pair.
@@ -90,6 +78,29 @@ func (p *Provider) Credentials(ctx context.Context, t upstream.Target, osUser st
 		Expires:           ad.expires,
 		RequestID:         ad.requestID,
 	}, nil
+}
+
+// instanceName returns the Lightsail instance name of t, after checking
+// that t is a Lightsail target in a configured region; doing names the
+// call in errors.
+func (p *Provider) instanceName(t upstream.Target, doing string) (string, error) {
+	if t.Provider != upstream.ProviderLightsail {
+		return "", fmt.Errorf("lightsail: target %s belongs to provider %q", t, t.Provider)
+	}
+	if p.clients[t.Region] == nil {
+		return "", &upstream.Error{
+			Public: "Lightsail region " + t.Region + " is not configured",
+			Err:    fmt.Errorf("%s for %s: region %q not configured", doing, t, t.Region),
+		}
+	}
+	name := t.ID
+	if name == "" {
+		name = t.Name
+	}
+	if !validName.MatchString(name) {
+		return "", fmt.Errorf("lightsail: target %s has no valid instance name", t)
+	}
+	return name, nil
 }
 
 // userMismatch is the error for an OS user Lightsail does not issue
@@ -263,21 +274,11 @@ func (p *Provider) cachedAccess(k cacheKey) *accessDetails {
 
 // getAccessDetails calls GetInstanceAccessDetails and parses the answer.
 func (p *Provider) getAccessDetails(ctx context.Context, region, name string) (*accessDetails, error) {
-	call := p.call("GetInstanceAccessDetails", region, name)
-	out, reqID, err := awsutil.Do(ctx, call, func(ctx context.Context) (*lightsail.GetInstanceAccessDetailsOutput, middleware.Metadata, error) {
-		out, err := p.clients[region].GetInstanceAccessDetails(ctx, &lightsail.GetInstanceAccessDetailsInput{
-			InstanceName: aws.String(name),
-			Protocol:     types.InstanceAccessProtocolSsh,
-		})
-		if err != nil {
-			return nil, middleware.Metadata{}, err
-		}
-		return out, out.ResultMetadata, nil
-	})
+	v, reqID, err := p.accessDetailsCall(ctx, p.call("GetInstanceAccessDetails", region, name), region, name, types.InstanceAccessProtocolSsh)
 	if err != nil {
 		return nil, err
 	}
-	ad, err := p.parseAccessDetails(out.AccessDetails, region, name)
+	ad, err := p.parseAccessDetails(v, region, name)
 	if err != nil {
 		return nil, &upstream.Error{
 			Public:    "Lightsail GetInstanceAccessDetails returned unusable credentials",
@@ -287,6 +288,25 @@ func (p *Provider) getAccessDetails(ctx context.Context, region, name string) (*
 	}
 	ad.requestID = reqID
 	return ad, nil
+}
+
+// accessDetailsCall calls GetInstanceAccessDetails for one protocol through
+// awsutil.Do, which gives it its deadline, retries and log line.
+func (p *Provider) accessDetailsCall(ctx context.Context, call awsutil.Call, region, name string, protocol types.InstanceAccessProtocol) (*types.InstanceAccessDetails, string, error) {
+	out, reqID, err := awsutil.Do(ctx, call, func(ctx context.Context) (*lightsail.GetInstanceAccessDetailsOutput, middleware.Metadata, error) {
+		out, err := p.clients[region].GetInstanceAccessDetails(ctx, &lightsail.GetInstanceAccessDetailsInput{
+			InstanceName: aws.String(name),
+			Protocol:     protocol,
+		})
+		if err != nil {
+			return nil, middleware.Metadata{}, err
+		}
+		return out, out.ResultMetadata, nil
+	})
+	if err != nil {
+		return nil, reqID, err
+	}
+	return out.AccessDetails, reqID, nil
 }
 
 // parseAccessDetails turns the SDK's answer into a certificate signer, the

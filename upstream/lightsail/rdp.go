@@ -14,9 +14,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/lightsail"
 	"github.com/aws/aws-sdk-go-v2/service/lightsail/types"
-	"github.com/aws/smithy-go/middleware"
 	"go.uber.org/zap"
 	"golang.org/x/crypto/ssh"
 
@@ -75,21 +73,9 @@ type rdpDetails struct {
 // Answers are cached like SSH credentials (until expiresAt, or
 // rdpCacheTTL), and concurrent requests for one instance share one call.
 func (p *Provider) RDP(ctx context.Context, t upstream.Target) (*upstream.RDPAccess, error) {
-	if t.Provider != upstream.ProviderLightsail {
-		return nil, fmt.Errorf("lightsail: target %s belongs to provider %q", t, t.Provider)
-	}
-	if p.clients[t.Region] == nil {
-		return nil, &upstream.Error{
-			Public: "Lightsail region " + t.Region + " is not configured",
-			Err:    fmt.Errorf("getting rdp access for %s: region %q not configured", t, t.Region),
-		}
-	}
-	name := t.ID
-	if name == "" {
-		name = t.Name
-	}
-	if !validName.MatchString(name) {
-		return nil, fmt.Errorf("lightsail: target %s has no valid instance name", t)
+	name, err := p.instanceName(t, "getting rdp access")
+	if err != nil {
+		return nil, err
 	}
 	k := cacheKey{t.Region, name}
 	d := p.cachedRDP(k)
@@ -176,16 +162,7 @@ func (p *Provider) getRDPDetails(ctx context.Context, region, name string) (*rdp
 	call := p.call("GetInstanceAccessDetails", region, name)
 	call.Fields = append(call.Fields, zap.String("protocol", "rdp"))
 	call.ExpectedCodes = []string{"InvalidInputException"}
-	out, reqID, err := awsutil.Do(ctx, call, func(ctx context.Context) (*lightsail.GetInstanceAccessDetailsOutput, middleware.Metadata, error) {
-		out, err := p.clients[region].GetInstanceAccessDetails(ctx, &lightsail.GetInstanceAccessDetailsInput{
-			InstanceName: aws.String(name),
-			Protocol:     types.InstanceAccessProtocolRdp,
-		})
-		if err != nil {
-			return nil, middleware.Metadata{}, err
-		}
-		return out, out.ResultMetadata, nil
-	})
+	v, reqID, err := p.accessDetailsCall(ctx, call, region, name, types.InstanceAccessProtocolRdp)
 	if awsutil.IsErrorCode(err, "InvalidInputException") {
 		// What Lightsail answers for a Linux instance.
 		return nil, &upstream.Error{
@@ -197,7 +174,7 @@ func (p *Provider) getRDPDetails(ctx context.Context, region, name string) (*rdp
 	if err != nil {
 		return nil, err
 	}
-	d, err := p.parseRDPDetails(out.AccessDetails, region, name)
+	d, err := p.parseRDPDetails(v, region, name)
 	if err != nil {
 		return nil, &upstream.Error{
 			Public:    "Lightsail GetInstanceAccessDetails returned unusable RDP access details",

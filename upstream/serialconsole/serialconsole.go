@@ -15,8 +15,6 @@ package serialconsole
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
@@ -34,6 +32,7 @@ import (
 	"bastion/config"
 	"bastion/upstream"
 	"bastion/upstream/awsutil"
+	"bastion/upstream/instanceconnect"
 	"bastion/upstream/provider"
 )
 
@@ -218,15 +217,10 @@ func (p *Provider) Credentials(ctx context.Context, t upstream.Target, osUser st
 	}
 	addr := p.Endpoint(t.Region)
 
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	signer, pub, err := instanceconnect.NewKey()
 	if err != nil {
 		return nil, fmt.Errorf("generating key for %s: %w", t, err)
 	}
-	signer, err := ssh.NewSignerFromKey(priv)
-	if err != nil {
-		return nil, fmt.Errorf("generating key for %s: %w", t, err)
-	}
-	pub := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(signer.PublicKey())))
 	expires := p.cfg.Now().Add(KeyLifetime)
 	call := awsutil.Call{
 		Service:   awsutil.ServiceInstanceConnect,
