@@ -402,7 +402,16 @@ func (c *CloudWatch) isClosing() bool {
 func (c *CloudWatch) fullBatch() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return batchLen(c.buf) < len(c.buf)
+	n := len(c.buf)
+	switch {
+	case n > cwMaxBatchEvents:
+		return true
+	case n == 0 || c.bufBytes+cwEventOverhead*n <= cwMaxBatchBytes &&
+		time.Duration(c.buf[n-1].ts-c.buf[0].ts)*time.Millisecond <= cwMaxBatchSpan:
+		// The common case, without walking the buffer at every line.
+		return false
+	}
+	return batchLen(c.buf) < n
 }
 
 // peek copies the first batch of the buffer.
