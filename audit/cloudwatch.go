@@ -133,8 +133,9 @@ type CloudWatch struct {
 	failing int
 	down    bool
 	lastErr error
-	// lastWarn limits failure logs to one per cwWarnEvery.
-	lastWarn time.Time
+	// lastWarn limits failure and drop logs to one of each kind per
+	// cwWarnEvery.
+	lastWarn [2]time.Time
 	wake     chan struct{} // a send when a line arrives or Close begins
 	closing  chan struct{} // closed by Close
 	flushCtx context.Context
@@ -196,7 +197,7 @@ func (c *CloudWatch) WriteLine(line []byte, t time.Time) {
 		}
 	}
 	buffered, dropped := len(c.buf), c.dropped
-	warn := n > 0 && c.shouldWarn()
+	warn := n > 0 && c.shouldWarn(warnDrop)
 	c.mu.Unlock()
 	if n > 0 {
 		c.metricDropped(n)
@@ -523,7 +524,7 @@ func (c *CloudWatch) failed(err error) (giveUp bool) {
 	if c.failing >= cwFailAfter && !c.FailOpen {
 		c.down = true
 	}
-	warn := c.shouldWarn()
+	warn := c.shouldWarn(warnFail)
 	n, buffered := c.failing, len(c.buf)
 	c.mu.Unlock()
 	if c.Metrics != nil {
@@ -582,13 +583,20 @@ func (c *CloudWatch) delivered(last uint64, n int) {
 	}
 }
 
-// shouldWarn reports whether a warning may be logged now; c.mu is held.
-func (c *CloudWatch) shouldWarn() bool {
+// Kinds of warnings, each limited on its own.
+const (
+	warnFail = iota
+	warnDrop
+)
+
+// shouldWarn reports whether a warning of kind may be logged now; c.mu is
+// held.
+func (c *CloudWatch) shouldWarn(kind int) bool {
 	now := time.Now()
-	if now.Sub(c.lastWarn) < cwWarnEvery {
+	if now.Sub(c.lastWarn[kind]) < cwWarnEvery {
 		return false
 	}
-	c.lastWarn = now
+	c.lastWarn[kind] = now
 	return true
 }
 

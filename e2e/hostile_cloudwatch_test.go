@@ -122,3 +122,52 @@ func TestHostileCloudWatchHangBounded(t *testing.T) {
 		t.Errorf("the bastion's output does not say how many events were not delivered:\n%s", out)
 	}
 }
+
+// TestHostileCloudWatchOutageFailOpen: with on_failure continue, logins go
+// on while CloudWatch fails; the buffer stays within max_buffer_events,
+// the oldest events are dropped and counted (metric and warning), and once
+// CloudWatch answers the stream receives the newest events in order, seq
+// continuous, the same as the end of audit.log.
+func TestHostileCloudWatchOutageFailOpen(t *testing.T) {
+	const bound = 20
+	w := newCloudWatchWorld(t, "    max_buffer_events: 20\n  on_failure: continue", "limits: {aws_timeout: 2s}\n")
+	waitFor(t, "the start checkpoint in CloudWatch", 30*time.Second, func() bool {
+		return len(w.fake.LogEvents(region, cwGroup, cwStream)) > 0
+	})
+	w.fake.SetFault("PutLogEvents", awsfake.Fault{ErrorCode: "ServiceUnavailableException"})
+	before := len(w.b.AuditLines(t))
+	for i := 0; len(w.b.AuditLines(t)) < before+3*bound; i++ {
+		if r := w.run(t, "echo open"); r.Code != 0 || r.Stdout != "open\n" {
+			t.Fatalf("ssh %d while CloudWatch fails, failing open: got exit %d %q %q", i, r.Code, r.Stdout, r.Stderr)
+		}
+		if m := scrape(t, w.admin); m["bastion_audit_cloudwatch_buffered_events"] > bound {
+			t.Fatalf("buffered gauge %v, over max_buffer_events %d", m["bastion_audit_cloudwatch_buffered_events"], bound)
+		}
+	}
+	m := scrape(t, w.admin)
+	if m["bastion_audit_cloudwatch_dropped_total"] < bound || m["bastion_audit_cloudwatch_failures_total"] < 1 {
+		t.Fatalf("metrics: dropped %v, failures %v; want at least %d dropped and some failures",
+			m["bastion_audit_cloudwatch_dropped_total"], m["bastion_audit_cloudwatch_failures_total"], bound)
+	}
+	waitFor(t, "the drop warning in the bastion's log", 30*time.Second, func() bool {
+		return strings.Contains(w.b.proc.out.String(), "audit_cloudwatch_dropped")
+	})
+	delivered := len(w.fake.LogEvents(region, cwGroup, cwStream))
+
+	w.fake.ClearFaults()
+	waitFor(t, "the buffer to drain once CloudWatch answers", 60*time.Second, func() bool {
+		return scrape(t, w.admin)["bastion_audit_cloudwatch_buffered_events"] == 0
+	})
+	file := w.b.AuditLines(t)
+	remote := readCloudWatch(t, w.fake)
+	// What was delivered before the outage, then the newest lines.
+	resumed := remote[delivered:]
+	if len(resumed) == 0 || len(resumed) > bound+5 {
+		t.Fatalf("after the outage %d lines arrived; want the buffered ones, at most about %d", len(resumed), bound)
+	}
+	at := slices.Index(file, resumed[0])
+	if at < before || !slices.Equal(resumed, file[at:at+len(resumed)]) {
+		t.Fatalf("the lines delivered after the outage are not a run of audit.log's newest lines (first at index %d)", at)
+	}
+	checkSeq(t, resumed, int64(at+1))
+}
