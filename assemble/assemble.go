@@ -292,12 +292,19 @@ func (b *Bastion) Drain(ctx context.Context) {
 }
 
 // Ready is the admin server's readiness check: rules loaded, host keys
-// present, not draining, every configured provider able to work. It
-// reports a line per provider.
+// present, not draining, every configured provider able to work, and,
+// failing closed, audit events reaching CloudWatch Logs. It reports a line
+// per provider (and for the fleet store and CloudWatch).
 func (b *Bastion) Ready() ([]string, error) {
 	lines, err := b.health.report()
 	if b.fleet != nil {
 		lines = append(lines, b.fleet.line())
+	}
+	if line, cwErr := b.cloudWatchLine(); line != "" {
+		lines = append(lines, line)
+		if err == nil {
+			err = cwErr
+		}
 	}
 	switch {
 	case b.draining.Load():

@@ -66,3 +66,18 @@ func (b *Bastion) closeCloudWatch() {
 	}
 	b.log.Info("audit_cloudwatch_flushed")
 }
+
+// cloudWatchLine is the readiness line of the CloudWatch sink ("" without
+// one), with an error while it cannot deliver and the bastion fails closed
+// (logins are refused then).
+func (b *Bastion) cloudWatchLine() (string, error) {
+	cw := b.CloudWatch
+	if cw == nil {
+		return "", nil
+	}
+	if err := cw.Err(); err != nil {
+		return "audit.cloudwatch: " + err.Error(), audit.ErrCloudWatchDown
+	}
+	dropped, _ := cw.Dropped()
+	return fmt.Sprintf("audit.cloudwatch: ok (%d buffered, %d dropped)", cw.Buffered(), dropped), nil
+}

@@ -22,7 +22,8 @@ const msgCloudWatchRefused = "the audit log cannot be written; refusing the conn
 
 // TestHostileCloudWatchDownRefusesLogins: while PutLogEvents fails, new
 // logins are refused with a one-line reason on ssh's stderr and a live
-// session is ended with one, as when audit.log cannot be written; once
+// session is ended with one, as when audit.log cannot be written, and
+// /readyz says why the replica is not ready; once
 // CloudWatch answers again logins work, and the stream ends up holding
 // every line of audit.log in order, the ones written during the outage
 // included.
@@ -36,8 +37,10 @@ func TestHostileCloudWatchDownRefusesLogins(t *testing.T) {
 	w.fake.SetFault("PutLogEvents", awsfake.Fault{ErrorCode: "ServiceUnavailableException"})
 	var refused result
 	waitFor(t, "a login refused while CloudWatch fails", 60*time.Second, func() bool {
+		// A login that got in before the sink was down is ended as a
+		// live link ("…; closing"); the next one is refused.
 		refused = w.run(t, "echo during")
-		return refused.Code != 0
+		return refused.Code != 0 && strings.Contains(refused.Stderr, msgCloudWatchRefused)
 	})
 	if strings.Contains(refused.Stdout, "during") || !strings.Contains(refused.Stderr, msgCloudWatchRefused) {
 		t.Fatalf("login during the outage: got exit %d, stdout %q, stderr %q; want it refused with %q", refused.Code, refused.Stdout, refused.Stderr, msgCloudWatchRefused)
@@ -68,11 +71,18 @@ func TestHostileCloudWatchDownRefusesLogins(t *testing.T) {
 			m["bastion_audit_cloudwatch_failures_total"], m["bastion_audit_write_failures_total{what=\"audit_log\"}"])
 	}
 
+	if code, body := readyz(t, w.admin); code != 503 || !strings.Contains(body, "audit.cloudwatch: audit events cannot be delivered to CloudWatch Logs") {
+		t.Errorf("/readyz while CloudWatch fails: got %d %q, want 503 naming audit.cloudwatch", code, body)
+	}
+
 	w.fake.ClearFaults()
 	waitFor(t, "logins again once CloudWatch answers", 60*time.Second, func() bool {
 		r := w.run(t, "echo after")
 		return r.Code == 0 && r.Stdout == "after\n"
 	})
+	if code, body := readyz(t, w.admin); code != 200 || !strings.Contains(body, "audit.cloudwatch: ok") {
+		t.Errorf("/readyz once CloudWatch answers: got %d %q, want 200 and audit.cloudwatch ok", code, body)
+	}
 	w.stop(t, 60*time.Second)
 	file := w.b.AuditLines(t)
 	remote := readCloudWatch(t, w.fake)
@@ -108,7 +118,7 @@ func TestHostileCloudWatchHangBounded(t *testing.T) {
 		if d := time.Since(start); d > 20*time.Second {
 			t.Fatalf("a login while CloudWatch hangs took %s", d)
 		}
-		return r.Code != 0
+		return r.Code != 0 && strings.Contains(r.Stderr, msgCloudWatchRefused)
 	})
 	if !strings.Contains(r.Stderr, msgCloudWatchRefused) {
 		t.Fatalf("login while CloudWatch hangs: got exit %d, stderr %q; want %q", r.Code, r.Stderr, msgCloudWatchRefused)
