@@ -26,6 +26,7 @@ func TestCloudWatchKeys(t *testing.T) {
 		{"short flush", "audit:\n  cloudwatch:\n    log_group: g\n    flush_interval: 1ms\n", "config.yaml:8: audit.cloudwatch.flush_interval: 1ms is out of range"},
 		{"no buffer", "audit:\n  cloudwatch:\n    log_group: g\n    max_buffer_events: 0\n", "config.yaml:8: audit.cloudwatch.max_buffer_events: 0 is too small"},
 		{"small buffer", "audit:\n  cloudwatch:\n    log_group: g\n    max_buffer: 1KiB\n", "config.yaml:8: audit.cloudwatch.max_buffer: 1KiB is too small"},
+		{"unknown region", "audit:\n  cloudwatch:\n    log_group: g\n    region: us-east-9\n", `config.yaml:8: audit.cloudwatch.region: unknown AWS region "us-east-9"`},
 		{"unknown key", "audit:\n  cloudwatch:\n    log_group: g\n    stream: s\n", "config.yaml:8: audit.cloudwatch.stream: unknown key"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
