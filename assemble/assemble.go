@@ -144,6 +144,10 @@ func New(ctx context.Context, cfg *config.Config, opt Options) (*Bastion, error)
 		aws: loader, health: newProviderHealth(cfg), stopBG: func() {}, fleet: fh, peerListener: opt.PeerListener}
 	rec := proxy.Recording{Dir: cfg.Audit.Recordings, Input: cfg.Audit.RecordInput, Exec: cfg.Audit.RecordExec,
 		MaxBytes: int64(cfg.Audit.MaxRecordingSize)}
+	if rec.Recipients, err = cfg.Audit.RecordingRecipients(); err != nil {
+		al.Close()
+		return nil, err
+	}
 	if cfg.Audit.S3 != nil {
 		u, err := newUploader(ctx, cfg, log, al, loader, m)
 		if err != nil {

@@ -300,6 +300,10 @@ type Audit struct {
 	// if missing, mode 0600) that signs the audit log's checkpoints;
 	// empty means the log is chained but not signed.
 	SigningKey string `yaml:"signing_key"`
+	// RecordingsRecipients, if set, are age X25519 recipients ("age1…"):
+	// recordings are then encrypted to them as they are written (files
+	// ending in .cast.age), and no plaintext recording reaches the disk.
+	RecordingsRecipients []string `yaml:"recordings_recipients"`
 	// CheckpointInterval is how long an event may wait for the signed
 	// checkpoint that covers it (also one at most every 1,000 events).
 	// Default 1m.

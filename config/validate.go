@@ -113,6 +113,7 @@ func (c *checker) check(cfg *Config) {
 	if m := cfg.Audit.MaxRecordingSize; m > 0 && m < 4<<10 {
 		c.errorf("audit.max_recording_size", "%s is too small for a recording's header; use at least 4KiB (or 0 for no cap)", m)
 	}
+	c.checkRecordingsRecipients(&cfg.Audit)
 }
 
 // checkSigningKeyFile checks audit.signing_key when the file exists (a

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"filippo.io/age"
 	"golang.org/x/crypto/ssh"
 
 	"bastion/audit"
@@ -29,6 +30,10 @@ type Recording struct {
 	// recording_truncated event and, unless the server fails open, the
 	// session. If zero, recordings have no cap.
 	MaxBytes int64
+	// Recipients, if set, are the age recipients recordings are
+	// encrypted to as they are written (files ending in
+	// recording.EncryptedExt). If nil, recordings are plain asciicast.
+	Recipients []age.Recipient
 }
 
 // session is the observer of one session channel: it audits what runs in
@@ -164,7 +169,11 @@ func (s *session) begin(kind, command, subsystem string) (refuse string) {
 		// connection id among connections, so the name is unique even
 		// for sessions started in the same second on one ControlMaster
 		// connection.
-		name := fmt.Sprintf("%s-%s-%d%s", s.start.UTC().Format("20060102T150405Z"), s.l.c.id, s.n, recording.Ext)
+		ext, opts := recording.Ext, []recording.Option{recording.WithMaxBytes(rc.MaxBytes)}
+		if len(rc.Recipients) > 0 {
+			ext, opts = recording.EncryptedExt, append(opts, recording.WithRecipients(rc.Recipients...))
+		}
+		name := fmt.Sprintf("%s-%s-%d%s", s.start.UTC().Format("20060102T150405Z"), s.l.c.id, s.n, ext)
 		cols, rows := s.cols, s.rows
 		if cols == 0 || rows == 0 {
 			cols, rows = 80, 24
@@ -176,7 +185,7 @@ func (s *session) begin(kind, command, subsystem string) (refuse string) {
 		}
 		path := filepath.Join(rc.Dir, name)
 		stopped := func(err error) { s.recordingStopped(path, err) }
-		rec, err := recording.Create(rc.Dir, name, h, recording.WithMaxBytes(rc.MaxBytes), recording.WithFailureFunc(stopped))
+		rec, err := recording.Create(rc.Dir, name, h, append(opts, recording.WithFailureFunc(stopped))...)
 		if err != nil {
 			srv.writeFailed(whatRecording, err)
 			e := audit.Event{Type: audit.TypeRecordingFailed, Channel: s.n, Kind: kind, Command: command, Subsystem: subsystem,

@@ -6,9 +6,10 @@
 //
 // A [Recorder] for name writes DIR/NAME.part (mode 0600, DIR created 0750
 // if missing) and, when closed, fsyncs it and renames it to DIR/NAME. Names
-// end in [Ext] (".cast"), so a finished recording is exactly a regular file
-// in DIR whose name ends in ".cast"; a file still being written ends in
-// ".cast.part" and is never uploaded. A ".part" file left behind by a crash
+// end in [Ext] (".cast"), or [EncryptedExt] (".cast.age") when encrypted,
+// so a finished recording is exactly a regular file in DIR whose name ends
+// in either; a file still being written ends in ".part" and is never
+// uploaded. A ".part" file left behind by a crash
 // stays where it is: it holds valid asciicast up to its last complete line
 // (see below), and an operator who wants it shipped renames it.
 //
@@ -22,7 +23,8 @@
 // more than 32 KiB and one event), a crash of the machine about the same
 // plus an fsync in progress; what is on disk is valid asciicast up to its
 // last complete line. Close flushes, fsyncs the file, renames it and
-// fsyncs the folder.
+// fsyncs the folder. An encrypted recording reaches its file in whole
+// 64 KiB chunks instead (see Encryption below).
 //
 // When a write fails (a full disk, an I/O error), the recorder cuts the file
 // back to its last complete line, drops every later event, tells the
@@ -31,6 +33,26 @@
 // on is the caller's decision: the proxy ends it unless audit.on_failure is
 // continue. Close still renames the cut file, so that what was recorded is
 // kept and shipped.
+//
+// # Encryption
+//
+// With [WithRecipients], a recording is encrypted with age
+// (https://age-encryption.org/v1) to one or more X25519 recipients as it
+// is written: the file, named NAME[EncryptedExt] (".cast.age"), holds the
+// age header and then age's STREAM ciphertext, and no plaintext is ever
+// written to disk, not even to a temporary file. `age -d -i IDENTITY FILE`
+// (or `bastion audit decrypt`) gives back the asciicast.
+//
+// age encrypts 64 KiB of plaintext per chunk and cannot write a partial
+// chunk without ending the file, so for an encrypted recording a flush
+// moves the buffered events into the chunk in memory, and the file (and
+// its fsync) only grows by whole chunks. A crash therefore loses the chunk
+// in memory: up to 64 KiB of the session, however old (a quiet session can
+// lose everything since its start), where a plain recording loses about a
+// second. The file a crash leaves behind decrypts up to its last whole
+// chunk, then age reports it truncated ("unexpected EOF"). A write error
+// cuts the file back to its last whole chunk, as a plain recording is cut
+// back to its last whole line.
 //
 // # Shipping
 //

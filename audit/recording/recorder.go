@@ -16,11 +16,18 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"filippo.io/age"
 )
 
 // Ext is the file name extension of a recording. Every name given to
 // [Create] ends in it.
 const Ext = ".cast"
+
+// EncryptedExt is the file name extension of a recording encrypted with
+// age (see [WithRecipients]): an age file whose plaintext is an asciicast
+// v2 recording.
+const EncryptedExt = Ext + ".age"
 
 // PartExt is appended to a recording's name while it is being written;
 // Close renames the file to its name without it.
@@ -60,8 +67,8 @@ const TruncatedMarker = "recording truncated: size limit reached"
 var ErrLimit = errors.New("recording reached its size limit")
 
 // ErrBadName is returned by [Create] for a name that is not a plain file
-// name ending in [Ext].
-var ErrBadName = errors.New("recording name must be a file name ending in " + Ext)
+// name ending in [Ext], or in [EncryptedExt] for an encrypted recording.
+var ErrBadName = errors.New("recording name must be a file name ending in " + Ext + " (" + EncryptedExt + " when encrypted)")
 
 // Header describes a recorded session; it becomes the asciicast header.
 type Header struct {
@@ -91,6 +98,7 @@ type options struct {
 	maxBytes      int64
 	flushInterval time.Duration
 	failed        func(error)
+	recipients    []age.Recipient
 	// wrap, if not nil, wraps the file the recorder writes; tests use it
 	// to make writes fail.
 	wrap func(file) file
@@ -112,6 +120,25 @@ func WithMaxBytes(n int64) Option { return func(o *options) { o.maxBytes = n } }
 // by Close.
 func WithFailureFunc(f func(error)) Option { return func(o *options) { o.failed = f } }
 
+// WithRecipients has the recording encrypted with age to recipients as
+// it is written: the file holds the age header and then the age STREAM
+// ciphertext, and no plaintext reaches the disk. The name given to
+// [Create] must then end in [EncryptedExt]. Without recipients (the
+// default) the file is plain asciicast.
+//
+// age encrypts in chunks of 64 KiB of plaintext, and only a full chunk (or
+// the final one, at Close) can be written: a flush hands the buffered
+// events to the current chunk, which reaches the file when it fills. Until
+// Close the file thus holds the recording up to its last full chunk, and a
+// crash loses the chunk in memory, up to 64 KiB of events however old.
+// [WithMaxBytes] counts plaintext bytes, the asciicast that decrypting
+// gives back; the file is larger by age's header (about 100 bytes plus
+// about 100 per recipient) and 16 bytes per chunk. The manifest is of the
+// bytes on disk, the ciphertext.
+func WithRecipients(recipients ...age.Recipient) Option {
+	return func(o *options) { o.recipients = recipients }
+}
+
 // WithFlushInterval sets how long events may wait in memory before they
 // are written to the file; d <= 0 means [DefaultFlushInterval].
 func WithFlushInterval(d time.Duration) Option { return func(o *options) { o.flushInterval = d } }
@@ -123,11 +150,13 @@ type file interface {
 	Truncate(size int64) error
 }
 
-// A Recorder writes one session as an asciicast v2 file. Its methods are
-// safe for concurrent use: the output and input copy loops of a session
-// call Output and Input from their own goroutines. They never block on
-// more than an append to memory or, every 32 KiB, one write(2), and they
-// do not retain the slices they are given.
+// A Recorder writes one session as an asciicast v2 file, encrypted with age
+// if [WithRecipients] was given. Its methods are safe for concurrent use:
+// the output and input copy loops of a session call Output and Input from
+// their own goroutines. They never block on more than an append to memory
+// or, every 32 KiB, one write(2) (encrypted: a copy into age's chunk and,
+// every 64 KiB, the chunk's encryption and one write(2)), and they do not
+// retain the slices they are given.
 type Recorder struct {
 	path  string // the finished file, dir/name
 	part  string // the file while it is being written, path+PartExt
@@ -138,6 +167,9 @@ type Recorder struct {
 	// f is set by Create and closed by Close only after flushLoop has
 	// returned; flushLoop calls f.Sync without holding mu.
 	f file
+	// enc, if not nil, is age's STREAM writer over cipherFile{r}: events
+	// are written to it instead of f. It is only used under mu.
+	enc io.WriteCloser
 
 	dirty chan struct{} // capacity 1; signalled when buf stops being empty
 	done  chan struct{} // closed by Close to stop flushLoop
@@ -149,10 +181,10 @@ type Recorder struct {
 	sealed Manifest
 
 	mu        sync.Mutex // protects the fields below
-	buf       []byte     // whole event lines not yet written to f
+	buf       []byte     // whole event lines not yet written to f (or enc)
 	off       int64      // bytes written to f
 	sum       hash.Hash  // SHA-256 of the bytes written to f
-	size      int64      // off + len(buf)
+	size      int64      // plaintext bytes recorded: off + len(buf) when not encrypted
 	last      time.Duration
 	out, in   stream
 	pending   bool // flushLoop has been signalled and has not flushed since
@@ -178,7 +210,11 @@ func Create(dir, name string, h Header, opts ...Option) (*Recorder, error) {
 	if o.flushInterval <= 0 {
 		o.flushInterval = DefaultFlushInterval
 	}
-	if name != filepath.Base(name) || !strings.HasSuffix(name, Ext) || name == Ext {
+	ext := Ext
+	if len(o.recipients) > 0 {
+		ext = EncryptedExt
+	}
+	if name != filepath.Base(name) || !strings.HasSuffix(name, ext) || name == ext {
 		return nil, fmt.Errorf("creating recording %q: %w", name, ErrBadName)
 	}
 	if err := os.MkdirAll(dir, dirMode); err != nil {
@@ -207,11 +243,6 @@ func Create(dir, name string, h Header, opts ...Option) (*Recorder, error) {
 	if o.wrap != nil {
 		f = o.wrap(f)
 	}
-	if _, err := f.Write(line); err != nil {
-		f.Close()
-		os.Remove(part)
-		return nil, fmt.Errorf("writing recording header %s: %w", part, err)
-	}
 	r := &Recorder{
 		path:     path,
 		part:     part,
@@ -221,13 +252,33 @@ func Create(dir, name string, h Header, opts ...Option) (*Recorder, error) {
 		f:        f,
 		dirty:    make(chan struct{}, 1),
 		done:     make(chan struct{}),
-		off:      int64(len(line)),
 		sum:      sha256.New(),
 		size:     int64(len(line)),
 		unsynced: true,
 		failed:   o.failed,
 	}
-	r.sum.Write(line)
+	if len(o.recipients) > 0 {
+		// age.Encrypt writes the age header through cipherFile; the
+		// asciicast header goes into the first chunk, in memory.
+		enc, err := age.Encrypt(cipherFile{r}, o.recipients...)
+		if err == nil {
+			_, err = enc.Write(line)
+		}
+		if err != nil {
+			f.Close()
+			os.Remove(part)
+			return nil, fmt.Errorf("starting encrypted recording %s: %w", part, err)
+		}
+		r.enc = enc
+	} else {
+		if _, err := f.Write(line); err != nil {
+			f.Close()
+			os.Remove(part)
+			return nil, fmt.Errorf("writing recording header %s: %w", part, err)
+		}
+		r.off = int64(len(line))
+		r.sum.Write(line)
+	}
 	r.wg.Add(1)
 	go r.flushLoop()
 	return r, nil
@@ -269,7 +320,8 @@ func headerLine(h Header) ([]byte, error) {
 func (r *Recorder) Path() string { return r.path }
 
 // Bytes returns the size of the recording so far, header included,
-// counting events that are still buffered in memory.
+// counting events that are still buffered in memory. For an encrypted
+// recording it is the size of the asciicast before encryption.
 func (r *Recorder) Bytes() int64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -394,6 +446,17 @@ func (r *Recorder) flushLocked() {
 		r.buf = r.buf[:0]
 		return
 	}
+	if r.enc != nil {
+		// Full chunks are encrypted and written through cipherFile,
+		// which keeps off and sum and cuts a failed write back.
+		_, err := r.enc.Write(r.buf)
+		r.buf = r.buf[:0]
+		if err != nil {
+			r.err = fmt.Errorf("writing recording %s: %w", r.part, err)
+			r.buf = nil
+		}
+		return
+	}
 	n, err := r.f.Write(r.buf)
 	if err == nil && n < len(r.buf) {
 		err = io.ErrShortWrite
@@ -457,13 +520,43 @@ func (r *Recorder) flushLoop() {
 	}
 }
 
+// cipherFile is where age's STREAM writer of an encrypted recording writes:
+// r.f, counted in r.off and r.sum. age writes its header, then one whole
+// encrypted chunk per Write, only from flushLocked, Close or Create, so
+// r.mu is held (or r not yet shared).
+type cipherFile struct{ r *Recorder }
+
+// Write writes p, one header piece or one encrypted chunk, to the file. On
+// an error it cuts the file back to the end of the last whole write, so
+// that what is on disk is a prefix of whole chunks, which decrypts up to
+// there and then reports the file truncated.
+func (c cipherFile) Write(p []byte) (int, error) {
+	r := c.r
+	n, err := r.f.Write(p)
+	if err == nil && n < len(p) {
+		err = io.ErrShortWrite
+	}
+	if err != nil && n > 0 {
+		if terr := r.f.Truncate(r.off); terr == nil {
+			n = 0
+		}
+	}
+	r.sum.Write(p[:n])
+	r.off += int64(n)
+	if n > 0 {
+		r.unsynced = true
+	}
+	return n, err
+}
+
 // Manifest describes a finished recording: what a recording_sealed event
 // records, for `bastion audit verify --recordings` to check the file
 // against.
 type Manifest struct {
 	// Name is the file name (Path without its folder).
 	Name string
-	// Size and SHA256 (hex) are of the bytes written to the file.
+	// Size and SHA256 (hex) are of the bytes written to the file: for an
+	// encrypted recording, of the age file, not of the plaintext.
 	Size   int64
 	SHA256 string
 	// Duration is from the recording's start to its Close.
@@ -499,6 +592,13 @@ func (r *Recorder) close() error {
 	r.addLocked(TypeInput, r.in.appendRest)
 	r.closed = true
 	r.flushLocked()
+	if r.enc != nil && r.err == nil {
+		// The final chunk. After a write error the file stays without
+		// it, and decrypting it reports it truncated.
+		if err := r.enc.Close(); err != nil {
+			r.err = fmt.Errorf("writing recording %s: %w", r.part, err)
+		}
+	}
 	if r.err == nil {
 		if err := r.f.Sync(); err != nil {
 			r.err = fmt.Errorf("syncing recording %s: %w", r.part, err)

@@ -188,9 +188,10 @@ func (u *Uploader) nameIn(path string) (string, bool) {
 	return name, finished(name)
 }
 
-// finished reports whether name is the name of a finished recording.
+// finished reports whether name is the name of a finished recording,
+// plain or encrypted.
 func finished(name string) bool {
-	return strings.HasSuffix(name, Ext) && name != Ext
+	return strings.HasSuffix(name, Ext) && name != Ext || strings.HasSuffix(name, EncryptedExt) && name != EncryptedExt
 }
 
 func (u *Uploader) logger() *zap.Logger {

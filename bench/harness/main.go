@@ -58,6 +58,7 @@ type options struct {
 	BastionBin        string
 	Keep              bool
 	Pin               bool
+	Record            string
 }
 
 // phases are the measurements, in the order they run.
@@ -82,6 +83,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.BastionBin, "bastion", "", "bastion binary (default: build ./cmd/bastion)")
 	fs.BoolVar(&o.Keep, "keep", false, "keep the temporary folder (configs, logs, keys) for inspection")
 	fs.BoolVar(&o.Pin, "pin", false, "model a dedicated bastion host: the jump host (OpenSSH or the bastion) on CPU 0, the clients, upstream sshd, idle server and AWS fake on CPU 1 (needs 2 CPUs and taskset)")
+	fs.StringVar(&o.Record, "record", "", recordUsage)
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -105,6 +107,8 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 		return o, errors.New("--rounds, --connects, --sessions, --establish-parallel and --setup-concurrency must be at least 1")
 	case o.OpenSSHSessions < 0:
 		return o, errors.New("--openssh-sessions must not be negative")
+	case !validRecord(o.Record):
+		return o, fmt.Errorf("--record: %q is neither plain nor age", o.Record)
 	case o.SetupDuration <= 0:
 		return o, errors.New("--setup-duration must be positive")
 	}
@@ -133,7 +137,7 @@ func run(args []string) int {
 		Started: time.Now(),
 		Params: Params{Bytes: int64(opts.Bytes), Rounds: opts.Rounds, Connects: opts.Connects, Sessions: opts.Sessions,
 			OpenSSHSessions: opts.OpenSSHSessions, EstablishParallel: opts.EstablishParallel, SetupConcurrency: opts.SetupConcurrency,
-			SetupDuration: opts.SetupDuration.String(), AWSLatency: opts.AWSLatency.String(), Ciphers: opts.Ciphers, Only: opts.Only, Pin: opts.Pin},
+			SetupDuration: opts.SetupDuration.String(), AWSLatency: opts.AWSLatency.String(), Ciphers: opts.Ciphers, Only: opts.Only, Pin: opts.Pin, Record: opts.Record},
 		Modes: map[string]string{
 			modeOpenSSH:       "OpenSSH sshd as the ProxyJump host: ssh -J jump upstream",
 			modeBastionJump:   "the bastion via ProxyJump: ssh -J bastion user@target",
@@ -350,7 +354,7 @@ func (h *harness) setup(ctx context.Context, rep *Report) error {
 		PublicIP: "127.0.0.1", PrivateIP: "127.0.0.1", HostKeys: []ssh.PublicKey{h.upstream.HostKey}})
 	h.bcfg = bastionConfig{Dir: filepath.Join(h.dir, "bastion"), PersonKey: h.person.AuthorizedKey(),
 		UpstreamKey: h.upstreamKey.Private, OSUser: h.me, Upstream: h.upstream,
-		LightAddr: h.light.Addr(), LightHostKey: h.light.HostKey}
+		LightAddr: h.light.Addr(), LightHostKey: h.light.HostKey, Record: h.opts.Record}
 	if err := h.startBastion(ctx); err != nil {
 		return err
 	}

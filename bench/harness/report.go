@@ -81,6 +81,8 @@ type Params struct {
 	Only              []string `json:"only"`
 	// Pin is --pin: the jump host on CPU 0, everything else on CPU 1.
 	Pin bool `json:"pin,omitempty"`
+	// Record is --record: sessions recorded, plain or age-encrypted.
+	Record string `json:"record,omitempty"`
 }
 
 // BulkResult is measurement 1 and 2.

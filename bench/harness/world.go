@@ -110,6 +110,7 @@ type bastionConfig struct {
 	Upstream     *sshd  // target.static and the Lightsail instance
 	LightAddr    string // light.static
 	LightHostKey ssh.PublicKey
+	Record       string // --record: "", "plain" or "age"
 }
 
 // render returns the YAML config: the static provider for the cached
@@ -131,14 +132,14 @@ providers:
     - {name: light, address: %s, user: %s, private_key: %s, host_key: %s}
 policies:
   - {users: [%s], targets: ["*"], os_users: ["*"], allow: [port_forwarding]}
-audit: {log: %s}
+audit: {log: %s%s}
 `,
 		q(c.AdminAddr), q(filepath.Join(c.Dir, "host_ed25519")), q(filepath.Join(c.Dir, "host_ca_ed25519")),
 		benchUser, q(c.PersonKey),
 		awsRegion, c.Upstream.Port,
 		q(c.Upstream.Addr), c.OSUser, q(c.UpstreamKey), q(authorizedKey(c.Upstream.HostKey)),
 		q(c.LightAddr), c.OSUser, q(c.UpstreamKey), q(authorizedKey(c.LightHostKey)),
-		benchUser, q(filepath.Join(c.Dir, "audit.jsonl")))
+		benchUser, q(filepath.Join(c.Dir, "audit.jsonl")), c.recordingAudit())
 }
 
 // startBastion checks the config with `bastion check-config`, runs

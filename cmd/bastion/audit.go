@@ -15,7 +15,7 @@ import (
 // errNotVerified makes `bastion audit verify` exit 1 after its report.
 var errNotVerified = errors.New("the audit log does not verify")
 
-// cmdAudit runs `bastion audit pubkey|verify`.
+// cmdAudit runs `bastion audit pubkey|verify|decrypt`.
 func cmdAudit(args []string, stdout io.Writer) error {
 	sub := firstArg(args)
 	switch sub {
@@ -23,16 +23,19 @@ func cmdAudit(args []string, stdout io.Writer) error {
 		return cmdAuditPubkey(args[1:], stdout)
 	case "verify":
 		return cmdAuditVerify(args[1:], stdout)
+	case "decrypt":
+		return cmdAuditDecrypt(args[1:], stdout)
 	case "-h", "--help", "-help":
 		fs := newFlags("audit", stdout)
 		addConfigFlag(fs)
 		addVerifyFlags(fs)
+		addDecryptFlags(fs)
 		writeHelp(stdout, "audit", fs)
 		return flag.ErrHelp
 	case "":
-		return usageError{"missing the audit command: pubkey or verify"}
+		return usageError{"missing the audit command: pubkey, verify or decrypt"}
 	}
-	return usageError{fmt.Sprintf("unknown audit command %q; the ones there are: pubkey, verify", escapeControl(sub))}
+	return usageError{fmt.Sprintf("unknown audit command %q; the ones there are: pubkey, verify, decrypt", escapeControl(sub))}
 }
 
 // cmdAuditPubkey prints the public half of audit.signing_key.

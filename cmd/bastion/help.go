@@ -23,6 +23,7 @@ commands:
   fleet init --config FILE    create the fleet's DynamoDB table if missing (idempotent)
   audit pubkey --config FILE  print the public key that signs the audit log's checkpoints
   audit verify FILE...        check audit files' hash chain and signed checkpoints (exit 1 if broken)
+  audit decrypt RECORDING     decrypt an encrypted (.cast.age) recording with --identity FILE
   version                     print the version and VCS revision
 
 "bastion <command> --help" shows a command's flags and an example.
@@ -104,7 +105,7 @@ AWS_ENDPOINT_URL_DYNAMODB points it at another endpoint.`,
 		example: `bastion fleet init --config /etc/bastion/config.yaml`,
 	},
 	"audit": {
-		synopsis: "audit pubkey --config FILE | audit verify FILE... [--pubkey KEY] [--recordings DIR]",
+		synopsis: "audit pubkey --config FILE | audit verify FILE... [--pubkey KEY] [--recordings DIR] | audit decrypt --identity FILE RECORDING [-o OUT]",
 		about: `pubkey prints the public half of audit.signing_key (authorized_keys form),
 for auditors to keep apart from the bastion.
 
@@ -116,10 +117,18 @@ removed, added, changed or moved, and exits 1. Events after the last
 checkpoint are reported as not yet covered by a signature. --pubkey checks
 the signatures against the bastion's key (without it, against the key the
 log names); --recordings checks each recording in DIR against its
-recording_sealed manifest (size and SHA-256).`,
+recording_sealed manifest (size and SHA-256; of the encrypted file, for
+a .cast.age recording).
+
+decrypt writes the asciicast of a recording encrypted to
+audit.recordings_recipients to standard output, or to the new file OUT
+(mode 0600), for asciinema play; age -d -i FILE does the same. A recording
+cut short (a crash, a full disk) decrypts up to its cut and then exits 1
+saying it is truncated.`,
 		example: `bastion audit pubkey --config /etc/bastion/config.yaml > audit.pub
 bastion audit verify /var/log/bastion/audit.jsonl.2.gz /var/log/bastion/audit.jsonl.1 /var/log/bastion/audit.jsonl --pubkey audit.pub
-bastion audit verify audit.jsonl --pubkey audit.pub --recordings /var/lib/bastion/recordings`,
+bastion audit verify audit.jsonl --pubkey audit.pub --recordings /var/lib/bastion/recordings
+bastion audit decrypt --identity auditor.key /var/lib/bastion/recordings/20261203T101500Z-c1-0.cast.age -o session.cast`,
 	},
 	"version": {
 		synopsis: "version",
