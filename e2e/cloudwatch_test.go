@@ -35,6 +35,9 @@ type cloudWatchWorld struct {
 	bob   *client
 	me    string
 	admin string
+	// body and env are the bastion's config and environment, for restart.
+	body string
+	env  []string
 }
 
 // newCloudWatchWorld starts the fake (with the log group) and the bastion;
@@ -54,7 +57,7 @@ func newCloudWatchWorld(t *testing.T, extra, top string) *cloudWatchWorld {
 	up := startSSHD(t, sshdOptions{AuthorizedKeys: []string{upKey.AuthorizedKey()}})
 	bobKey := newKey(t, keys, "bob")
 	env := append(awsEnv(fake, fake.SecretAccessKey()), "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS="+fake.URL())
-	b := startBastion(t, fmt.Sprintf(`  signing_key: audit_ed25519
+	body := fmt.Sprintf(`  signing_key: audit_ed25519
   checkpoint_interval: 1s
   cloudwatch:
     log_group: %s
@@ -69,12 +72,25 @@ providers:
     - {name: web-1, address: %q, user: %s, private_key: %q, host_key: %q}
 policies:
   - {groups: [ops], targets: ["web-1"], os_users: ["*"]}
-%s`, cwGroup, cwStream, extra, bobKey.AuthorizedKey(), up.Addr, me, upKey.Private, up.HostKey.AuthorizedKey(), top), env...)
-	m := adminRE.FindStringSubmatch(b.proc.out.String())
+%s`, cwGroup, cwStream, extra, bobKey.AuthorizedKey(), up.Addr, me, upKey.Private, up.HostKey.AuthorizedKey(), top)
+	w := &cloudWatchWorld{fake: fake, me: me, body: body, env: env}
+	w.start(t, t.TempDir())
+	w.bob = newClient(t, w.b, "bob", bobKey)
+	return w
+}
+
+// start starts the bastion with its files in dir.
+func (w *cloudWatchWorld) start(t *testing.T, dir string) {
+	t.Helper()
+	w.b = startBastionIn(t, dir, w.body, w.env...)
+	m := adminRE.FindStringSubmatch(w.b.proc.out.String())
 	if m == nil {
-		t.Fatalf("no admin address in the bastion's output:\n%s", b.proc.out.String())
+		t.Fatalf("no admin address in the bastion's output:\n%s", w.b.proc.out.String())
 	}
-	return &cloudWatchWorld{fake: fake, b: b, bob: newClient(t, b, "bob", bobKey), me: me, admin: m[1]}
+	w.admin = m[1]
+	if w.bob != nil {
+		w.bob = newClient(t, w.b, "bob", w.bob.Key)
+	}
 }
 
 // run runs command on web-1 through the bastion.
@@ -135,13 +151,21 @@ func checkSeq(t *testing.T, lines []string, first int64) {
 	}
 }
 
-// TestCloudWatchAuditDelivery: after several logins and commands and a
-// clean stop, the CloudWatch Logs stream (read back with GetLogEvents
-// through the real SDK client) holds exactly the lines of audit.log, in
-// order, seq continuous from 1, and that copy verifies with `bastion audit
-// verify` on its own.
+// TestCloudWatchAuditDelivery: after several logins and commands, a
+// restart, more of them and a clean stop, the CloudWatch Logs stream (read
+// back with GetLogEvents through the real SDK client) holds exactly the
+// lines of audit.log, in order, seq continuous from 1 across the restart,
+// and that copy verifies on its own with `bastion audit verify --pubkey`.
 func TestCloudWatchAuditDelivery(t *testing.T) {
 	w := newCloudWatchWorld(t, "", "")
+	for i := range 2 {
+		tag := fmt.Sprintf("first-run-%d", i)
+		if r := w.run(t, "echo "+tag); r.Code != 0 || r.Stdout != tag+"\n" {
+			t.Fatalf("ssh %d: got exit %d %q %q", i, r.Code, r.Stdout, r.Stderr)
+		}
+	}
+	w.stop(t, 60*time.Second)
+	w.start(t, w.b.Dir)
 	for i := range 3 {
 		tag := fmt.Sprintf("cw-%d", i)
 		if r := w.run(t, "echo "+tag); r.Code != 0 || r.Stdout != tag+"\n" {
@@ -156,7 +180,7 @@ func TestCloudWatchAuditDelivery(t *testing.T) {
 				n++
 			}
 		}
-		return n == 3
+		return n == 5
 	})
 	if m := scrape(t, w.admin); m["bastion_audit_cloudwatch_sent_total"] < 20 || m["bastion_audit_cloudwatch_dropped_total"] != 0 {
 		t.Errorf("metrics: sent %v, dropped %v; want at least 20 sent and none dropped",
@@ -177,7 +201,11 @@ func TestCloudWatchAuditDelivery(t *testing.T) {
 	if err := os.WriteFile(copyPath, []byte(strings.Join(remote, "\n")+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if code, out := runBastion(t, "audit", "verify", copyPath); code != 0 {
+	code, pub := runBastion(t, "audit", "pubkey", "--config", w.b.Config)
+	if code != 0 {
+		t.Fatalf("bastion audit pubkey: exit %d\n%s", code, pub)
+	}
+	if code, out := runBastion(t, "audit", "verify", copyPath, "--pubkey", strings.TrimSpace(pub)); code != 0 {
 		t.Fatalf("bastion audit verify on the CloudWatch copy: exit %d\n%s", code, out)
 	}
 	// Timestamps never go back, as PutLogEvents wants within a batch.
