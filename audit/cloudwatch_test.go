@@ -323,3 +323,57 @@ func TestCloudWatchGivesUpInvalidBatch(t *testing.T) {
 		t.Fatalf("Close %v, delivered %q, Err %v; want nil, [fine], nil", err, api.lines(), cw.Err())
 	}
 }
+
+// TestCloudWatchTransientAndDeletedStream, against the fake through the
+// real SDK client: two failed calls are retried without the sink ever
+// reporting itself down, and a stream deleted under the sink is created
+// again for the next batch.
+func TestCloudWatchTransientAndDeletedStream(t *testing.T) {
+	fake, err := awsfake.Start(awsfake.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fake.Close() })
+	const region, group, stream = "us-east-1", "/bastion/audit", "replica-1"
+	fake.CreateLogGroup(region, group)
+	fake.SetFault("PutLogEvents", awsfake.Fault{ServerErrorFirst: 2})
+	client := cloudwatchlogs.New(cloudwatchlogs.Options{
+		Region: region, BaseEndpoint: aws.String(fake.URL()), RetryMaxAttempts: 1,
+		Credentials: credentials.NewStaticCredentialsProvider(fake.AccessKeyID(), fake.SecretAccessKey(), ""),
+	})
+	m := &countingMetrics{}
+	cw := &CloudWatch{Client: client, LogGroup: group, LogStream: stream, FlushInterval: 20 * time.Millisecond, Metrics: m}
+	cw.Start()
+	var file bytes.Buffer
+	l := NewLoggerWith(&file, Options{Sink: cw})
+	for i := range 5 {
+		if err := l.Emit(Event{Type: TypeSessionStart, Channel: i + 1}); err != nil {
+			t.Fatalf("Emit %d: %v", i, err)
+		}
+	}
+	waitUntil(t, "five events in the stream", func() bool {
+		if err := cw.Err(); err != nil {
+			t.Fatalf("two failed calls made the sink report itself down: %v", err)
+		}
+		return len(fake.LogEvents(region, group, stream)) == 5
+	})
+	if m.failures.Load() != 2 {
+		t.Errorf("failures: got %d, want 2", m.failures.Load())
+	}
+
+	fake.DeleteLogStream(region, group, stream)
+	if err := l.Emit(Event{Type: TypeSessionStart, Channel: 6}); err != nil {
+		t.Fatalf("Emit after the stream was deleted: %v", err)
+	}
+	waitUntil(t, "the event in the stream created again", func() bool { return len(fake.LogEvents(region, group, stream)) == 1 })
+	if err := cw.Close(context.Background()); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	lines := strings.Split(strings.TrimSpace(file.String()), "\n")
+	if got := fake.LogEvents(region, group, stream)[0].Message; got != lines[5] {
+		t.Errorf("the stream created again holds %q, want the sixth line %q", got, lines[5])
+	}
+	if n := fake.CallCount("CreateLogStream"); n != 2 {
+		t.Errorf("CreateLogStream calls: got %d, want 2 (at start, after the deletion)", n)
+	}
+}

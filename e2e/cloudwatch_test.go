@@ -208,6 +208,16 @@ func TestCloudWatchAuditDelivery(t *testing.T) {
 	if code, out := runBastion(t, "audit", "verify", copyPath, "--pubkey", strings.TrimSpace(pub)); code != 0 {
 		t.Fatalf("bastion audit verify on the CloudWatch copy: exit %d\n%s", code, out)
 	}
+	// The restarted bastion found its stream there already, and went on.
+	var creates []string
+	for _, c := range w.fake.Calls() {
+		if c.Operation == "CreateLogStream" {
+			creates = append(creates, c.ErrorCode)
+		}
+	}
+	if !slices.Equal(creates, []string{"", "ResourceAlreadyExistsException"}) {
+		t.Errorf("CreateLogStream answers: got %q, want one created, then ResourceAlreadyExistsException after the restart", creates)
+	}
 	// Timestamps never go back, as PutLogEvents wants within a batch.
 	events := w.fake.LogEvents(region, cwGroup, cwStream)
 	for i := 1; i < len(events); i++ {

@@ -101,6 +101,16 @@ func (s *Server) LogEvents(region, group, stream string) []LogEvent {
 	return append([]LogEvent(nil), g.streams[stream].events...)
 }
 
+// DeleteLogStream deletes a stream and its events, as `aws logs
+// delete-log-stream` does; a missing one is ignored.
+func (s *Server) DeleteLogStream(region, group, stream string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if g := s.logGroupLocked(region, group, false); g != nil {
+		delete(g.streams, stream)
+	}
+}
+
 // logGroupLocked returns the group, creating it if create is set; s.mu is
 // held.
 func (s *Server) logGroupLocked(region, name string, create bool) *logGroup {
