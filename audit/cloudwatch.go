@@ -139,8 +139,13 @@ type CloudWatch struct {
 	wake     chan struct{} // a send when a line arrives or Close begins
 	closing  chan struct{} // closed by Close
 	flushCtx context.Context
-	started  bool
-	done     chan struct{} // closed when the sender returns
+	// runCtx is the context of the calls before Close; it is cancelled
+	// when Close's context is done, so that a call in flight does not
+	// outlast the flush deadline.
+	runCtx    context.Context
+	cancelRun context.CancelFunc
+	started   bool
+	done      chan struct{} // closed when the sender returns
 }
 
 // cwWarnEvery is how often, at most, a failure or drop is logged.
@@ -256,6 +261,7 @@ func (c *CloudWatch) Start() {
 	}
 	c.started = true
 	c.initLocked()
+	c.runCtx, c.cancelRun = context.WithCancel(context.Background())
 	go c.run()
 }
 
@@ -274,7 +280,10 @@ func (c *CloudWatch) Close(ctx context.Context) error {
 	close(c.closing)
 	c.mu.Unlock()
 	if started {
+		stop := context.AfterFunc(ctx, c.cancelRun)
 		<-c.done
+		stop()
+		c.cancelRun()
 	}
 	c.mu.Lock()
 	left := len(c.buf)
@@ -343,7 +352,7 @@ func (c *CloudWatch) run() {
 			}
 			continue
 		}
-		ctx := context.Background()
+		ctx := c.runCtx
 		if closing {
 			ctx = c.flushCtx
 		}

@@ -377,3 +377,40 @@ func TestCloudWatchTransientAndDeletedStream(t *testing.T) {
 		t.Errorf("CreateLogStream calls: got %d, want 2 (at start, after the deletion)", n)
 	}
 }
+
+// hangingLogs never answers PutLogEvents: each call waits for its context.
+type hangingLogs struct {
+	flakyLogs
+	calls atomic.Int64
+}
+
+func (h *hangingLogs) PutLogEvents(ctx context.Context, _ *cloudwatchlogs.PutLogEventsInput, _ ...func(*cloudwatchlogs.Options)) (*cloudwatchlogs.PutLogEventsOutput, error) {
+	h.calls.Add(1)
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// TestCloudWatchCloseBounded: Close returns by its context's deadline even
+// with a call in flight that would outlast it (CallTimeout an hour), and
+// says how many events were not delivered.
+func TestCloudWatchCloseBounded(t *testing.T) {
+	api := &hangingLogs{}
+	cw := &CloudWatch{Client: api, LogGroup: "g", LogStream: "s", FlushInterval: 10 * time.Millisecond, CallTimeout: time.Hour, FailOpen: true}
+	cw.Start()
+	cw.WriteLine([]byte("a"), time.Now())
+	cw.WriteLine([]byte("b"), time.Now())
+	waitUntil(t, "a call in flight", func() bool { return api.calls.Load() > 0 })
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err := cw.Close(ctx)
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("Close took %s with a hanging call; want about its 300ms deadline", d)
+	}
+	if err == nil || !strings.Contains(err.Error(), "2 events not delivered") {
+		t.Fatalf("Close: got %v, want 2 events not delivered", err)
+	}
+	if d, _ := cw.Dropped(); d != 2 {
+		t.Errorf("dropped: got %d, want 2", d)
+	}
+}
