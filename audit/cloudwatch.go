@@ -256,7 +256,7 @@ func (c *CloudWatch) Buffered() int {
 func (c *CloudWatch) Start() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.started {
+	if c.started || c.flushCtx != nil {
 		return
 	}
 	c.started = true
@@ -292,7 +292,11 @@ func (c *CloudWatch) Close(ctx context.Context) error {
 	c.mu.Unlock()
 	if left > 0 {
 		c.metricDropped(left)
-		return fmt.Errorf("flushing audit events to CloudWatch Logs: %d events not delivered: %w", left, context.Cause(ctx))
+		cause := context.Cause(ctx)
+		if cause == nil {
+			cause = errors.New("the sender was never started")
+		}
+		return fmt.Errorf("flushing audit events to CloudWatch Logs: %d events not delivered: %w", left, cause)
 	}
 	return nil
 }
