@@ -385,6 +385,8 @@ func (l *Logger) Reopen() error {
 // I/O error) is returned, and what part of the line reached the file is
 // cut off again, so that the file stays whole lines and the chain does not
 // advance; the caller decides whether the session may go on unaudited.
+// While a Sink cannot deliver (Options.Sink), Emit returns its error after
+// writing the line, for the caller to treat the same way.
 func (l *Logger) Emit(e Event) error {
 	if l == nil || l.w == nil {
 		return nil
