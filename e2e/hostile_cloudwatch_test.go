@@ -147,6 +147,9 @@ func TestHostileCloudWatchOutageFailOpen(t *testing.T) {
 	w.fake.SetFault("PutLogEvents", awsfake.Fault{ErrorCode: "ServiceUnavailableException"})
 	before := len(w.b.AuditLines(t))
 	for i := 0; len(w.b.AuditLines(t)) < before+3*bound; i++ {
+		if i == 50 {
+			t.Fatalf("50 logins wrote only %d audit lines", len(w.b.AuditLines(t))-before)
+		}
 		if r := w.run(t, "echo open"); r.Code != 0 || r.Stdout != "open\n" {
 			t.Fatalf("ssh %d while CloudWatch fails, failing open: got exit %d %q %q", i, r.Code, r.Stdout, r.Stderr)
 		}
