@@ -66,6 +66,9 @@ type Bastion struct {
 	Metrics *metrics.Metrics
 	// Uploader sends finished recordings to S3; nil without audit.s3.
 	Uploader *recording.Uploader
+	// CloudWatch sends the audit lines to CloudWatch Logs; nil without
+	// audit.cloudwatch, or when Options.Audit was given.
+	CloudWatch *audit.CloudWatch
 
 	cfg    *config.Config // the config the bastion was built from
 	log    *zap.Logger
@@ -112,8 +115,12 @@ func New(ctx context.Context, cfg *config.Config, opt Options) (*Bastion, error)
 		return nil, fmt.Errorf("host_ca_key: %s holds the same key as host_key (%s, %s): the host CA must be a key of its own", cfg.HostCAKey, cfg.HostKey, fp)
 	}
 	al := opt.Audit
+	var cw *audit.CloudWatch
 	if al == nil {
-		if al, err = openAudit(cfg); err != nil {
+		if cw, err = newCloudWatch(ctx, cfg, log, loader, m); err != nil {
+			return nil, err
+		}
+		if al, err = openAudit(cfg, cw); err != nil {
 			return nil, err
 		}
 	}
@@ -133,7 +140,7 @@ func New(ctx context.Context, cfg *config.Config, opt Options) (*Bastion, error)
 		al.Close()
 		return nil, err
 	}
-	b := &Bastion{Audit: al, Metrics: m, cfg: cfg, log: log, stderr: stderr, admin: opt.AdminListener,
+	b := &Bastion{Audit: al, CloudWatch: cw, Metrics: m, cfg: cfg, log: log, stderr: stderr, admin: opt.AdminListener,
 		aws: loader, health: newProviderHealth(cfg), stopBG: func() {}, fleet: fh, peerListener: opt.PeerListener}
 	rec := proxy.Recording{Dir: cfg.Audit.Recordings, Input: cfg.Audit.RecordInput, Exec: cfg.Audit.RecordExec,
 		MaxBytes: int64(cfg.Audit.MaxRecordingSize)}
@@ -181,8 +188,11 @@ func New(ctx context.Context, cfg *config.Config, opt Options) (*Bastion, error)
 
 // openAudit opens audit.log, chained, with its checkpoints signed by
 // audit.signing_key when one is configured (created if missing).
-func openAudit(cfg *config.Config) (*audit.Logger, error) {
+func openAudit(cfg *config.Config, cw *audit.CloudWatch) (*audit.Logger, error) {
 	opt := audit.Options{CheckpointInterval: cfg.Audit.CheckpointInterval.D()}
+	if cw != nil {
+		opt.Sink = cw
+	}
 	if cfg.Audit.SigningKey != "" {
 		k, err := audit.LoadSigningKey(cfg.Audit.SigningKey, true)
 		if err != nil {
@@ -238,6 +248,9 @@ func (b *Bastion) Start() error {
 	if b.Uploader != nil {
 		b.Uploader.Start(bg)
 	}
+	if b.CloudWatch != nil {
+		b.CloudWatch.Start()
+	}
 	b.bg.Go(func() { b.health.watch(bg, b.aws, b.cfg.Limits.AWSTimeout.D(), b.log, b.stderr) })
 	if b.cfg.Fleet != nil && (b.cfg.Fleet.Advertise != "" || b.peerListener != nil) {
 		return b.servePeers()
@@ -283,12 +296,19 @@ func (b *Bastion) Drain(ctx context.Context) {
 }
 
 // Ready is the admin server's readiness check: rules loaded, host keys
-// present, not draining, every configured provider able to work. It
-// reports a line per provider.
+// present, not draining, every configured provider able to work, and,
+// failing closed, audit events reaching CloudWatch Logs. It reports a line
+// per provider (and for the fleet store and CloudWatch).
 func (b *Bastion) Ready() ([]string, error) {
 	lines, err := b.health.report()
 	if b.fleet != nil {
 		lines = append(lines, b.fleet.line())
+	}
+	if line, cwErr := b.cloudWatchLine(); line != "" {
+		lines = append(lines, line)
+		if err == nil {
+			err = cwErr
+		}
 	}
 	switch {
 	case b.draining.Load():
@@ -354,6 +374,8 @@ func (b *Bastion) Close() {
 		b.Uploader.Close()
 	}
 	b.Audit.Close()
+	// After the audit log's last line (the stop checkpoint) is buffered.
+	b.closeCloudWatch()
 }
 
 // LogWarnings logs the config's warnings, one line each.

@@ -253,6 +253,10 @@ type Options struct {
 	// CheckpointEvents is how many events may wait; if 0,
 	// DefaultCheckpointEvents.
 	CheckpointEvents int
+	// Sink, if non-nil, is given every line once it is written
+	// (checkpoints included), in chain order: CloudWatch Logs. While its
+	// Err is not nil, Emit returns that error after writing the line.
+	Sink Sink
 }
 
 // Checkpoint defaults (audit.checkpoint_interval).
@@ -381,6 +385,8 @@ func (l *Logger) Reopen() error {
 // I/O error) is returned, and what part of the line reached the file is
 // cut off again, so that the file stays whole lines and the chain does not
 // advance; the caller decides whether the session may go on unaudited.
+// While a Sink cannot deliver (Options.Sink), Emit returns its error after
+// writing the line, for the caller to treat the same way.
 func (l *Logger) Emit(e Event) error {
 	if l == nil || l.w == nil {
 		return nil
@@ -410,7 +416,15 @@ func (l *Logger) Emit(e Event) error {
 	if err := l.writeLocked(&e); err != nil {
 		return err
 	}
-	return l.maybeCheckpoint()
+	if err := l.maybeCheckpoint(); err != nil {
+		return err
+	}
+	if l.opt.Sink != nil {
+		// The line is in the file; the remote copy is behind or lost,
+		// which audit.on_failure treats as a failed write.
+		return l.opt.Sink.Err()
+	}
+	return nil
 }
 
 // writeLocked writes e as the next link of the chain; l.mu is held.
@@ -433,6 +447,9 @@ func (l *Logger) writeLocked(e *Event) error {
 		return fmt.Errorf("writing audit event: %w", err)
 	}
 	l.chain.advance(line)
+	if l.opt.Sink != nil {
+		l.opt.Sink.WriteLine(line, e.Time)
+	}
 	if e.Type != TypeAuditCheckpoint {
 		l.chain.uncovered++
 	}

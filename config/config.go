@@ -286,6 +286,8 @@ type Audit struct {
 	RecordExec bool `yaml:"record_exec"`
 	// S3 ships finished recordings to a bucket.
 	S3 *S3 `yaml:"s3"`
+	// CloudWatch, if set, sends the audit events to CloudWatch Logs too.
+	CloudWatch *CloudWatch `yaml:"cloudwatch"`
 	// OnFailure is what happens to a link whose audit events or recording
 	// cannot be written: OnFailureRefuse (default) or OnFailureContinue.
 	OnFailure string `yaml:"on_failure"`

@@ -48,6 +48,9 @@ func (c *checker) lint(cfg *Config) {
 	if s3 := cfg.Audit.S3; s3 != nil && s3.Region != "" && regionRe.MatchString(s3.Region) && !slices.Contains(knownRegions, s3.Region) {
 		c.errorf("audit.s3.region", "unknown AWS region %q%s", s3.Region, didYouMean(s3.Region, knownRegions))
 	}
+	if cw := cfg.Audit.CloudWatch; cw != nil && cw.Region != "" && regionRe.MatchString(cw.Region) && !slices.Contains(knownRegions, cw.Region) {
+		c.errorf("audit.cloudwatch.region", "unknown AWS region %q%s", cw.Region, didYouMean(cw.Region, knownRegions))
+	}
 	for i, p := range cfg.Policies {
 		key := indexKey("policies", i)
 		for j, pat := range p.Targets {

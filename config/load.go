@@ -150,6 +150,7 @@ func applyDefaults(c *Config, set map[string]bool) {
 	if !set["audit.checkpoint_interval"] {
 		c.Audit.CheckpointInterval = Duration(DefaultCheckpointInterval)
 	}
+	cloudWatchDefaults(c.Audit.CloudWatch, set)
 	// Provider defaults are the values of their descriptors (package
 	// provider); this is the layer that applies them to a file, see
 	// awsutil.Settings.

@@ -112,6 +112,7 @@ func (c *checker) check(cfg *Config) {
 		c.errorf("audit.on_failure", "%q is neither %q nor %q", o, OnFailureRefuse, OnFailureContinue)
 	}
 	c.checkSigningKeyFile(cfg.Audit.SigningKey)
+	c.checkCloudWatch(cfg.Audit.CloudWatch)
 	if d := cfg.Audit.CheckpointInterval; d.D() < time.Second {
 		c.errorf("audit.checkpoint_interval", "%s is too short; use at least 1s", d)
 	}

@@ -20,6 +20,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2instanceconnect"
@@ -75,6 +76,7 @@ var services = []awsService{
 	{importPath: "github.com/aws/aws-sdk-go-v2/service/ssm", prefix: "ssm", client: reflect.TypeFor[*ssm.Client]()},
 	{importPath: "github.com/aws/aws-sdk-go-v2/service/dynamodb", prefix: "dynamodb", client: reflect.TypeFor[*dynamodb.Client]()},
 	{importPath: "github.com/aws/aws-sdk-go-v2/service/secretsmanager", prefix: "secretsmanager", client: reflect.TypeFor[*secretsmanager.Client]()},
+	{importPath: "github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs", prefix: "logs", client: reflect.TypeFor[*cloudwatchlogs.Client]()},
 }
 
 // operations returns the API operations of an SDK client type, found by
@@ -504,6 +506,16 @@ func TestIAMPolicyShape(t *testing.T) {
 				t.Errorf("%s: Resource %v, want [%s] (audit.s3 in the deployed config.yaml)", at, st.Resource, want)
 			}
 		}
+		// Audit events to CloudWatch Logs: their own statement, on the
+		// log group (and its streams) alone.
+		if slices.Contains(prefixes, "logs") {
+			if len(prefixes) > 1 {
+				t.Errorf("%s: logs actions share a statement with %v", at, prefixes)
+			}
+			if want := "arn:aws:logs:*:*:log-group:/bastion/audit:*"; !slices.Equal(st.Resource, []string{want}) {
+				t.Errorf("%s: Resource %v, want [%s] (audit.cloudwatch.log_group in config.yaml.example)", at, st.Resource, want)
+			}
+		}
 	}
 }
 
@@ -527,7 +539,7 @@ func TestIAMPolicyMatchesCode(t *testing.T) {
 	}
 	// The scan must reach the code that calls AWS, wherever a skip rule
 	// might hide it.
-	dirs := []string{"upstream/secretref", "audit/recording", "cmd/bastion"}
+	dirs := []string{"upstream/secretref", "audit", "audit/recording", "cmd/bastion"}
 	for _, d := range provider.All() {
 		dirs = append(dirs, d.Dir)
 	}

@@ -42,6 +42,8 @@ type Metrics struct {
 	auditFailures     *prometheus.CounterVec
 	// fleetFailures is registered only with a fleet store (fleet.go).
 	fleetFailures *prometheus.CounterVec
+	// cloudWatch is registered with audit.cloudwatch (cloudwatch.go).
+	cloudWatch cloudWatch
 }
 
 // Reasons a handshake failed, the label values of

@@ -3,7 +3,9 @@
 // (DescribeInstances, GetConsoleOutput), EC2 Instance Connect
 // (SendSSHPublicKey, SendSerialConsoleSSHPublicKey, and the serial console
 // SSH endpoint, see StartSerialConsole), SSM
-// Parameter Store (GetParameter) and Secrets Manager (GetSecretValue).
+// Parameter Store (GetParameter), Secrets Manager (GetSecretValue) and
+// CloudWatch Logs (CreateLogGroup, CreateLogStream, PutLogEvents,
+// GetLogEvents, DescribeLogStreams; AWS_ENDPOINT_URL_CLOUDWATCH_LOGS).
 //
 // A Server listens on 127.0.0.1 and speaks the same protocols as AWS
 // (awsJson1_1 for Lightsail, Instance Connect, SSM and Secrets Manager, the
@@ -68,8 +70,9 @@ const (
 // valid keys pushed with SendSSHPublicKey.
 const KeysPath = "/_fake/ec2-instance-connect/keys"
 
-// maxBodyBytes bounds the size of a request body.
-const maxBodyBytes = 1 << 20
+// maxBodyBytes bounds the size of a request body: room for a full
+// PutLogEvents batch (1 MiB of messages, which JSON escaping can double).
+const maxBodyBytes = 4 << 20
 
 // Options configure a Server. The zero value is usable.
 type Options struct {
@@ -164,8 +167,9 @@ type Server struct {
 	// serialConsole is the EC2 serial console state (serialconsole.go),
 	// under its own mutex.
 	serialConsole serialState
-	parameters    map[string]*ssmParameter // by name; see PutParameter
-	secrets       map[string]*smSecret     // by name; see PutSecret
+	parameters    map[string]*ssmParameter  // by name; see PutParameter
+	secrets       map[string]*smSecret      // by name; see PutSecret
+	logGroups     map[logGroupKey]*logGroup // see CreateLogGroup
 }
 
 // Start starts a server listening on 127.0.0.1 on a free port.
@@ -449,6 +453,8 @@ func (s *Server) identify(r *http.Request, req *request) (*api, error) {
 			a = ssmAPI
 		case strings.HasPrefix(target, secretsManagerTargetPrefix):
 			a = secretsManagerAPI
+		case strings.HasPrefix(target, logsTargetPrefix):
+			a = logsAPI
 		default:
 			req.proto = protoJSON
 			return nil, &apiError{http.StatusBadRequest, "UnknownOperationException", "unknown target " + target}
