@@ -2,6 +2,12 @@ package recording
 
 import (
 	"bytes"
+	"context"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"go.uber.org/zap/zaptest"
 	"os"
 	"slices"
 	"strings"
@@ -98,5 +104,64 @@ func TestUploaderStreamsLiveRecording(t *testing.T) {
 	var buf bytes.Buffer
 	if n, err := Fetch(t.Context(), f.client(), testBucket, key, &buf); err != nil || n != 0 || !bytes.Equal(buf.Bytes(), data) {
 		t.Errorf("got Fetch %d pieces, %v, want the final object", n, err)
+	}
+}
+
+// hangingS3 holds every call until its context ends, counting the calls
+// in flight.
+type hangingS3 struct {
+	blockingS3
+	inFlight, most atomic.Int32
+}
+
+func (h *hangingS3) PutObject(ctx context.Context, _ *s3.PutObjectInput, _ ...func(*s3.Options)) (*s3.PutObjectOutput, error) {
+	n := h.inFlight.Add(1)
+	defer h.inFlight.Add(-1)
+	for m := h.most.Load(); n > m && !h.most.CompareAndSwap(m, n); m = h.most.Load() {
+	}
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+func (h *hangingS3) ListObjectsV2(ctx context.Context, _ *s3.ListObjectsV2Input, _ ...func(*s3.Options)) (*s3.ListObjectsV2Output, error) {
+	return &s3.ListObjectsV2Output{}, nil
+}
+
+// TestUploaderStreamHangingS3 checks that with S3 hanging, each piece
+// attempt ends at the uploader's Timeout, at most maxStreams are in flight
+// across ten live recordings, and the state stays one entry per recording.
+func TestUploaderStreamHangingS3(t *testing.T) {
+	dir := t.TempDir()
+	api := &hangingS3{}
+	u := &Uploader{Client: api, Bucket: testBucket, Dir: dir, Timeout: 50 * time.Millisecond,
+		MinBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond, FlushInterval: 20 * time.Millisecond, Logger: zaptest.NewLogger(t)}
+	for i := range 10 {
+		r, err := Create(dir, fmt.Sprintf("s%d.cast", i), Header{Start: time.Now()}, WithFlushInterval(10*time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { r.Close() })
+		r.Output([]byte("x"))
+	}
+	u.Start(t.Context())
+	t.Cleanup(u.Close)
+	waitFor(t, "every live recording to have failed twice", func() bool {
+		u.mu.Lock()
+		defer u.mu.Unlock()
+		n := 0
+		for _, st := range u.lives {
+			if st.failures >= 2 {
+				n++
+			}
+		}
+		return n == 10
+	})
+	u.mu.Lock()
+	if n := len(u.lives); n != 10 {
+		t.Errorf("got %d live states, want 10", n)
+	}
+	u.mu.Unlock()
+	if m := api.most.Load(); m > maxStreams {
+		t.Errorf("got %d piece uploads in flight at once, want at most %d", m, maxStreams)
 	}
 }
