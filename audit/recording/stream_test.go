@@ -4,15 +4,15 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"sync/atomic"
-
-	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"go.uber.org/zap/zaptest"
 	"os"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"go.uber.org/zap/zaptest"
 )
 
 // pieceKeys returns the keys of the pieces in f under key, in order.
