@@ -29,6 +29,9 @@ import (
 // with credentials from the fake. It writes a key, a config and an ssh
 // config into --state and prints ready-to-paste ssh lines.
 func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	// The parent is read first: one that dies while the demo starts
+	// must still be noticed (read later, it would be the new parent).
+	parent := os.Getppid()
 	fs := newFlags("demo", stdout)
 	state := fs.String("state", "demo-state", "folder for the demo's keys, config and audit log")
 	listen := fs.String("listen", "127.0.0.1:2222", "address the demo bastion listens on")
@@ -71,6 +74,8 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	stopWatch := watchParent(ctx, parent, stop)
+	defer stopWatch()
 	b, err := assemble.New(ctx, cfg, assemble.Options{Logger: log, AWS: &account.AWS})
 	if err != nil {
 		return err
@@ -109,8 +114,6 @@ Metrics: the admin address printed below (/metrics, /healthz, /readyz)
 Ctrl-C stops the demo.
 `, l.Addr(), account.Fake.URL(), me.Username, sshConfig, cfgPath, filepath.Join(dir, "known_hosts"), indent(knownHosts, "  "),
 		filepath.Join(dir, "audit.jsonl"), filepath.Join(dir, "bastion.log"), filepath.Join(dir, "recordings"))
-	stopWatch := watchParent(ctx, stop)
-	defer stopWatch()
 	err = serve(ctx, b, l, cfgPath, cfg.WatchConfig, cfg.Limits.DrainTimeout.D(), log)
 	if errors.Is(err, proxy.ErrServerClosed) {
 		return nil
@@ -159,12 +162,11 @@ func indent(text, prefix string) string {
 }
 
 // watchParent calls stop once the demo's parent process is gone (the demo
-// is then re-parented, and Getppid changes), checking every 200ms until
-// ctx is done. `go run ./cmd/bastion demo` runs the demo as a child of the
+// is then re-parented, and Getppid is no longer parent), checking every
+// 200ms until ctx is done. `go run ./cmd/bastion demo` runs the demo as a child of the
 // go command; killing that by its pid would otherwise leave the demo
 // orphaned, holding its ports. The returned function ends the watch.
-func watchParent(ctx context.Context, stop func()) func() {
-	parent := os.Getppid()
+func watchParent(ctx context.Context, parent int, stop func()) func() {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
