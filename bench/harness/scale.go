@@ -31,6 +31,11 @@ type ScaleResult struct {
 	RateFirstAt   int     `json:"rate_first_at"`
 	RateLast      float64 `json:"rate_last_per_s"`
 	RateRatio     float64 `json:"rate_ratio"`
+	// RateEarly and RateLate smooth a shared machine's noise: the mean
+	// rate of the three steps around RateFirstAt, and of the last three.
+	RateEarly     float64 `json:"rate_early_per_s"`
+	RateLate      float64 `json:"rate_late_per_s"`
+	RateSmoothed  float64 `json:"rate_smoothed_ratio"`
 	Failures      int     `json:"failures"`
 	FirstError    string  `json:"first_error,omitempty"`
 	BastionNofile string  `json:"bastion_open_files_limit"`
@@ -199,19 +204,39 @@ func runScale(ctx context.Context, d *goDialer, pid int, light *lightServer, met
 		pss = append(pss, float64(s.PSS))
 	}
 	res.RSSFit, res.PSSFit = fitLine(xs, rss), fitLine(xs, pss)
-	first := res.Steps[0]
-	for _, s := range res.Steps {
+	rateRatios(&res)
+	return res, nil
+}
+
+// rateRatios fills in the setup rates at 1,000 sessions and at the end.
+func rateRatios(res *ScaleResult) {
+	if len(res.Steps) == 0 {
+		return
+	}
+	fi := 0
+	for i, s := range res.Steps {
 		if s.Sessions >= 1000 {
-			first = s
+			fi = i
 			break
 		}
 	}
-	last := res.Steps[len(res.Steps)-1]
+	first, last := res.Steps[fi], res.Steps[len(res.Steps)-1]
 	res.RateFirst, res.RateFirstAt, res.RateLast = first.Rate, first.Sessions, last.Rate
 	if first.Rate > 0 {
 		res.RateRatio = last.Rate / first.Rate
 	}
-	return res, nil
+	mean := func(steps []ScaleStep) float64 {
+		var sum float64
+		for _, s := range steps {
+			sum += s.Rate
+		}
+		return sum / float64(len(steps))
+	}
+	res.RateEarly = mean(res.Steps[max(0, fi-1):min(len(res.Steps), fi+2)])
+	res.RateLate = mean(res.Steps[max(0, len(res.Steps)-3):])
+	if res.RateEarly > 0 {
+		res.RateSmoothed = res.RateLate / res.RateEarly
+	}
 }
 
 // renderScale renders the scale measurement.
@@ -230,9 +255,9 @@ func renderScale(s *ScaleResult) string {
 		modeLabel[s.Mode], s.Target, s.Step, s.Parallel)
 	out += renderTable([]string{"sessions", "RSS MiB", "PSS MiB", "RSS KiB/session (from start)", "goroutines/session", "step setup rate /s", "setup p50 ms", "setup p99 ms"}, rows)
 	out += fmt.Sprintf("\nRSS before: %s MiB. Linear fit of RSS against sessions: %.1f KiB/session, intercept %s MiB, R² %.4f (PSS: %.1f KiB/session, R² %.4f). "+
-		"Setup rate at %d sessions: %.1f/s, at %d: %.1f/s (%.2fx). Failures: %d. RLIMIT_NOFILE of the bastion: %s.\n\n",
+		"Setup rate at %d sessions: %.1f/s, at %d: %.1f/s (%.2fx); mean of the three steps around %d against the last three: %.1f/s, %.1f/s (%.2fx). Failures: %d. RLIMIT_NOFILE of the bastion: %s.\n\n",
 		mib(float64(s.Before.RSS)), s.RSSFit.Slope/1024, mib(s.RSSFit.Intercept), s.RSSFit.R2, s.PSSFit.Slope/1024, s.PSSFit.R2,
-		s.RateFirstAt, s.RateFirst, s.Target, s.RateLast, s.RateRatio, s.Failures, s.BastionNofile)
+		s.RateFirstAt, s.RateFirst, s.Target, s.RateLast, s.RateRatio, s.RateFirstAt, s.RateEarly, s.RateLate, s.RateSmoothed, s.Failures, s.BastionNofile)
 	if s.FirstError != "" {
 		out += "First failure: " + s.FirstError + "\n\n"
 	}

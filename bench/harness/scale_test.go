@@ -44,3 +44,18 @@ func TestParseScaleFlags(t *testing.T) {
 		}
 	}
 }
+
+func TestRateRatios(t *testing.T) {
+	var res ScaleResult
+	for i, r := range []float64{100, 200, 100, 90, 80, 70, 60} {
+		res.Steps = append(res.Steps, ScaleStep{ScalePoint: ScalePoint{Sessions: (i + 1) * 500}, Rate: r})
+	}
+	rateRatios(&res)
+	// 1,000 is the second step; the window is the first three.
+	if res.RateFirstAt != 1000 || res.RateFirst != 200 || res.RateLast != 60 {
+		t.Errorf("first/last: got %+v", res)
+	}
+	if math.Abs(res.RateEarly-400.0/3) > 1e-9 || math.Abs(res.RateLate-70) > 1e-9 || math.Abs(res.RateSmoothed-70/(400.0/3)) > 1e-9 {
+		t.Errorf("windows: got early %v late %v ratio %v", res.RateEarly, res.RateLate, res.RateSmoothed)
+	}
+}
