@@ -27,10 +27,10 @@ type ScaleResult struct {
 	// RateFirst is the setup rate of the step ending at or after 1,000
 	// sessions (the first step when --scale is smaller), RateLast that of
 	// the last step; RateRatio is RateLast / RateFirst.
-	RateFirst     float64 `json:"rate_first_per_s"`
-	RateFirstAt   int     `json:"rate_first_at"`
-	RateLast      float64 `json:"rate_last_per_s"`
-	RateRatio     float64 `json:"rate_ratio"`
+	RateFirst   float64 `json:"rate_first_per_s"`
+	RateFirstAt int     `json:"rate_first_at"`
+	RateLast    float64 `json:"rate_last_per_s"`
+	RateRatio   float64 `json:"rate_ratio"`
 	// RateEarly and RateLate smooth a shared machine's noise: the mean
 	// rate of the three steps around RateFirstAt, and of the last three.
 	RateEarly     float64 `json:"rate_early_per_s"`
