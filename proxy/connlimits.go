@@ -149,9 +149,12 @@ func (c *conn) watchLimits(start time.Time) (stop func()) {
 type limitTimer struct {
 	check func() (next time.Duration, again bool)
 
-	mu      sync.Mutex // protects t, stopped, running.Add against Wait
+	mu      sync.Mutex // protects t, stopped, woken, running.Add against Wait
 	t       *time.Timer
 	stopped bool
+	// woken is set by wake: a check under way then checks again at once
+	// rather than at the deadline it computed before the wake.
+	woken   bool
 	running sync.WaitGroup
 	// checking serialises check: wake may fire the timer while a check
 	// is running.
@@ -176,28 +179,33 @@ func (w *limitTimer) fire() {
 	w.checking.Lock()
 	defer w.checking.Unlock()
 	w.mu.Lock()
-	stopped := w.stopped
-	w.mu.Unlock()
-	if stopped {
+	if w.stopped {
+		w.mu.Unlock()
 		return
 	}
+	w.woken = false
+	w.mu.Unlock()
 	next, again := w.check()
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if !again {
+	switch {
+	case !again:
 		w.stopped = true
-		return
-	}
-	if !w.stopped {
+	case w.stopped:
+	case w.woken:
+		w.t.Reset(0)
+	default:
 		w.t.Reset(next)
 	}
 }
 
-// wake runs check now (soon, on the timer's goroutine).
+// wake runs check now (soon, on the timer's goroutine), or again right
+// after the check under way.
 func (w *limitTimer) wake() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if !w.stopped {
+		w.woken = true
 		w.t.Reset(0)
 	}
 }
