@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -30,9 +29,9 @@ type idleState struct {
 	// jumping counts jump channels between their open and the end of
 	// their inner handshake: not links yet, but not idle either.
 	jumping int
-	// wake is signalled when the last link or jump ends, so that the
-	// watcher starts counting again.
-	wake chan struct{}
+	// watch is the limits watcher of a ProxyJump connection (nil in
+	// direct mode): a timer, not a goroutine per idle connection.
+	watch *limitTimer
 }
 
 // touch notes activity on the connection.
@@ -44,9 +43,11 @@ func (c *conn) touch() {
 
 // wakeWatcher tells the limits watcher that something it waits for ended.
 func (c *conn) wakeWatcher() {
-	select {
-	case c.idle.wake <- struct{}{}:
-	default:
+	c.idle.mu.Lock()
+	w := c.idle.watch
+	c.idle.mu.Unlock()
+	if w != nil {
+		w.wake()
 	}
 }
 
@@ -118,31 +119,106 @@ func (c *conn) untrackOwn(ch ssh.Channel) {
 // once the last one ends, the connection's idle time counts from then, and
 // a connection older than max_session is closed at once. Global requests
 // (keepalive@openssh.com) are not activity. The limits are read at each
-// deadline, so a reload reaches a live connection. It returns when ctx
-// ends.
-func (c *conn) watchLimits(ctx context.Context, start time.Time) {
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-timer.C:
-		case <-c.idle.wake:
+// deadline, so a reload reaches a live connection. The returned func stops
+// it and waits for a check under way.
+func (c *conn) watchLimits(start time.Time) (stop func()) {
+	w := &limitTimer{}
+	w.check = func() (time.Duration, bool) {
+		if c.ctx.Err() != nil {
+			return 0, false
 		}
 		wait, limit, msg := c.limitDue(start, time.Now())
 		if limit != "" {
 			c.endForLimit(limit, msg)
-			return
+			return 0, false
 		}
-		if !timer.Stop() {
-			select {
-			case <-timer.C:
-			default:
-			}
-		}
-		timer.Reset(wait)
+		return wait, true
 	}
+	w.start()
+	c.idle.mu.Lock()
+	c.idle.watch = w
+	c.idle.mu.Unlock()
+	return w.stop
+}
+
+// limitTimer runs check at each deadline it returns, on a timer rather
+// than a goroutine of its own: an idle connection holds no stack for its
+// watcher. check runs at most once at a time; it returns false to stop
+// (a limit ended the connection). stop waits for a check under way, so that
+// nothing check starts outlives its owner.
+type limitTimer struct {
+	check func() (next time.Duration, again bool)
+
+	mu      sync.Mutex // protects t, stopped, woken, running.Add against Wait
+	t       *time.Timer
+	stopped bool
+	// woken is set by wake: a check under way then checks again at once
+	// rather than at the deadline it computed before the wake.
+	woken   bool
+	running sync.WaitGroup
+	// checking serialises check: wake may fire the timer while a check
+	// is running.
+	checking sync.Mutex
+}
+
+func (w *limitTimer) start() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.t = time.AfterFunc(0, w.fire)
+}
+
+func (w *limitTimer) fire() {
+	w.mu.Lock()
+	if w.stopped {
+		w.mu.Unlock()
+		return
+	}
+	w.running.Add(1)
+	w.mu.Unlock()
+	defer w.running.Done()
+	w.checking.Lock()
+	defer w.checking.Unlock()
+	w.mu.Lock()
+	if w.stopped {
+		w.mu.Unlock()
+		return
+	}
+	w.woken = false
+	w.mu.Unlock()
+	next, again := w.check()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	switch {
+	case !again:
+		w.stopped = true
+	case w.stopped:
+	case w.woken:
+		w.t.Reset(0)
+	default:
+		w.t.Reset(next)
+	}
+}
+
+// wake runs check now (soon, on the timer's goroutine), or again right
+// after the check under way.
+func (w *limitTimer) wake() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.stopped {
+		w.woken = true
+		w.t.Reset(0)
+	}
+}
+
+// stop ends the watcher and waits for a check under way.
+func (w *limitTimer) stop() {
+	w.mu.Lock()
+	w.stopped = true
+	if w.t != nil {
+		w.t.Stop()
+	}
+	w.mu.Unlock()
+	w.running.Wait()
 }
 
 // limitDue returns the limit the connection is over at now, with the

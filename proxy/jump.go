@@ -21,25 +21,33 @@ import (
 func (c *conn) serveJump(chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request) {
 	start := time.Now()
 	c.idle.mu.Lock()
-	c.idle.last, c.idle.own, c.idle.wake = start, map[ssh.Channel]struct{}{}, make(chan struct{}, 1)
+	c.idle.last, c.idle.own = start, map[ssh.Channel]struct{}{}
 	c.idle.mu.Unlock()
-	// The watcher ends with the connection's channels (c.ctx ends only
-	// after c.wg is done).
-	watching, stopWatching := context.WithCancel(c.ctx)
-	defer stopWatching()
-	c.wg.Go(func() { c.watchLimits(watching, start) })
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		for req := range reqs {
-			// keepalive@openssh.com and the like: a failure reply is
-			// what OpenSSH servers send too.
-			if req.WantReply {
+	// The watcher ends with the connection's channels, before c.wg is
+	// waited for (endForLimit adds to it).
+	defer c.watchLimits(start)()
+	// One loop takes the channel opens and the global requests
+	// (keepalive@openssh.com and the like), which get the failure reply
+	// OpenSSH servers send too: no goroutine of its own per connection.
+	for reqs != nil || chans != nil {
+		var (
+			nc ssh.NewChannel
+			ok bool
+		)
+		select {
+		case req, ok := <-reqs:
+			if !ok {
+				reqs = nil
+			} else if req.WantReply {
 				req.Reply(false, nil)
 			}
+			continue
+		case nc, ok = <-chans:
+			if !ok {
+				chans = nil
+				continue
+			}
 		}
-	}()
-	for nc := range chans {
 		switch nc.ChannelType() {
 		case chanDirectTCPIP:
 			hold, ok := c.holdJump(nc)

@@ -159,37 +159,38 @@ func (l *link) say(msg string, wait time.Duration) {
 }
 
 // watchLimits ends the link at the idle timeout or the maximum session
-// length, whichever comes first; it returns when the link's context ends.
-func (l *link) watchLimits(idle, maxSession time.Duration) {
-	var maxC <-chan time.Time
-	if maxSession > 0 {
-		t := time.NewTimer(maxSession)
-		defer t.Stop()
-		maxC = t.C
-	}
-	var idleC <-chan time.Time
-	var idleT *time.Timer
-	if idle > 0 {
-		idleT = time.NewTimer(idle)
-		defer idleT.Stop()
-		idleC = idleT.C
-	}
-	for {
-		select {
-		case <-l.ctx.Done():
-			return
-		case <-maxC:
-			l.end("max_session", fmt.Sprintf("session reached the maximum length of %s; closing", maxSession))
-			return
-		case <-idleC:
-			quiet := time.Since(time.Unix(0, l.last.Load()))
-			if quiet >= idle {
-				l.end("idle_timeout", fmt.Sprintf("no traffic for %s; closing the idle session", idle))
-				return
-			}
-			idleT.Reset(idle - quiet)
+// length, whichever comes first, on a timer (no goroutine per idle link);
+// the returned func stops it and waits for a check under way.
+func (l *link) watchLimits(idle, maxSession time.Duration) (stop func()) {
+	w := &limitTimer{}
+	w.check = func() (time.Duration, bool) {
+		if l.ctx.Err() != nil {
+			return 0, false
 		}
+		now := time.Now()
+		next := time.Duration(-1)
+		if maxSession > 0 {
+			left := maxSession - now.Sub(l.start)
+			if left <= 0 {
+				l.end("max_session", fmt.Sprintf("session reached the maximum length of %s; closing", maxSession))
+				return 0, false
+			}
+			next = left
+		}
+		if idle > 0 {
+			left := idle - now.Sub(time.Unix(0, l.last.Load()))
+			if left <= 0 {
+				l.end("idle_timeout", fmt.Sprintf("no traffic for %s; closing the idle session", idle))
+				return 0, false
+			}
+			if next < 0 || left < next {
+				next = left
+			}
+		}
+		return next, true
 	}
+	w.start()
+	return w.stop
 }
 
 // allowChannel asks the link's policy guard.
@@ -283,14 +284,10 @@ func (l *link) runLimits() (stop func()) {
 		// Nothing to watch: no goroutine per idle session.
 		return func() { l.cancel(nil) }
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		l.watchLimits(lim.IdleTimeout, lim.MaxSession)
-	}()
+	stopWatch := l.watchLimits(lim.IdleTimeout, lim.MaxSession)
 	return func() {
 		l.cancel(nil)
-		<-done
+		stopWatch()
 	}
 }
 

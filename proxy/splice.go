@@ -125,15 +125,35 @@ func splice(ctx context.Context, person, up peer, g guard, log *zap.Logger) {
 	stop := context.AfterFunc(ctx, closeBoth)
 	defer stop()
 
+	// One loop per side takes both its channel opens and its global
+	// requests: two goroutines per splice rather than four. A global
+	// request waits for the other side's reply in the loop, which keeps
+	// the side's requests in order (as before) and delays that side's
+	// next channel open by one round trip at most; channel opens go to
+	// goroutines of their own at once.
 	pump := func(dir direction, from, to peer) {
 		defer wg.Done()
 		var chwg sync.WaitGroup
-		for nc := range from.chans {
-			chwg.Add(1)
-			go func() {
-				defer chwg.Done()
-				spliceChannel(dir, nc, to.conn, g, log)
-			}()
+		chans, reqs := from.chans, from.reqs
+		for chans != nil {
+			select {
+			case nc, ok := <-chans:
+				if !ok {
+					chans = nil
+					continue
+				}
+				chwg.Add(1)
+				go func() {
+					defer chwg.Done()
+					spliceChannel(dir, nc, to.conn, g, log)
+				}()
+			case req, ok := <-reqs:
+				if !ok {
+					reqs = nil
+					continue
+				}
+				forwardGlobal(dir, req, to.conn, g)
+			}
 		}
 		// from's channel stream ended: its connection is gone. Its
 		// channels get a grace period to pass on what they had
@@ -157,18 +177,20 @@ func splice(ctx context.Context, person, up peer, g guard, log *zap.Logger) {
 		t.Stop()
 		closeBoth()
 		<-drained
-	}
-	globals := func(dir direction, from, to peer) {
-		defer wg.Done()
-		for req := range from.reqs {
-			forwardGlobal(dir, req, to.conn, g)
+		// The requests of a closed connection end too; drain what is
+		// left so that its reader never blocks.
+		if reqs != nil {
+			for req := range reqs {
+				if req.WantReply {
+					req.Reply(false, nil)
+				}
+			}
 		}
 	}
-	wg.Add(4)
+	wg.Add(2)
 	go pump(fromPerson, person, up)
-	go pump(fromUpstream, up, person)
-	go globals(fromPerson, person, up)
-	go globals(fromUpstream, up, person)
+	// The caller's goroutine pumps the upstream side rather than wait.
+	pump(fromUpstream, up, person)
 	wg.Wait()
 }
 
@@ -270,17 +292,16 @@ func (s *channelSplice) pipe(person ssh.Channel, personReqs <-chan *ssh.Request,
 	personEnd := &channelEnd{Channel: person}
 	upEnd := &channelEnd{Channel: up}
 	var wg sync.WaitGroup
-	wg.Add(4)
+	wg.Add(3)
 	go func() { defer wg.Done(); toUp.run() }()
 	go func() { defer wg.Done(); toPerson.run() }()
 	go func() {
 		defer wg.Done()
 		s.forwardRequests(fromPerson, personReqs, upEnd, personEnd, toUp, func() {})
 	}()
-	go func() {
-		defer wg.Done()
-		s.forwardRequests(fromUpstream, upReqs, personEnd, upEnd, toPerson, exit)
-	}()
+	// The fourth loop runs on the caller's goroutine, which would
+	// otherwise only wait.
+	s.forwardRequests(fromUpstream, upReqs, personEnd, upEnd, toPerson, exit)
 	wg.Wait()
 	person.Close()
 	up.Close()
@@ -450,7 +471,7 @@ func (c *copier) bytes() int64 { return c.n[0] + c.n[1] }
 // keeps each inner packet within one outer packet (half the packets, MACs
 // and writes on the outer leg).
 const (
-	smallBuf = 2 << 10
+	smallBuf = 512
 	largeBuf = 32<<10 - 256
 )
 

@@ -426,3 +426,63 @@ func processCPU(b *testing.B) time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// BenchmarkSpliceUp measures bytes from the person to the instance through
+// the splice, as BenchmarkSpliceDown does the other way.
+func BenchmarkSpliceUp(b *testing.B) {
+	personSrv, personCli := connPair(b)
+	upSrv, upCli := connPair(b)
+	got := make(chan int64, 1)
+	go func() {
+		for nc := range upSrv.chans {
+			ch, reqs, err := nc.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				for req := range reqs {
+					req.Reply(true, nil)
+					if req.Type == reqExec {
+						go func() {
+							n, _ := io.Copy(io.Discard, ch)
+							got <- n
+							ch.Close()
+						}()
+					}
+				}
+			}()
+		}
+	}()
+	go ssh.DiscardRequests(upSrv.reqs)
+	done := make(chan struct{})
+	go func() {
+		splice(context.Background(), personSrv, upCli, allowGuard{}, zap.NewNop())
+		close(done)
+	}()
+	client := ssh.NewClient(personCli.conn, personCli.chans, personCli.reqs)
+	s, err := client.NewSession()
+	if err != nil {
+		b.Fatal(err)
+	}
+	in, _ := s.StdinPipe()
+	if err := s.Start("sink"); err != nil {
+		b.Fatal(err)
+	}
+	buf := make([]byte, 32*1024)
+	b.SetBytes(32 * 1024)
+	b.ResetTimer()
+	cpu0 := processCPU(b)
+	for range b.N {
+		if _, err := in.Write(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+	in.Close()
+	if n := <-got; n != int64(b.N)*32*1024 {
+		b.Fatalf("instance got %d bytes, want %d", n, int64(b.N)*32*1024)
+	}
+	b.StopTimer()
+	b.ReportMetric((processCPU(b)-cpu0).Seconds()/(float64(b.N)*32*1024)*(1<<30), "cpu-s/GiB")
+	client.Close()
+	<-done
+}

@@ -59,10 +59,17 @@ type options struct {
 	Keep              bool
 	Pin               bool
 	Record            string
+	Scale             int
+	ScaleStep         int
+	ScaleRoutes       []string
 }
 
-// phases are the measurements, in the order they run.
-var phases = []string{"bulk", "latency", "sessions", "setup"}
+// phases are the measurements, in the order they run; defaultPhases run
+// without --only (scale takes minutes per route at 10,000 sessions).
+var (
+	phases        = []string{"bulk", "latency", "sessions", "setup", "scale"}
+	defaultPhases = []string{"bulk", "latency", "sessions", "setup"}
+)
 
 func parseOptions(args []string, stderr io.Writer) (options, error) {
 	o := options{Bytes: 1 << 30}
@@ -78,7 +85,10 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.SetupDuration, "setup-duration", 10*time.Second, "how long each setup-rate case runs")
 	fs.DurationVar(&o.AWSLatency, "aws-latency", 50*time.Millisecond, "latency the AWS fake adds to every call (uncached case)")
 	fs.StringVar(&o.Ciphers, "ciphers", "", "OpenSSH Ciphers for every leg the ssh client makes (default: OpenSSH's)")
-	only := fs.String("only", strings.Join(phases, ","), "measurements to run, comma-separated: "+strings.Join(phases, ","))
+	only := fs.String("only", strings.Join(defaultPhases, ","), "measurements to run, comma-separated: "+strings.Join(phases, ","))
+	fs.IntVar(&o.Scale, "scale", 10000, "scale measurement: idle sessions to establish on one bastion (kept open together)")
+	fs.IntVar(&o.ScaleStep, "scale-step", 1000, "scale measurement: sessions per step; memory and setup rate are read after each")
+	routes := fs.String("scale-route", "b,c", "scale measurement: routes, comma-separated: b (bastion -J), c (bastion direct)")
 	fs.StringVar(&o.Out, "out", "bench/results", "folder for the JSON and markdown results")
 	fs.StringVar(&o.BastionBin, "bastion", "", "bastion binary (default: build ./cmd/bastion)")
 	fs.BoolVar(&o.Keep, "keep", false, "keep the temporary folder (configs, logs, keys) for inspection")
@@ -100,7 +110,18 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 		}
 		o.Only = append(o.Only, p)
 	}
+	for _, r := range strings.Split(*routes, ",") {
+		switch r = strings.TrimSpace(r); r {
+		case modeBastionJump, modeBastionDirect:
+			o.ScaleRoutes = append(o.ScaleRoutes, r)
+		case "":
+		default:
+			return o, fmt.Errorf("--scale-route: unknown route %q, want b or c", r)
+		}
+	}
 	switch {
+	case slices.Contains(o.Only, "scale") && (o.Scale < 1 || o.ScaleStep < 1 || len(o.ScaleRoutes) == 0):
+		return o, errors.New("--scale and --scale-step must be at least 1, and --scale-route name a route")
 	case len(o.Only) == 0:
 		return o, errors.New("--only: nothing to run")
 	case o.Rounds < 1, o.Connects < 1, o.Sessions < 1, o.EstablishParallel < 1, o.SetupConcurrency < 1:
@@ -137,7 +158,8 @@ func run(args []string) int {
 		Started: time.Now(),
 		Params: Params{Bytes: int64(opts.Bytes), Rounds: opts.Rounds, Connects: opts.Connects, Sessions: opts.Sessions,
 			OpenSSHSessions: opts.OpenSSHSessions, EstablishParallel: opts.EstablishParallel, SetupConcurrency: opts.SetupConcurrency,
-			SetupDuration: opts.SetupDuration.String(), AWSLatency: opts.AWSLatency.String(), Ciphers: opts.Ciphers, Only: opts.Only, Pin: opts.Pin, Record: opts.Record},
+			SetupDuration: opts.SetupDuration.String(), AWSLatency: opts.AWSLatency.String(), Ciphers: opts.Ciphers, Only: opts.Only, Pin: opts.Pin, Record: opts.Record,
+			Scale: opts.Scale, ScaleStep: opts.ScaleStep, ScaleRoutes: opts.ScaleRoutes},
 		Modes: map[string]string{
 			modeOpenSSH:       "OpenSSH sshd as the ProxyJump host: ssh -J jump upstream",
 			modeBastionJump:   "the bastion via ProxyJump: ssh -J bastion user@target",
@@ -285,9 +307,17 @@ func (h *harness) setup(ctx context.Context, rep *Report) error {
 	if err != nil {
 		return err
 	}
-	if need := uint64(2*max(h.opts.Sessions, h.opts.OpenSSHSessions) + 256); nofile < need {
-		return fmt.Errorf("RLIMIT_NOFILE is %d and cannot be raised; %d sessions need about %d (raise the hard limit, or lower --sessions)", nofile, h.opts.Sessions, need)
+	most := max(h.opts.Sessions, h.opts.OpenSSHSessions)
+	if slices.Contains(h.opts.Only, "scale") {
+		most = max(most, h.opts.Scale)
 	}
+	// The harness holds two descriptors per session: the client's
+	// connection and the idle server's.
+	if need := uint64(2*most + 256); nofile < need {
+		return fmt.Errorf("RLIMIT_NOFILE is %d and cannot be raised; %d sessions need about %d (raise the hard limit, or lower --sessions or --scale)", nofile, most, need)
+	}
+	h.logf("RLIMIT_NOFILE raised to %d for the harness and what it starts", nofile)
+	rep.Notes = append(rep.Notes, fmt.Sprintf("RLIMIT_NOFILE of the harness (inherited by sshd and the bastion): %d.", nofile))
 	if h.dir, err = os.MkdirTemp("", "bastion-bench-"); err != nil {
 		return err
 	}
@@ -507,6 +537,22 @@ func (h *harness) measure(ctx context.Context, rep *Report) error {
 				c.RateRatio = ratio(c.Rate, res.Cases[0].Rate)
 			}
 			res.Cases = append(res.Cases, c)
+			if err != nil {
+				return err
+			}
+		}
+	}
+	if run("scale") {
+		for _, mode := range h.opts.ScaleRoutes {
+			if err := h.startBastion(ctx); err != nil {
+				return err
+			}
+			h.logf("scale: up to %d sessions through %s, %d per step", h.opts.Scale, modeLabel[mode], h.opts.ScaleStep)
+			res, err := runScale(ctx, h.dialer(mode), h.bastion.PID(), h.light, h.metrics, h.opts.Scale, h.opts.ScaleStep, h.opts.EstablishParallel, h.logf)
+			if b, rerr := os.ReadFile(fmt.Sprintf("/proc/%d/limits", h.bastion.PID())); rerr == nil {
+				res.BastionNofile, _ = parseOpenFilesLimit(b)
+			}
+			rep.Scale = append(rep.Scale, res)
 			if err != nil {
 				return err
 			}

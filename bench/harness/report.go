@@ -40,6 +40,7 @@ type Report struct {
 	Latency  *LatencyResult    `json:"latency,omitempty"`
 	Sessions *SessionsResult   `json:"sessions,omitempty"`
 	Setup    *SetupResult      `json:"setup,omitempty"`
+	Scale    []ScaleResult     `json:"scale,omitempty"`
 	// Error is why the run stopped early, if it did.
 	Error string   `json:"error,omitempty"`
 	Notes []string `json:"notes,omitempty"`
@@ -83,6 +84,11 @@ type Params struct {
 	Pin bool `json:"pin,omitempty"`
 	// Record is --record: sessions recorded, plain or age-encrypted.
 	Record string `json:"record,omitempty"`
+	// Scale, ScaleStep and ScaleRoutes are --scale, --scale-step and
+	// --scale-route, for the scale measurement.
+	Scale       int      `json:"scale,omitempty"`
+	ScaleStep   int      `json:"scale_step,omitempty"`
+	ScaleRoutes []string `json:"scale_routes,omitempty"`
 }
 
 // BulkResult is measurement 1 and 2.
@@ -372,6 +378,10 @@ func renderMarkdown(r *Report) string {
 		}
 		b.WriteString(renderTable([]string{"route", "sessions/s", "p50 ms", "p99 ms", "completed", "failures"}, rows))
 		b.WriteString("\n")
+	}
+
+	for i := range r.Scale {
+		b.WriteString(renderScale(&r.Scale[i]))
 	}
 
 	if r.Error != "" {
