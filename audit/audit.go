@@ -118,7 +118,7 @@ type Event struct {
 	Subject string `json:"subject,omitempty"`
 	Issuer  string `json:"issuer,omitempty"`
 	Groups  string `json:"groups,omitempty"`
-	Method    string `json:"method,omitempty"`
+	Method  string `json:"method,omitempty"`
 	// Mode is "jump" (ProxyJump) or "direct" (target in the user name).
 	Mode string `json:"mode,omitempty"`
 	// Typed is the target as the person typed it; Target is the resolved

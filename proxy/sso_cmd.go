@@ -81,4 +81,3 @@ func (c *conn) logoutCommand(w, stderr io.Writer, nl string) int {
 	fmt.Fprintf(w, "logged out %s (key %s)%s", printable(id.User), id.KeyFingerprint, nl)
 	return 0
 }
-
