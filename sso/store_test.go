@@ -95,8 +95,8 @@ func TestFileStoreExpiry(t *testing.T) {
 
 func TestFileStoreCorrupt(t *testing.T) {
 	for name, content := range map[string]string{
-		"not json":  "{{{",
-		"truncated": `{"version":1,"bindings":[{"fingerprint":"SHA256:x"`,
+		"not json":    "{{{",
+		"truncated":   `{"version":1,"bindings":[{"fingerprint":"SHA256:x"`,
 		"wrong types": `{"version":1,"bindings":"x"}`,
 	} {
 		t.Run(name, func(t *testing.T) {
