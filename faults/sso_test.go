@@ -392,4 +392,46 @@ func TestSSORefusals(t *testing.T) {
 			t.Error("no sso_denied event with reason limit")
 		}
 	})
+
+	t.Run("abandoned", func(t *testing.T) {
+		// The client answers the prompt, then goes away while the bastion
+		// waits for the approval: the login ends (and frees its slot)
+		// without waiting for the code to expire.
+		key := newKey(t, e.dir, "abandoned").Signer
+		fp := ssh.FingerprintSHA256(key.PublicKey())
+		nc, err := net.DialTimeout("tcp", b.addr, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		nc.SetDeadline(time.Now().Add(30 * time.Second))
+		go ssh.NewClientConn(nc, b.addr, &ssh.ClientConfig{User: "carol", HostKeyCallback: ssh.FixedHostKey(b.hostKey),
+			Auth: []ssh.AuthMethod{ssh.PublicKeys(key), ssh.KeyboardInteractive(func(string, string, []string, []bool) ([]string, error) { return nil, nil })}})
+		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+		defer cancel()
+		code, err := idp.WaitPending(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc.Close()
+		waitFor(t, "the abandoned login's sso_denied", settleTimeout, func() bool {
+			for _, ev := range b.events(t, audit.TypeSSODenied) {
+				if ev.KeyFingerprint == fp && ev.Reason == "expired" {
+					return true
+				}
+			}
+			return false
+		})
+		// The abandoned code is still pending at the IdP: out of the way.
+		if err := idp.Deny(code); err != nil {
+			t.Fatal(err)
+		}
+		other := newKey(t, e.dir, "after-abandoned").Signer
+		wait := approveNext(t, idp, "carol", false)
+		_, err = b.dialSSO(t, other, true, nil)
+		wait()
+		if err != nil {
+			t.Errorf("a login from the same address after the abandoned one: %v", err)
+		}
+	})
 }
