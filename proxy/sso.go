@@ -52,7 +52,6 @@ const msgSSOBatch = "bastion: this key is not logged in; run 'ssh <bastion> logi
 // ssoLookupTimeout bounds a binding store lookup during authentication.
 const ssoLookupTimeout = 3 * time.Second
 
-
 // ssoPending bounds the SSO logins waiting for their approval, in all and
 // per source address. The zero value is ready to use.
 type ssoPending struct {
