@@ -49,8 +49,8 @@ var promptRE = regexp.MustCompile(`open (\S+) and enter the code ([A-Z]{4}-[A-Z]
 // reachable as two static targets: web-1, which group dev may reach, and
 // db-1, which only group ops may reach.
 type ssoWorld struct {
-	idp *testidp.IdP
-	b   *bastionProc
+	idp   *testidp.IdP
+	b     *bastionProc
 	me    string
 	dir   string
 	carol *client
