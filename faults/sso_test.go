@@ -481,8 +481,12 @@ func TestSSORefusalThrottled(t *testing.T) {
 		return 0
 	}
 	// Three refusals exceed the rate (the throttle allows one more than
-	// it, less the decay), so the fourth connection waits.
+	// it, less the decay), so the fourth connection waits. A failure is
+	// recorded before the connection's connection_closed event.
 	for i := range 4 {
+		if i == 3 {
+			waitFor(t, "three connections closed", settleTimeout, func() bool { return len(b.events(t, audit.TypeConnectionClosed)) == 3 })
+		}
 		key := newKey(t, e.dir, fmt.Sprintf("denied%d", i)).Signer
 		wait := approveNext(t, idp, "carol", true)
 		_, err := b.dialSSO(t, key, true, nil)

@@ -86,13 +86,6 @@ func (p *ssoPending) acquire(host string, max, perSource int) (release func(), w
 	}), ""
 }
 
-// pending returns how many logins wait now.
-func (p *ssoPending) pending() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.total
-}
-
 // permsFor returns the Permissions carrying id.
 func permsFor(id auth.Identity) *ssh.Permissions {
 	perms := &ssh.Permissions{ExtraData: map[any]any{identityKey{}: id}}
@@ -175,7 +168,6 @@ func (c *conn) ssoLogin(r *Rules, key ssh.PublicKey) func(ssh.ConnMetadata, ssh.
 			ref := sso.AsRefusal(err)
 			return nil, &ssh.BannerError{Err: ref, Message: ref.Message() + "\r\n"}
 		}
-		c.rejected--
 		return permsFor(id), nil
 	}
 }

@@ -51,7 +51,7 @@ func until(t time.Time) string {
 
 // loginCommand reports the SSO login the connection made or used: the
 // login itself happens at authentication, before any command runs.
-func (c *conn) loginCommand(w, stderr io.Writer, nl string) int {
+func (c *conn) loginCommand(w io.Writer, nl string) int {
 	id := c.identity
 	if id.SSO == nil {
 		fmt.Fprintf(w, "%s is a configured user and needs no login%s", printable(id.User), nl)
