@@ -66,6 +66,12 @@ var sshdQuietShell = []string{"SetEnv PYENV_REHASH_TIMEOUT=0"}
 // indented by four spaces).
 func ssoBody(t *testing.T, idp *testidp.IdP, me, dir, ssoExtra, extra string) string {
 	t.Helper()
+	return ssoBodyLimits(t, idp, me, dir, ssoExtra, "", extra)
+}
+
+// ssoBodyLimits is ssoBody with more keys of limits (", key: value").
+func ssoBodyLimits(t *testing.T, idp *testidp.IdP, me, dir, ssoExtra, limits, extra string) string {
+	t.Helper()
 	upKey := newKey(t, dir, "upstream_key")
 	up := startSSHD(t, sshdOptions{AuthorizedKeys: []string{upKey.AuthorizedKey()}, Extra: sshdQuietShell})
 	target := func(name string) string {
@@ -76,7 +82,7 @@ func ssoBody(t *testing.T, idp *testidp.IdP, me, dir, ssoExtra, extra string) st
 		"  - {groups: [dev], targets: [\"web-1\"], os_users: [\"*\"]}\n" +
 		"  - {groups: [ops], targets: [\"*\"], os_users: [\"*\"]}\n" +
 		// Refused logins are the point here: no per-address penalty.
-		"limits: {failed_auth_per_minute: 0}\n" +
+		"limits: {failed_auth_per_minute: 0" + limits + "}\n" +
 		fmt.Sprintf("sso:\n  issuer: %s\n  client_id: bastion\n", idp.Issuer()) + ssoExtra + extra
 }
 
