@@ -130,8 +130,11 @@ func (c *checker) checkSSO(cfg *Config) {
 			c.errorf(k.key, "must be a claim name of at most 128 bytes without blanks")
 		}
 	}
-	if d := s.SessionTTL.D(); d < time.Minute || d > 30*24*time.Hour {
-		c.errorf("sso.session_ttl", "%s is out of range; use 1m to 720h", s.SessionTTL)
+	switch d := s.SessionTTL.D(); {
+	case d < time.Second || d > 30*24*time.Hour:
+		c.errorf("sso.session_ttl", "%s is out of range; use 1s to 720h", s.SessionTTL)
+	case d < time.Minute:
+		c.warnf("sso.session_ttl", "%s is shorter than a minute: people will log in again on almost every connection", s.SessionTTL)
 	}
 	for i, d := range s.AllowedDomains {
 		if d == "" || strings.ContainsAny(d, "@/ \t") || strings.HasPrefix(d, ".") {

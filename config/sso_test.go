@@ -32,7 +32,7 @@ func TestSSOKeys(t *testing.T) {
 		{"no client", "sso:\n  issuer: https://login.example.com\n", "config.yaml:5: sso.client_id: required"},
 		{"no openid scope", "sso:\n  issuer: https://i\n  client_id: b\n  scopes: [email]\n", "config.yaml:8: sso.scopes: must include openid"},
 		{"bad scope", "sso:\n  issuer: https://i\n  client_id: b\n  scopes: [openid, \"a b\"]\n", `config.yaml:8: sso.scopes[1]: "a b" is not a scope`},
-		{"short ttl", "sso:\n  issuer: https://i\n  client_id: b\n  session_ttl: 10s\n", "config.yaml:8: sso.session_ttl: 10s is out of range"},
+		{"short ttl", "sso:\n  issuer: https://i\n  client_id: b\n  session_ttl: 500ms\n", "config.yaml:8: sso.session_ttl: 500ms is out of range"},
 		{"bad ttl", "sso:\n  issuer: https://i\n  client_id: b\n  session_ttl: soon\n", "config.yaml:8: sso.session_ttl:"},
 		{"bad domain", "sso:\n  issuer: https://i\n  client_id: b\n  allowed_domains: [\"@example.com\"]\n", `config.yaml:8: sso.allowed_domains[0]: "@example.com" is not a domain name`},
 		{"no pending", "sso:\n  issuer: https://i\n  client_id: b\n  max_pending: 0\n", "config.yaml:8: sso.max_pending: 0 is too small"},
@@ -47,6 +47,10 @@ func TestSSOKeys(t *testing.T) {
 				t.Errorf("got %v, want %q", err, tc.want)
 			}
 		})
+	}
+	cfg, err = ParseWith([]byte(base+"sso:\n  issuer: https://i\n  client_id: b\n  session_ttl: 3s\n"), "/etc/bastion/config.yaml", Options{SkipFiles: true})
+	if err != nil || len(cfg.Warnings) != 1 || !strings.Contains(cfg.Warnings[0].Error(), "config.yaml:8: sso.session_ttl: 3s is shorter than a minute") {
+		t.Errorf("session_ttl 3s: got %v, warnings %v; want it valid with a warning", err, cfg)
 	}
 	for _, issuer := range []string{"http://127.0.0.1:5556", "http://localhost:5556/dex", "http://[::1]:80"} {
 		if _, err := ParseWith([]byte(base+"sso:\n  issuer: "+issuer+"\n  client_id: b\n"), "/etc/bastion/config.yaml", Options{SkipFiles: true}); err != nil {

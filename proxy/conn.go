@@ -41,6 +41,8 @@ type conn struct {
 	rejected int
 	// host is the source address, the unit of the per-source limits.
 	host string
+	// readWatch, with SSO, is nc as the SSH library reads it (sso.go).
+	readWatch *readWatch
 	// units counts the channels the bastion serves for this connection
 	// now (see Server.holdChannel); srv.mu protects it.
 	units int
@@ -144,7 +146,12 @@ func (c *conn) serve() {
 	defer slot.release()
 
 	c.nc.SetDeadline(time.Now().Add(c.srv.handshakeTimeout()))
-	sc, chans, reqs, err := c.srv.serverHandshake(c.nc, c.serverConfig())
+	cfg := c.serverConfig()
+	var hc net.Conn = c.nc
+	if c.readWatch != nil {
+		hc = c.readWatch
+	}
+	sc, chans, reqs, err := c.srv.serverHandshake(hc, cfg)
 	slot.release()
 	// A connection, not each key an agent offers, is one failed
 	// authentication for throttling; a login clears the address.
@@ -250,6 +257,7 @@ func (c *conn) serverConfig() *ssh.ServerConfig {
 	after := c.publicKeyCallback(rules, false)
 	cfg.PublicKeyCallback = c.publicKeyCallback(rules, rules.SSO != nil)
 	if rules.SSO != nil {
+		c.readWatch = newReadWatch(c.nc)
 		var banner func(string) error
 		cfg.PreAuthConnCallback = func(pc ssh.ServerPreAuthConn) { banner = pc.SendAuthBanner }
 		cfg.VerifiedPublicKeyCallback = c.ssoVerified(rules, ssh.ServerAuthCallbacks{PublicKeyCallback: after},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"time"
@@ -211,11 +212,17 @@ func (c *conn) runSSOLogin(r *Rules, key ssh.PublicKey, challenge ssh.KeyboardIn
 	if _, err := challenge("", dev.Prompt(), nil, nil); err != nil {
 		return auth.Identity{}, denied(&sso.Refusal{Label: sso.LabelExpired, Reason: "the client went away", Err: err}, nil)
 	}
-	acct, err := svc.Finish(c.ctx, dev)
+	wctx, wcancel := context.WithCancelCause(c.ctx)
+	stop := c.watchPeer(wcancel)
+	acct, err := svc.Finish(wctx, dev)
+	stop()
+	if err != nil && wctx.Err() != nil {
+		// The client went away, or the connection was ended (shed,
+		// drained): abandoned, not refused by the provider.
+		err = &sso.Refusal{Label: sso.LabelExpired, Reason: "the login was abandoned", Err: context.Cause(wctx)}
+	}
+	wcancel(nil)
 	if err != nil {
-		if c.ctx.Err() != nil {
-			err = &sso.Refusal{Label: sso.LabelExpired, Err: context.Cause(c.ctx)}
-		}
 		return auth.Identity{}, denied(err, nil)
 	}
 	expires := time.Now().Add(svc.TTL).UTC().Truncate(time.Second)
@@ -244,4 +251,49 @@ func (c *conn) runSSOLogin(r *Rules, key ssh.PublicKey, challenge ssh.KeyboardIn
 	c.srv.Metrics.SSOLogin("ok")
 	c.log.Info("sso_login", zap.String("user", acct.Username), zap.String("subject", audit.Clip(acct.Subject)), zap.String("key_fingerprint", fp))
 	return id, nil
+}
+
+// errClientGone ends a login whose client closed its connection while the
+// bastion waited for the approval.
+var errClientGone = errors.New("the client closed its connection while waiting")
+
+// readWatch is the connection handed to the SSH library when SSO is on.
+// x/crypto keeps reading the socket in a goroutine of its own while an
+// authentication callback runs, so a client that goes away while its
+// login waits shows as an error of that read: gone is closed then, and
+// the waiting login ends rather than polling until the code expires.
+type readWatch struct {
+	net.Conn
+	once sync.Once
+	gone chan struct{}
+}
+
+func newReadWatch(nc net.Conn) *readWatch { return &readWatch{Conn: nc, gone: make(chan struct{})} }
+
+func (w *readWatch) Read(p []byte) (int, error) {
+	n, err := w.Conn.Read(p)
+	if err != nil {
+		w.once.Do(func() { close(w.gone) })
+	}
+	return n, err
+}
+
+// watchPeer cancels cancel with errClientGone once the connection's
+// reads fail (its client went away), until the returned stop is called.
+func (c *conn) watchPeer(cancel context.CancelCauseFunc) (stop func()) {
+	w := c.readWatch
+	if w == nil {
+		return func() {}
+	}
+	quit := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		select {
+		case <-w.gone:
+			cancel(errClientGone)
+		case <-quit:
+		}
+	}()
+	return sync.OnceFunc(func() { close(quit); <-done })
 }

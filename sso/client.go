@@ -75,6 +75,8 @@ type Client struct {
 type discovery struct {
 	endpoint oauth2.Endpoint
 	verifier *oidc.IDTokenVerifier
+	once     sync.Once
+	cfg      *oauth2.Config
 }
 
 // Device is a device authorization in progress: what the person must do,
@@ -202,8 +204,18 @@ func (c *Client) discover(ctx context.Context) (*discovery, error) {
 	return c.disc, nil
 }
 
+// oauth returns the OAuth client of d. A public client sends its
+// client_id in the request body (RFC 6749 §2.3); a confidential one's
+// style is detected once, then remembered by the config, which d keeps.
 func (c *Client) oauth(d *discovery) *oauth2.Config {
-	return &oauth2.Config{ClientID: c.ClientID, ClientSecret: c.ClientSecret, Endpoint: d.endpoint, Scopes: c.Scopes}
+	d.once.Do(func() {
+		ep := d.endpoint
+		if c.ClientSecret == "" {
+			ep.AuthStyle = oauth2.AuthStyleInParams
+		}
+		d.cfg = &oauth2.Config{ClientID: c.ClientID, ClientSecret: c.ClientSecret, Endpoint: ep, Scopes: c.Scopes}
+	})
+	return d.cfg
 }
 
 // Start begins a device authorization (RFC 8628 §3.1).
@@ -243,12 +255,18 @@ func (c *Client) Start(ctx context.Context) (*Device, error) {
 // Wait polls the token endpoint until the person approves or denies, the
 // code expires or ctx ends (RFC 8628 §3.4, §3.5), then verifies the ID
 // token and returns it.
-func (c *Client) Wait(ctx context.Context, d *Device) (*oidc.IDToken, error) {
-	ctx, cancel := context.WithDeadline(ctx, d.Expiry)
+func (c *Client) Wait(parent context.Context, d *Device) (*oidc.IDToken, error) {
+	ctx, cancel := context.WithDeadline(parent, d.Expiry)
 	defer cancel()
-	tok, err := d.cfg.DeviceAccessToken(context.WithValue(ctx, oauth2.HTTPClient, c.client()), d.resp)
+	// The code's expiry is ctx's deadline alone: x/oauth2 would set one
+	// of its own at the same instant, and which of the two fired first
+	// would decide whether the refusal says "expired".
+	resp := *d.resp
+	resp.Expiry = time.Time{}
+	tok, err := d.cfg.DeviceAccessToken(context.WithValue(ctx, oauth2.HTTPClient, c.client()), &resp)
 	if err != nil {
-		if ctx.Err() != nil && !c.now().Before(d.Expiry) {
+		// ctx differs from parent only by the code's expiry.
+		if ctx.Err() != nil && parent.Err() == nil {
 			return nil, &Refusal{Label: LabelExpired, Err: err}
 		}
 		return nil, classifyOAuth(fmt.Errorf("polling the token endpoint: %w", err))
