@@ -27,7 +27,7 @@ import (
 // SSO people at the IdP. Nobody here is a configured user: their names
 // and groups come from the ID token alone.
 var (
-	ssoAlice = testidp.User{Username: "alice", Email: "alice@example.com", EmailVerified: true, Groups: []string{"dev"}, Subject: "sub-alice-7f3a"}
+	ssoAlice = testidp.User{Username: "alice", Email: "alice@example.com", EmailVerified: true, Groups: []string{"dev", "qa"}, Subject: "sub-alice-7f3a"}
 	ssoBob   = testidp.User{Username: "bob", Email: "bob@example.com", EmailVerified: true, Groups: []string{"ops"}, Subject: "sub-bob-91c2"}
 )
 
@@ -128,23 +128,33 @@ func ssoClientFor(t *testing.T, b *bastionProc, person string, key keypair) *sso
 	return &ssoClient{client: c, interactiveConfig: ic, fingerprint: ssh.FingerprintSHA256(pub)}
 }
 
-// ptySSH is an ssh run under a real pty (all of its stdin, stdout and
-// stderr, as a person's terminal).
+// ptySSH is an ssh run under a real pty, as in a person's terminal: its
+// stdin and stdout are the pty; its stderr, where OpenSSH prints banners
+// and keyboard-interactive instructions, is kept apart to be asserted on.
 type ptySSH struct {
-	cmd  *exec.Cmd
-	tty  *os.File
-	out  *syncBuffer
-	done chan struct{}
+	cmd    *exec.Cmd
+	tty    *os.File
+	out    *syncBuffer // the terminal
+	stderr *syncBuffer
+	done   chan struct{}
+}
+
+// ptyResult is a finished ptySSH.
+type ptyResult struct {
+	Code        int
+	Tty, Stderr string
 }
 
 func startPTYSSH(t *testing.T, configPath string, args ...string) *ptySSH {
 	t.Helper()
 	cmd := exec.Command("ssh", append([]string{"-F", configPath}, args...)...)
+	p := &ptySSH{cmd: cmd, out: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
+	cmd.Stderr = p.stderr
 	tty, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 24, Cols: 200})
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &ptySSH{cmd: cmd, tty: tty, out: &syncBuffer{}, done: make(chan struct{})}
+	p.tty = tty
 	go func() {
 		io.Copy(p.out, tty)
 		close(p.done)
@@ -158,16 +168,17 @@ func startPTYSSH(t *testing.T, configPath string, args ...string) *ptySSH {
 	return p
 }
 
-// prompt waits for the device-flow prompt and returns the URI and code.
+// prompt waits for the device-flow prompt on stderr and returns the URI
+// and code.
 func (p *ptySSH) prompt(t *testing.T) (uri, code string) {
 	t.Helper()
 	var m []string
 	waitFor(t, "the device-flow prompt", 30*time.Second, func() bool {
-		m = promptRE.FindStringSubmatch(p.out.String())
+		m = promptRE.FindStringSubmatch(p.stderr.String())
 		select {
 		case <-p.done:
 			if m == nil {
-				t.Fatalf("ssh ended without the prompt; output %q", p.out.String())
+				t.Fatalf("ssh ended without the prompt; stderr %q terminal %q", p.stderr.String(), p.out.String())
 			}
 		default:
 		}
@@ -176,30 +187,30 @@ func (p *ptySSH) prompt(t *testing.T) (uri, code string) {
 	return m[1], m[2]
 }
 
-// wait waits for ssh to end and returns its exit code and output.
-func (p *ptySSH) wait(t *testing.T, timeout time.Duration) (int, string) {
+// wait waits for ssh to end.
+func (p *ptySSH) wait(t *testing.T, timeout time.Duration) ptyResult {
 	t.Helper()
 	select {
 	case <-p.done:
 	case <-time.After(timeout):
-		t.Fatalf("ssh did not end in %s; output %q", timeout, p.out.String())
+		t.Fatalf("ssh did not end in %s; stderr %q terminal %q", timeout, p.stderr.String(), p.out.String())
 	}
 	p.cmd.Wait()
-	return p.cmd.ProcessState.ExitCode(), p.out.String()
+	return ptyResult{Code: p.cmd.ProcessState.ExitCode(), Tty: p.out.String(), Stderr: p.stderr.String()}
 }
 
 // login runs ssh interactively with args, checks the prompt names the
 // IdP's verification page and the code the IdP holds pending, calls
-// decide with the code, and returns ssh's exit code and output.
-func (w *ssoWorld) login(t *testing.T, c *ssoClient, decide func(code string) error, args ...string) (int, string) {
+// decide with the code, and returns how ssh ended.
+func (w *ssoWorld) login(t *testing.T, c *ssoClient, decide func(code string) error, args ...string) ptyResult {
 	t.Helper()
 	p := startPTYSSH(t, c.interactiveConfig, args...)
 	uri, code := p.prompt(t)
 	if want := w.idp.Issuer() + "/device"; uri != want {
 		t.Errorf("prompt: got verification URI %q, want %q", uri, want)
 	}
-	if want := fmt.Sprintf("or open %s/device?user_code=%s", w.idp.Issuer(), code); !strings.Contains(p.out.String(), want) {
-		t.Errorf("prompt %q: want %q", p.out.String(), want)
+	if want := fmt.Sprintf("or open %s/device?user_code=%s", w.idp.Issuer(), code); !strings.Contains(p.stderr.String(), want) {
+		t.Errorf("prompt %q: want %q", p.stderr.String(), want)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -268,9 +279,12 @@ func TestSSOLogin(t *testing.T) {
 	alice := newSSOClient(t, w.b, "alice", "alice")
 	jump := func(target, cmd string) []string { return append(dest("jump", w.me, target), cmd) }
 	ok := t.Run("login through ssh -J", func(t *testing.T) {
-		code, out := w.login(t, alice, w.approve("alice"), jump("web-1", "echo sso-inside")...)
-		if code != 0 || !strings.Contains(out, "sso-inside") {
-			t.Fatalf("got exit %d output %q, want sso-inside", code, out)
+		r := w.login(t, alice, w.approve("alice"), jump("web-1", "echo sso-inside")...)
+		if r.Code != 0 || !strings.Contains(r.Tty, "sso-inside") {
+			t.Fatalf("got exit %d terminal %q stderr %q, want sso-inside", r.Code, r.Tty, r.Stderr)
+		}
+		if strings.Contains(r.Stderr, "bastion: login refused") {
+			t.Errorf("a refusal on an approved login: %q", r.Stderr)
 		}
 	})
 	if !ok {
@@ -304,7 +318,7 @@ func TestSSOLogin(t *testing.T) {
 			t.Fatalf("whoami: exit %d stderr %q", r.Code, r.Stderr)
 		}
 		lines := strings.Split(strings.TrimSpace(strings.ReplaceAll(r.Stdout, "\r", "")), "\n")
-		want := []string{"user: alice", "groups: dev", fmt.Sprintf("via: sso %s subject %s", w.idp.Issuer(), ssoAlice.Subject)}
+		want := []string{"user: alice", "groups: dev, qa", fmt.Sprintf("via: sso %s subject %s", w.idp.Issuer(), ssoAlice.Subject)}
 		if len(lines) != 4 {
 			t.Fatalf("got whoami %q, want 4 lines", r.Stdout)
 		}
@@ -339,13 +353,22 @@ func TestSSOLogin(t *testing.T) {
 	bob := newSSOClient(t, w.b, "bob", "bob")
 	t.Run("groups from the claim decide policy", func(t *testing.T) {
 		r := alice.ssh(t, nil, jump("db-1", "echo db")...)
-		if r.Code == 0 || strings.Contains(r.Stdout, "db") {
-			t.Errorf("alice (dev) to db-1: got exit %d stdout %q, want refused", r.Code, r.Stdout)
+		if r.Code == 0 || strings.Contains(r.Stdout, "db") || !strings.Contains(r.Stderr, "db-1") {
+			t.Errorf("alice (dev) to db-1: got exit %d stdout %q stderr %q, want refused naming db-1", r.Code, r.Stdout, r.Stderr)
+		}
+		var denial bool
+		for _, ev := range auditEvents(t, w.b) {
+			if str(ev, "type") == "policy_denied" && str(ev, "user") == "alice" && strings.HasPrefix(str(ev, "target"), "db-1") {
+				denial = true
+			}
+		}
+		if !denial {
+			t.Error("no policy_denied event of alice to db-1")
 		}
 		// bob logs in without -J: the prompt is on his one connection.
-		code, out := w.login(t, bob, w.approve("bob"), "-l", w.me+"+db-1", "bastion", "echo db-for-ops")
-		if code != 0 || !strings.Contains(out, "db-for-ops") {
-			t.Fatalf("bob (ops) to db-1: got exit %d output %q", code, out)
+		pr := w.login(t, bob, w.approve("bob"), "-l", w.me+"+db-1", "bastion", "echo db-for-ops")
+		if pr.Code != 0 || !strings.Contains(pr.Tty, "db-for-ops") {
+			t.Fatalf("bob (ops) to db-1: got exit %d terminal %q stderr %q", pr.Code, pr.Tty, pr.Stderr)
 		}
 		r = bob.ssh(t, nil, "bastion", "whoami")
 		if !strings.Contains(r.Stdout, "user: bob") || !strings.Contains(r.Stdout, "groups: ops") {
@@ -363,16 +386,16 @@ func TestSSOLogin(t *testing.T) {
 			t.Errorf("BatchMode after logout: got exit %d stdout %q stderr %q, want 255 and %q", r.Code, r.Stdout, r.Stderr, msgNotLoggedIn)
 		}
 		// Interactive, it prompts again: this time the person denies.
-		code, out := w.login(t, alice, w.idp.Deny, jump("web-1", "echo denied")...)
-		if code != 255 || refusalLine(out) != msgDenied {
-			t.Errorf("denied: got exit %d refusal %q, want 255 and %q (output %q)", code, refusalLine(out), msgDenied, out)
+		pr := w.login(t, alice, w.idp.Deny, jump("web-1", "echo denied")...)
+		if pr.Code != 255 || refusalLine(pr.Stderr) != msgDenied {
+			t.Errorf("denied: got exit %d refusal %q, want 255 and %q (stderr %q)", pr.Code, refusalLine(pr.Stderr), msgDenied, pr.Stderr)
 		}
 	})
 
 	t.Run("expired code", func(t *testing.T) {
-		code, out := w.login(t, alice, leaveAlone, jump("web-1", "echo expired")...)
-		if code != 255 || refusalLine(out) != msgExpired {
-			t.Errorf("got exit %d refusal %q, want 255 and %q (output %q)", code, refusalLine(out), msgExpired, out)
+		pr := w.login(t, alice, leaveAlone, jump("web-1", "echo expired")...)
+		if pr.Code != 255 || refusalLine(pr.Stderr) != msgExpired {
+			t.Errorf("got exit %d refusal %q, want 255 and %q (stderr %q)", pr.Code, refusalLine(pr.Stderr), msgExpired, pr.Stderr)
 		}
 	})
 
@@ -387,10 +410,10 @@ func TestSSOLogin(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			w.idp.SetMode(tc.mode)
 			defer w.idp.SetMode(testidp.Normal)
-			code, out := w.login(t, alice, w.approve("alice"), jump("web-1", "echo hostile")...)
-			line := refusalLine(out)
-			if code != 255 || !strings.HasPrefix(line, msgBadToken) || !strings.HasSuffix(line, ")") || strings.Contains(out, "hostile\r\n") {
-				t.Errorf("got exit %d refusal %q, want 255 and %q<reason>) (output %q)", code, line, msgBadToken, out)
+			pr := w.login(t, alice, w.approve("alice"), jump("web-1", "echo hostile")...)
+			line := refusalLine(pr.Stderr)
+			if pr.Code != 255 || !strings.HasPrefix(line, msgBadToken) || !strings.HasSuffix(line, ")") || strings.Contains(pr.Tty, "hostile") {
+				t.Errorf("got exit %d refusal %q, want 255 and %q<reason>) (stderr %q terminal %q)", pr.Code, line, msgBadToken, pr.Stderr, pr.Tty)
 			}
 		})
 	}
@@ -404,12 +427,12 @@ func TestSSOLogin(t *testing.T) {
 			t.Errorf("bound key while the IdP is down: got exit %d stdout %q stderr %q", r.Code, r.Stdout, r.Stderr)
 		}
 		p := startPTYSSH(t, alice.interactiveConfig, jump("web-1", "echo down")...)
-		code, out := p.wait(t, 30*time.Second)
-		if code != 255 || refusalLine(out) != msgUnreachable {
-			t.Errorf("new login while the IdP is down: got exit %d refusal %q, want 255 and %q (output %q)", code, refusalLine(out), msgUnreachable, out)
+		pr := p.wait(t, 30*time.Second)
+		if pr.Code != 255 || refusalLine(pr.Stderr) != msgUnreachable {
+			t.Errorf("new login while the IdP is down: got exit %d refusal %q, want 255 and %q (stderr %q)", pr.Code, refusalLine(pr.Stderr), msgUnreachable, pr.Stderr)
 		}
-		if promptRE.MatchString(out) {
-			t.Errorf("a prompt was shown while the IdP was down: %q", out)
+		if promptRE.MatchString(pr.Stderr) {
+			t.Errorf("a prompt was shown while the IdP was down: %q", pr.Stderr)
 		}
 		if w.idp.Requests("/device_authorization") == before {
 			t.Error("the bastion did not try the IdP")
@@ -417,9 +440,9 @@ func TestSSOLogin(t *testing.T) {
 	})
 
 	t.Run("login after the IdP is back", func(t *testing.T) {
-		code, out := w.login(t, alice, w.approve("alice"), jump("web-1", "echo back")...)
-		if code != 0 || !strings.Contains(out, "back") {
-			t.Fatalf("got exit %d output %q", code, out)
+		pr := w.login(t, alice, w.approve("alice"), jump("web-1", "echo back")...)
+		if pr.Code != 0 || !strings.Contains(pr.Tty, "back") {
+			t.Fatalf("got exit %d terminal %q stderr %q", pr.Code, pr.Tty, pr.Stderr)
 		}
 	})
 
@@ -434,7 +457,7 @@ func TestSSOLogin(t *testing.T) {
 				if str(ev, "issuer") != w.idp.Issuer() || str(ev, "subject") == "" || str(ev, "user") == "" || str(ev, "key_fingerprint") == "" || ev["expires"] == nil {
 					t.Errorf("sso_login lacks a field of the contract: %v", ev)
 				}
-				if str(ev, "user") == "alice" && (str(ev, "subject") != ssoAlice.Subject || str(ev, "groups") != "dev" || str(ev, "key_fingerprint") != alice.fingerprint) {
+				if str(ev, "user") == "alice" && (str(ev, "subject") != ssoAlice.Subject || str(ev, "groups") != "dev,qa" || str(ev, "key_fingerprint") != alice.fingerprint) {
 					t.Errorf("alice's sso_login: got %v", ev)
 				}
 			case "sso_denied":
@@ -488,8 +511,8 @@ func TestSSOSessionTTL(t *testing.T) {
 	w := newSSOWorld(t, testidp.Options{Users: []testidp.User{ssoAlice}, DeviceCodeTTL: ssoDeviceCodeTT, Interval: time.Second},
 		"  session_ttl: 3s\n")
 	alice := newSSOClient(t, w.b, "alice", "alice")
-	if code, out := w.login(t, alice, w.approve("alice"), "bastion", "whoami"); code != 0 || !strings.Contains(out, "user: alice") {
-		t.Fatalf("login: got exit %d output %q", code, out)
+	if r := w.login(t, alice, w.approve("alice"), "bastion", "whoami"); r.Code != 0 || !strings.Contains(r.Tty, "user: alice") {
+		t.Fatalf("login: got exit %d terminal %q stderr %q", r.Code, r.Tty, r.Stderr)
 	}
 	var expires time.Time
 	for _, ev := range auditEvents(t, w.b) {
@@ -508,8 +531,8 @@ func TestSSOSessionTTL(t *testing.T) {
 	if r.Code != 255 || !strings.Contains(r.Stderr, msgNotLoggedIn) {
 		t.Errorf("BatchMode after the TTL: got exit %d stdout %q stderr %q, want 255 and %q", r.Code, r.Stdout, r.Stderr, msgNotLoggedIn)
 	}
-	if code, out := w.login(t, alice, w.approve("alice"), "bastion", "whoami"); code != 0 || !strings.Contains(out, "user: alice") {
-		t.Errorf("login again after the TTL: got exit %d output %q", code, out)
+	if r := w.login(t, alice, w.approve("alice"), "bastion", "whoami"); r.Code != 0 || !strings.Contains(r.Tty, "user: alice") {
+		t.Errorf("login again after the TTL: got exit %d terminal %q stderr %q", r.Code, r.Tty, r.Stderr)
 	}
 }
 
@@ -547,8 +570,8 @@ func TestSSOFleet(t *testing.T) {
 	onA := ssoClientFor(t, a, "alice", key)
 	onB := ssoClientFor(t, b, "alice", key)
 	w.b = a
-	if code, out := w.login(t, onA, w.approve("alice"), append(dest("jump", w.me, "web-1"), "echo on-a")...); code != 0 || !strings.Contains(out, "on-a") {
-		t.Fatalf("login on a: got exit %d output %q", code, out)
+	if pr := w.login(t, onA, w.approve("alice"), append(dest("jump", w.me, "web-1"), "echo on-a")...); pr.Code != 0 || !strings.Contains(pr.Tty, "on-a") {
+		t.Fatalf("login on a: got exit %d terminal %q stderr %q", pr.Code, pr.Tty, pr.Stderr)
 	}
 	r := onB.ssh(t, nil, append(dest("jump", w.me, "web-1"), "echo on-b")...)
 	if r.Code != 0 || r.Stdout != "on-b\n" {
