@@ -190,6 +190,14 @@ func sshdConfig(c SSHDConfig, hk Key, authorizedKeys string, port int) string {
 		"PrintLastLog no",
 		"Subsystem sftp internal-sftp",
 		"LogLevel " + level,
+		// Commands run as `$SHELL -c ...`, and bash sources ~/.bashrc
+		// when sshd starts it at SHLVL < 2. The machine's own rc file is
+		// not what these tests are about, and it can block: pyenv's
+		// rehash waits 60 s on a lock a killed session left behind.
+		// SHLVL=1 makes bash skip it (bench/harness does the same); a
+		// pty's interactive shell still reads it, so pyenv is also told
+		// not to wait for that lock.
+		"SetEnv SHLVL=1 PYENV_REHASH_TIMEOUT=0",
 	}
 	return strings.Join(append(cfg, c.Extra...), "\n") + "\n"
 }
