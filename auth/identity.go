@@ -230,11 +230,14 @@ func (a *Authenticator) Current(id Identity) Identity {
 
 // Admits reports whether a person authenticated earlier as id would still
 // be admitted: the user is still configured, the key (or the CA that signed
-// the certificate) still listed, and neither revoked.
+// the certificate) still listed, and neither revoked; for a key bound by an
+// SSO login, the binding as Bound accepts it and not expired.
 func (a *Authenticator) Admits(id Identity) bool {
 	if id.SSO != nil {
+		// Past its binding's end a key is not admitted: no new links
+		// on an old connection, as for a certificate that expired.
 		_, err := a.Bound(id.KeyFingerprint, id.User, *id.SSO)
-		return err == nil
+		return err == nil && a.now().Before(id.SSO.Expires)
 	}
 	if _, ok := a.users[id.User]; !ok || a.revoked[id.KeyFingerprint] {
 		return false

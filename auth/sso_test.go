@@ -72,6 +72,13 @@ func TestBound(t *testing.T) {
 	if a.Admits(merged) {
 		t.Error("merging turned off: merged identity still admitted")
 	}
+	expired := id
+	gone := *id.SSO
+	gone.Expires = time.Now().Add(-time.Second)
+	expired.SSO = &gone
+	if a.Admits(expired) {
+		t.Error("binding past its end still admitted")
+	}
 	// A bound key is still no configured key.
 	if _, err := a.Authenticate(key.PublicKey(), nil); !errors.Is(err, ErrUnknownKey) {
 		t.Errorf("Authenticate of a bound key: got %v, want ErrUnknownKey", err)

@@ -185,6 +185,15 @@ func TestSSOLogin(t *testing.T) {
 		t.Fatalf("sso_login events: got %+v, want one for carol", logins)
 	}
 	subject := logins[0].Subject
+	n := 0
+	for _, ev := range b.events(t, audit.TypeAuthFailure) {
+		if ev.KeyFingerprint == fp {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d auth_failure events for the key logging in, want 1 (held partial, once)", n)
+	}
 
 	// Silent: publickey only, as scp, rsync and BatchMode.
 	starts := idp.Requests("/device_authorization")

@@ -43,6 +43,9 @@ type conn struct {
 	host string
 	// readWatch, with SSO, is nc as the SSH library reads it (sso.go).
 	readWatch *readWatch
+	// ssoKey is the fingerprint of the key held partial for an SSO login
+	// (only the handshake goroutine touches it).
+	ssoKey string
 	// units counts the channels the bastion serves for this connection
 	// now (see Server.holdChannel); srv.mu protects it.
 	units int
@@ -282,6 +285,12 @@ func (c *conn) publicKeyCallback(rules *Rules, candidates bool) func(ssh.ConnMet
 			}
 			if _, isCert := key.(*ssh.Certificate); candidates && !isCert {
 				return &ssh.Permissions{ExtraData: map[any]any{ssoCandidate{}: true}}, nil
+			}
+			if ssh.FingerprintSHA256(key) == c.ssoKey {
+				// The key being logged in, offered again after its
+				// partial success (x/crypto's client does): audited
+				// once, in ssoVerified.
+				return nil, errSSOPending
 			}
 		}
 		if err != nil {

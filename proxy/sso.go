@@ -145,6 +145,7 @@ func (c *conn) ssoVerified(r *Rules, next ssh.ServerAuthCallbacks, banner func(s
 		// Counted as a refused key until the login succeeds: a client
 		// that gives up here (BatchMode) failed to authenticate.
 		c.rejected++
+		c.ssoKey = ssh.FingerprintSHA256(key)
 		c.audit(audit.Event{Type: audit.TypeAuthFailure, Method: "publickey", Login: audit.Clip(meta.User()),
 			KeyFingerprint: ssh.FingerprintSHA256(key), Reason: "unknown_key", Error: "not bound; sso login offered"})
 		if banner != nil {
@@ -252,6 +253,10 @@ func (c *conn) runSSOLogin(r *Rules, key ssh.PublicKey, challenge ssh.KeyboardIn
 	c.log.Info("sso_login", zap.String("user", acct.Username), zap.String("subject", audit.Clip(acct.Subject)), zap.String("key_fingerprint", fp))
 	return id, nil
 }
+
+// errSSOPending refuses, after the partial success, the key being logged
+// in: it must go through keyboard-interactive.
+var errSSOPending = errors.New("key held for an sso login; keyboard-interactive is next")
 
 // errClientGone ends a login whose client closed its connection while the
 // bastion waited for the approval.
