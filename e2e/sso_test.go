@@ -510,14 +510,31 @@ func TestSSOLogin(t *testing.T) {
 
 // TestSSOSessionTTL: past session_ttl a bound key is no longer silent:
 // BatchMode fails with the banner naming login, and an interactive
-// connection prompts again.
+// connection prompts again. The ControlMaster connection the login made
+// carries new links while the binding lives, and none after.
 func TestSSOSessionTTL(t *testing.T) {
 	w := newSSOWorld(t, testidp.Options{Users: []testidp.User{ssoAlice}, DeviceCodeTTL: ssoDeviceCodeTT, Interval: time.Second},
-		"  session_ttl: 3s\n")
+		"  session_ttl: 5s\n")
 	alice := newSSOClient(t, w.b, "alice", "alice")
-	if r := w.login(t, alice, w.approve("alice"), "bastion", "whoami"); r.Code != 0 || !strings.Contains(r.Tty, "user: alice") {
-		t.Fatalf("login: got exit %d terminal %q stderr %q", r.Code, r.Tty, r.Stderr)
+	sock := filepath.Join(t.TempDir(), "cm")
+	// The login is a ControlMaster that stays up; muxed has new
+	// connections go through it (the jump leg of -J reads the config too).
+	master := startPTYSSH(t, alice.interactiveConfig, "-o", "ControlMaster=yes", "-o", "ControlPath="+sock, "-N", "bastion")
+	if _, code := master.prompt(t); w.idp.Approve(code, "alice") != nil {
+		t.Fatal("approving the master's login")
 	}
+	waitFor(t, "the master's control socket", 30*time.Second, func() bool {
+		_, err := os.Stat(sock)
+		return err == nil
+	})
+	muxed := newClient(t, w.b, "alice", alice.Key, "Host bastion", "  ControlPath "+sock, "  ControlMaster no")
+	via := func(word string) result {
+		return muxed.ssh(t, nil, append(dest("jump", w.me, "web-1"), "echo "+word)...)
+	}
+	if r := via("muxed"); r.Code != 0 || r.Stdout != "muxed\n" {
+		t.Fatalf("a link through the master within the TTL: got exit %d stdout %q stderr %q", r.Code, r.Stdout, r.Stderr)
+	}
+
 	var expires time.Time
 	for _, ev := range auditEvents(t, w.b) {
 		if str(ev, "type") == "sso_login" {
@@ -531,13 +548,23 @@ func TestSSOSessionTTL(t *testing.T) {
 		t.Fatal("no sso_login event")
 	}
 	waitFor(t, "the binding to expire", 30*time.Second, func() bool { return time.Now().After(expires.Add(time.Second)) })
-	r := alice.ssh(t, nil, "bastion", "whoami")
-	if r.Code != 255 || !strings.Contains(r.Stderr, msgNotLoggedIn) {
-		t.Errorf("BatchMode after the TTL: got exit %d stdout %q stderr %q, want 255 and %q", r.Code, r.Stdout, r.Stderr, msgNotLoggedIn)
-	}
-	if r := w.login(t, alice, w.approve("alice"), "bastion", "whoami"); r.Code != 0 || !strings.Contains(r.Tty, "user: alice") {
-		t.Errorf("login again after the TTL: got exit %d terminal %q stderr %q", r.Code, r.Tty, r.Stderr)
-	}
+
+	t.Run("no new link through the old connection", func(t *testing.T) {
+		if r := via("too-late"); r.Code == 0 || strings.Contains(r.Stdout, "too-late") {
+			t.Errorf("a link through the master after the TTL: got exit %d stdout %q stderr %q, want refused", r.Code, r.Stdout, r.Stderr)
+		}
+	})
+	t.Run("BatchMode names login", func(t *testing.T) {
+		r := alice.ssh(t, nil, "bastion", "whoami")
+		if r.Code != 255 || !strings.Contains(r.Stderr, msgNotLoggedIn) {
+			t.Errorf("BatchMode after the TTL: got exit %d stdout %q stderr %q, want 255 and %q", r.Code, r.Stdout, r.Stderr, msgNotLoggedIn)
+		}
+	})
+	t.Run("prompts again", func(t *testing.T) {
+		if r := w.login(t, alice, w.approve("alice"), "bastion", "whoami"); r.Code != 0 || !strings.Contains(r.Tty, "user: alice") {
+			t.Errorf("login again after the TTL: got exit %d terminal %q stderr %q", r.Code, r.Tty, r.Stderr)
+		}
+	})
 }
 
 // TestSSOFleet: with the fleet store, a login on replica a is honoured on
