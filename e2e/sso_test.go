@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -29,6 +30,13 @@ import (
 var (
 	ssoAlice = testidp.User{Username: "alice", Email: "alice@example.com", EmailVerified: true, Groups: []string{"dev", "qa"}, Subject: "sub-alice-7f3a"}
 	ssoBob   = testidp.User{Username: "bob", Email: "bob@example.com", EmailVerified: true, Groups: []string{"ops"}, Subject: "sub-bob-91c2"}
+	// Refused by allowed_domains [example.com]: another domain, and an
+	// address the IdP has not verified.
+	ssoEve     = testidp.User{Username: "eve", Email: "eve@elsewhere.test", EmailVerified: true, Groups: []string{"ops"}}
+	ssoMallory = testidp.User{Username: "mallory", Email: "mallory@example.com", EmailVerified: false, Groups: []string{"ops"}}
+	// The IdP's carol has the name of the configured user carol: without
+	// merge_configured_users her login is refused.
+	ssoCarol = testidp.User{Username: "carol", Email: "carol@example.com", EmailVerified: true, Groups: []string{"dev"}, Subject: "sub-carol-idp"}
 )
 
 // Strings the person reads (SSO-CONTRACT.md).
@@ -275,11 +283,13 @@ func str(ev map[string]any, k string) string {
 // afterwards, whoami and login say who, groups from the claim decide
 // policy, logout makes it prompt again; a denial, an expired code, a token
 // for another audience or signed by an unknown key are refused with the
-// reason; the IdP down leaves bound keys working and refuses new logins
-// in one line; the audit log holds it all.
+// reason, as are identities outside allowed_domains and one claiming a
+// configured user's name; the IdP down leaves bound keys working and
+// refuses new logins in one line; the audit log holds it all; a reload's
+// revoked_keys reach a bound key.
 func TestSSOLogin(t *testing.T) {
-	w := newSSOWorld(t, testidp.Options{Users: []testidp.User{ssoAlice, ssoBob}, DeviceCodeTTL: ssoDeviceCodeTT, Interval: time.Second},
-		"  session_ttl: 1h\n")
+	w := newSSOWorld(t, testidp.Options{Users: []testidp.User{ssoAlice, ssoBob, ssoEve, ssoMallory, ssoCarol}, DeviceCodeTTL: ssoDeviceCodeTT, Interval: time.Second},
+		"  session_ttl: 1h\n  allowed_domains: [example.com]\n")
 	alice := newSSOClient(t, w.b, "alice", "alice")
 	jump := func(target, cmd string) []string { return append(dest("jump", w.me, target), cmd) }
 	ok := t.Run("login through ssh -J", func(t *testing.T) {
@@ -443,6 +453,21 @@ func TestSSOLogin(t *testing.T) {
 		}
 	})
 
+	for _, tc := range []struct {
+		name, user, want string
+	}{
+		{"another email domain", "eve", "bastion: login refused: the email domain elsewhere.test is not allowed here"},
+		{"unverified email", "mallory", "bastion: login refused: the identity's email address is not verified"},
+		{"a configured user's name", "carol", "bastion: login refused: carol is a configured user's name; log in with that user's key"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pr := w.login(t, alice, w.approve(tc.user), jump("web-1", "echo refused")...)
+			if pr.Code != 255 || refusalLine(pr.Stderr) != tc.want || strings.Contains(pr.Tty, "refused") {
+				t.Errorf("got exit %d refusal %q, want 255 and %q (stderr %q)", pr.Code, refusalLine(pr.Stderr), tc.want, pr.Stderr)
+			}
+		})
+	}
+
 	t.Run("login after the IdP is back", func(t *testing.T) {
 		pr := w.login(t, alice, w.approve("alice"), jump("web-1", "echo back")...)
 		if pr.Code != 0 || !strings.Contains(pr.Tty, "back") {
@@ -466,6 +491,9 @@ func TestSSOLogin(t *testing.T) {
 				}
 			case "sso_denied":
 				denied[str(ev, "reason")]++
+				if str(ev, "reason") == "merge_refused" && (str(ev, "subject") != ssoCarol.Subject || str(ev, "user") != "carol") {
+					t.Errorf("sso_denied merge_refused: got %v, want the known subject and user", ev)
+				}
 				if str(ev, "issuer") != w.idp.Issuer() || str(ev, "key_fingerprint") != alice.fingerprint {
 					t.Errorf("sso_denied lacks issuer or key_fingerprint: %v", ev)
 				}
@@ -482,7 +510,7 @@ func TestSSOLogin(t *testing.T) {
 		if logouts != 1 {
 			t.Errorf("got %d sso_logout events, want 1", logouts)
 		}
-		for reason, n := range map[string]int{"denied": 1, "expired": 1, "invalid_token": 3, "unreachable": 1} {
+		for reason, n := range map[string]int{"denied": 1, "expired": 1, "invalid_token": 3, "unreachable": 1, "domain": 2, "merge_refused": 1} {
 			if denied[reason] != n {
 				t.Errorf("got %d sso_denied events with reason %s, want %d (all: %v)", denied[reason], reason, n, denied)
 			}
@@ -504,6 +532,24 @@ func TestSSOLogin(t *testing.T) {
 		}
 		if checked < 5 {
 			t.Errorf("only %d later events of SSO users checked for subject", checked)
+		}
+	})
+
+	t.Run("revoked_keys on reload", func(t *testing.T) {
+		data, err := os.ReadFile(w.b.Config)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := countType(t, w.b, "config_reloaded")
+		writeFile(t, w.b.Config, string(data)+fmt.Sprintf("revoked_keys: [%q]\n", bob.fingerprint), 0o600)
+		w.b.signal(t, syscall.SIGHUP)
+		waitFor(t, "the reload", 30*time.Second, func() bool { return countType(t, w.b, "config_reloaded") > n })
+		r := bob.ssh(t, nil, jump("db-1", "echo revoked")...)
+		if r.Code != 255 || strings.Contains(r.Stdout, "revoked") {
+			t.Errorf("bob's bound but revoked key: got exit %d stdout %q stderr %q, want refused", r.Code, r.Stdout, r.Stderr)
+		}
+		if r := alice.ssh(t, nil, jump("web-1", "echo not-revoked")...); r.Code != 0 || r.Stdout != "not-revoked\n" {
+			t.Errorf("alice's bound key after the reload: got exit %d stdout %q stderr %q", r.Code, r.Stdout, r.Stderr)
 		}
 	})
 }
