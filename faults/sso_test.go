@@ -49,8 +49,18 @@ type ssoClient struct {
 // set, is offered after a partial success instead.
 func (b *bastion) dialSSO(t *testing.T, key ssh.Signer, interactive bool, next ssh.AuthMethod) (*ssoClient, error) {
 	t.Helper()
+	return b.dialSSOFrom(t, "", key, interactive, next)
+}
+
+// dialSSOFrom is dialSSO from the loopback address from ("" for any).
+func (b *bastion) dialSSOFrom(t *testing.T, from string, key ssh.Signer, interactive bool, next ssh.AuthMethod) (*ssoClient, error) {
+	t.Helper()
 	c := &ssoClient{}
-	nc, err := net.DialTimeout("tcp", b.addr, 5*time.Second)
+	d := net.Dialer{Timeout: 5 * time.Second}
+	if from != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(from)}
+	}
+	nc, err := d.Dial("tcp", b.addr)
 	if err != nil {
 		return c, err
 	}
@@ -443,4 +453,79 @@ func TestSSORefusals(t *testing.T) {
 			t.Errorf("a login from the same address after the abandoned one: %v", err)
 		}
 	})
+}
+
+// TestSSORefusalThrottled: a refused SSO login is a failed authentication
+// of its address for limits.failed_auth_per_minute, as a refused key is.
+func TestSSORefusalThrottled(t *testing.T) {
+	e := newEnv(t)
+	idp := testidp.Start(t, testidp.Options{Users: ssoUsers})
+	b := e.ssoBastion(idp, "", bastionOptions{limits: "failed_auth_per_minute: 1"})
+	delays := func() float64 {
+		mfs, err := b.built.Metrics.Registry().Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() != "bastion_limit_hits_total" {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				for _, l := range m.GetLabel() {
+					if l.GetName() == "limit" && l.GetValue() == "failed_auth_delay" {
+						return m.GetCounter().GetValue()
+					}
+				}
+			}
+		}
+		return 0
+	}
+	// Three refusals exceed the rate (the throttle allows one more than
+	// it, less the decay), so the fourth connection waits.
+	for i := range 4 {
+		key := newKey(t, e.dir, fmt.Sprintf("denied%d", i)).Signer
+		wait := approveNext(t, idp, "carol", true)
+		_, err := b.dialSSO(t, key, true, nil)
+		wait()
+		if err == nil {
+			t.Fatal("a denied login succeeded")
+		}
+	}
+	if got := delays(); got < 1 {
+		t.Errorf("failed_auth_delay hits after four refused SSO logins with failed_auth_per_minute 1: got %v, want at least 1", got)
+	}
+}
+
+// TestSSOPendingBounded: the logins waiting for approval are bounded in
+// all (sso.max_pending), whichever addresses they come from.
+func TestSSOPendingBounded(t *testing.T) {
+	e := newEnv(t)
+	idp := testidp.Start(t, testidp.Options{Users: ssoUsers})
+	b := e.ssoBastion(idp, "  max_pending: 2\n  max_pending_per_source: 1\n", bastionOptions{})
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for i, from := range []string{"127.0.0.2", "127.0.0.3"} {
+		key := newKey(t, e.dir, fmt.Sprintf("waiting%d", i)).Signer
+		wg.Go(func() { b.dialSSOFrom(t, from, key, true, nil) })
+		waitFor(t, "the login to wait at the IdP", settleTimeout, func() bool { return idp.Requests("/device_authorization") == i+1 })
+	}
+	c, err := b.dialSSOFrom(t, "127.0.0.4", newKey(t, e.dir, "third").Signer, true, nil)
+	if err == nil || !strings.Contains(c.banner.String(), "bastion: login refused: too many logins are waiting for approval; try again later") {
+		t.Errorf("a third login while two wait: %v, banner %q", err, c.banner.String())
+	}
+	if n := idp.Requests("/device_authorization"); n != 2 {
+		t.Errorf("%d device authorizations, want 2: a refused login must not reach the IdP", n)
+	}
+	// WaitPending gives the oldest code still pending: deny both.
+	for range 2 {
+		code, err := idp.WaitPending(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := idp.Deny(code); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

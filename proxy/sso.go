@@ -120,7 +120,9 @@ func (c *conn) boundIdentity(r *Rules, key ssh.PublicKey) (auth.Identity, bool) 
 	defer cancel()
 	b, ok, err := r.SSO.Store.Binding(ctx, fp)
 	if err != nil {
-		c.log.Warn("sso_binding_lookup_failed", zap.String("key_fingerprint", fp), zap.Error(err))
+		// Debug: a stranger offering many keys while the store is down
+		// must not flood the log (the fleet store's health says it).
+		c.log.Debug("sso_binding_lookup_failed", zap.String("key_fingerprint", fp), zap.Error(err))
 		return auth.Identity{}, false
 	}
 	if !ok || !time.Now().Before(b.Expires) {
@@ -227,6 +229,12 @@ func (c *conn) runSSOLogin(r *Rules, key ssh.PublicKey, challenge ssh.KeyboardIn
 		return auth.Identity{}, denied(err, nil)
 	}
 	expires := time.Now().Add(svc.TTL).UTC().Truncate(time.Second)
+	// Decided by the rules in force now: a reload may have come while
+	// the person was in their browser.
+	if r = c.srv.currentRules(); r.SSO == nil {
+		return auth.Identity{}, denied(&sso.Refusal{Label: sso.LabelUnreachable, Reason: "sso was turned off", Err: auth.ErrSSOOff}, &acct)
+	}
+	svc = r.SSO
 	id, err := r.Auth.Bound(fp, acct.Username, auth.SSO{Issuer: acct.Issuer, Subject: acct.Subject, Email: acct.Email, Groups: acct.Groups, Expires: expires})
 	switch {
 	case errors.Is(err, auth.ErrMergeRefused):
