@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -27,8 +28,15 @@ import (
 // SSO people at the IdP. Nobody here is a configured user: their names
 // and groups come from the ID token alone.
 var (
-	ssoAlice = testidp.User{Username: "alice", Email: "alice@example.com", EmailVerified: true, Groups: []string{"dev"}, Subject: "sub-alice-7f3a"}
+	ssoAlice = testidp.User{Username: "alice", Email: "alice@example.com", EmailVerified: true, Groups: []string{"dev", "qa"}, Subject: "sub-alice-7f3a"}
 	ssoBob   = testidp.User{Username: "bob", Email: "bob@example.com", EmailVerified: true, Groups: []string{"ops"}, Subject: "sub-bob-91c2"}
+	// Refused by allowed_domains [example.com]: another domain, and an
+	// address the IdP has not verified.
+	ssoEve     = testidp.User{Username: "eve", Email: "eve@elsewhere.test", EmailVerified: true, Groups: []string{"ops"}}
+	ssoMallory = testidp.User{Username: "mallory", Email: "mallory@example.com", EmailVerified: false, Groups: []string{"ops"}}
+	// The IdP's carol has the name of the configured user carol: without
+	// merge_configured_users her login is refused.
+	ssoCarol = testidp.User{Username: "carol", Email: "carol@example.com", EmailVerified: true, Groups: []string{"dev"}, Subject: "sub-carol-idp"}
 )
 
 // Strings the person reads (SSO-CONTRACT.md).
@@ -56,18 +64,28 @@ type ssoWorld struct {
 	carol *client
 }
 
-// sshdQuietShell keeps the upstream's shell start-up from waiting on the
-// machine's pyenv: root's ~/.bashrc runs "pyenv rehash", which waits up to
-// 60s on a lock file that a killed shell can leave behind.
-var sshdQuietShell = []string{"SetEnv PYENV_REHASH_TIMEOUT=0"}
+// sshdQuietShell keeps the upstream's shells off the machine's start-up
+// files: on this machine root's ~/.bashrc (which bash reads for ssh
+// commands) runs "pyenv rehash", which waits up to 60s on a lock file that
+// any killed shell can leave behind, and so would hang every command.
+// An empty HOME gives the shells no rc file to read.
+func sshdQuietShell(t *testing.T) []string {
+	return []string{"SetEnv HOME=" + t.TempDir()}
+}
 
 // ssoBody is the bastion config (without listen, host keys and audit) of
 // an SSO world: extra is appended (more keys of sso: go in ssoExtra,
 // indented by four spaces).
 func ssoBody(t *testing.T, idp *testidp.IdP, me, dir, ssoExtra, extra string) string {
 	t.Helper()
+	return ssoBodyLimits(t, idp, me, dir, ssoExtra, "", extra)
+}
+
+// ssoBodyLimits is ssoBody with more keys of limits (", key: value").
+func ssoBodyLimits(t *testing.T, idp *testidp.IdP, me, dir, ssoExtra, limits, extra string) string {
+	t.Helper()
 	upKey := newKey(t, dir, "upstream_key")
-	up := startSSHD(t, sshdOptions{AuthorizedKeys: []string{upKey.AuthorizedKey()}, Extra: sshdQuietShell})
+	up := startSSHD(t, sshdOptions{AuthorizedKeys: []string{upKey.AuthorizedKey()}, Extra: sshdQuietShell(t)})
 	target := func(name string) string {
 		return fmt.Sprintf("    - {name: %s, address: %q, user: %s, private_key: %q, host_key: %q}\n", name, up.Addr, me, upKey.Private, up.HostKey.AuthorizedKey())
 	}
@@ -76,7 +94,7 @@ func ssoBody(t *testing.T, idp *testidp.IdP, me, dir, ssoExtra, extra string) st
 		"  - {groups: [dev], targets: [\"web-1\"], os_users: [\"*\"]}\n" +
 		"  - {groups: [ops], targets: [\"*\"], os_users: [\"*\"]}\n" +
 		// Refused logins are the point here: no per-address penalty.
-		"limits: {failed_auth_per_minute: 0}\n" +
+		"limits: {failed_auth_per_minute: 0" + limits + "}\n" +
 		fmt.Sprintf("sso:\n  issuer: %s\n  client_id: bastion\n", idp.Issuer()) + ssoExtra + extra
 }
 
@@ -122,23 +140,33 @@ func ssoClientFor(t *testing.T, b *bastionProc, person string, key keypair) *sso
 	return &ssoClient{client: c, interactiveConfig: ic, fingerprint: ssh.FingerprintSHA256(pub)}
 }
 
-// ptySSH is an ssh run under a real pty (all of its stdin, stdout and
-// stderr, as a person's terminal).
+// ptySSH is an ssh run under a real pty, as in a person's terminal: its
+// stdin and stdout are the pty; its stderr, where OpenSSH prints banners
+// and keyboard-interactive instructions, is kept apart to be asserted on.
 type ptySSH struct {
-	cmd  *exec.Cmd
-	tty  *os.File
-	out  *syncBuffer
-	done chan struct{}
+	cmd    *exec.Cmd
+	tty    *os.File
+	out    *syncBuffer // the terminal
+	stderr *syncBuffer
+	done   chan struct{}
+}
+
+// ptyResult is a finished ptySSH.
+type ptyResult struct {
+	Code        int
+	Tty, Stderr string
 }
 
 func startPTYSSH(t *testing.T, configPath string, args ...string) *ptySSH {
 	t.Helper()
 	cmd := exec.Command("ssh", append([]string{"-F", configPath}, args...)...)
+	p := &ptySSH{cmd: cmd, out: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
+	cmd.Stderr = p.stderr
 	tty, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 24, Cols: 200})
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &ptySSH{cmd: cmd, tty: tty, out: &syncBuffer{}, done: make(chan struct{})}
+	p.tty = tty
 	go func() {
 		io.Copy(p.out, tty)
 		close(p.done)
@@ -152,16 +180,17 @@ func startPTYSSH(t *testing.T, configPath string, args ...string) *ptySSH {
 	return p
 }
 
-// prompt waits for the device-flow prompt and returns the URI and code.
+// prompt waits for the device-flow prompt on stderr and returns the URI
+// and code.
 func (p *ptySSH) prompt(t *testing.T) (uri, code string) {
 	t.Helper()
 	var m []string
 	waitFor(t, "the device-flow prompt", 30*time.Second, func() bool {
-		m = promptRE.FindStringSubmatch(p.out.String())
+		m = promptRE.FindStringSubmatch(p.stderr.String())
 		select {
 		case <-p.done:
 			if m == nil {
-				t.Fatalf("ssh ended without the prompt; output %q", p.out.String())
+				t.Fatalf("ssh ended without the prompt; stderr %q terminal %q", p.stderr.String(), p.out.String())
 			}
 		default:
 		}
@@ -170,30 +199,30 @@ func (p *ptySSH) prompt(t *testing.T) (uri, code string) {
 	return m[1], m[2]
 }
 
-// wait waits for ssh to end and returns its exit code and output.
-func (p *ptySSH) wait(t *testing.T, timeout time.Duration) (int, string) {
+// wait waits for ssh to end.
+func (p *ptySSH) wait(t *testing.T, timeout time.Duration) ptyResult {
 	t.Helper()
 	select {
 	case <-p.done:
 	case <-time.After(timeout):
-		t.Fatalf("ssh did not end in %s; output %q", timeout, p.out.String())
+		t.Fatalf("ssh did not end in %s; stderr %q terminal %q", timeout, p.stderr.String(), p.out.String())
 	}
 	p.cmd.Wait()
-	return p.cmd.ProcessState.ExitCode(), p.out.String()
+	return ptyResult{Code: p.cmd.ProcessState.ExitCode(), Tty: p.out.String(), Stderr: p.stderr.String()}
 }
 
 // login runs ssh interactively with args, checks the prompt names the
 // IdP's verification page and the code the IdP holds pending, calls
-// decide with the code, and returns ssh's exit code and output.
-func (w *ssoWorld) login(t *testing.T, c *ssoClient, decide func(code string) error, args ...string) (int, string) {
+// decide with the code, and returns how ssh ended.
+func (w *ssoWorld) login(t *testing.T, c *ssoClient, decide func(code string) error, args ...string) ptyResult {
 	t.Helper()
 	p := startPTYSSH(t, c.interactiveConfig, args...)
 	uri, code := p.prompt(t)
 	if want := w.idp.Issuer() + "/device"; uri != want {
 		t.Errorf("prompt: got verification URI %q, want %q", uri, want)
 	}
-	if want := fmt.Sprintf("or open %s/device?user_code=%s", w.idp.Issuer(), code); !strings.Contains(p.out.String(), want) {
-		t.Errorf("prompt %q: want %q", p.out.String(), want)
+	if want := fmt.Sprintf("or open %s/device?user_code=%s", w.idp.Issuer(), code); !strings.Contains(p.stderr.String(), want) {
+		t.Errorf("prompt %q: want %q", p.stderr.String(), want)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -254,17 +283,22 @@ func str(ev map[string]any, k string) string {
 // afterwards, whoami and login say who, groups from the claim decide
 // policy, logout makes it prompt again; a denial, an expired code, a token
 // for another audience or signed by an unknown key are refused with the
-// reason; the IdP down leaves bound keys working and refuses new logins
-// in one line; the audit log holds it all.
+// reason, as are identities outside allowed_domains and one claiming a
+// configured user's name; the IdP down leaves bound keys working and
+// refuses new logins in one line; the audit log holds it all; a reload's
+// revoked_keys reach a bound key.
 func TestSSOLogin(t *testing.T) {
-	w := newSSOWorld(t, testidp.Options{Users: []testidp.User{ssoAlice, ssoBob}, DeviceCodeTTL: ssoDeviceCodeTT, Interval: time.Second},
-		"  session_ttl: 1h\n")
+	w := newSSOWorld(t, testidp.Options{Users: []testidp.User{ssoAlice, ssoBob, ssoEve, ssoMallory, ssoCarol}, DeviceCodeTTL: ssoDeviceCodeTT, Interval: time.Second},
+		"  session_ttl: 1h\n  allowed_domains: [example.com]\n")
 	alice := newSSOClient(t, w.b, "alice", "alice")
 	jump := func(target, cmd string) []string { return append(dest("jump", w.me, target), cmd) }
 	ok := t.Run("login through ssh -J", func(t *testing.T) {
-		code, out := w.login(t, alice, w.approve("alice"), jump("web-1", "echo sso-inside")...)
-		if code != 0 || !strings.Contains(out, "sso-inside") {
-			t.Fatalf("got exit %d output %q, want sso-inside", code, out)
+		r := w.login(t, alice, w.approve("alice"), jump("web-1", "echo sso-inside")...)
+		if r.Code != 0 || !strings.Contains(r.Tty, "sso-inside") {
+			t.Fatalf("got exit %d terminal %q stderr %q, want sso-inside", r.Code, r.Tty, r.Stderr)
+		}
+		if strings.Contains(r.Stderr, "bastion: login refused") {
+			t.Errorf("a refusal on an approved login: %q", r.Stderr)
 		}
 	})
 	if !ok {
@@ -287,8 +321,8 @@ func TestSSOLogin(t *testing.T) {
 		if r.Code != 0 || r.Stdout != "again\n" {
 			t.Fatalf("got exit %d stdout %q stderr %q, want again", r.Code, r.Stdout, r.Stderr)
 		}
-		if strings.Contains(r.Stderr, "bastion:") {
-			t.Errorf("a bound key's connection printed %q", r.Stderr)
+		if r.Stderr != "" {
+			t.Errorf("a bound key's connection printed %q, want nothing", r.Stderr)
 		}
 	})
 
@@ -298,7 +332,7 @@ func TestSSOLogin(t *testing.T) {
 			t.Fatalf("whoami: exit %d stderr %q", r.Code, r.Stderr)
 		}
 		lines := strings.Split(strings.TrimSpace(strings.ReplaceAll(r.Stdout, "\r", "")), "\n")
-		want := []string{"user: alice", "groups: dev", fmt.Sprintf("via: sso %s subject %s", w.idp.Issuer(), ssoAlice.Subject)}
+		want := []string{"user: alice", "groups: dev, qa", fmt.Sprintf("via: sso %s subject %s", w.idp.Issuer(), ssoAlice.Subject)}
 		if len(lines) != 4 {
 			t.Fatalf("got whoami %q, want 4 lines", r.Stdout)
 		}
@@ -333,13 +367,22 @@ func TestSSOLogin(t *testing.T) {
 	bob := newSSOClient(t, w.b, "bob", "bob")
 	t.Run("groups from the claim decide policy", func(t *testing.T) {
 		r := alice.ssh(t, nil, jump("db-1", "echo db")...)
-		if r.Code == 0 || strings.Contains(r.Stdout, "db") {
-			t.Errorf("alice (dev) to db-1: got exit %d stdout %q, want refused", r.Code, r.Stdout)
+		if r.Code == 0 || strings.Contains(r.Stdout, "db") || !strings.Contains(r.Stderr, "db-1") {
+			t.Errorf("alice (dev) to db-1: got exit %d stdout %q stderr %q, want refused naming db-1", r.Code, r.Stdout, r.Stderr)
+		}
+		var denial bool
+		for _, ev := range auditEvents(t, w.b) {
+			if str(ev, "type") == "policy_denied" && str(ev, "user") == "alice" && strings.HasPrefix(str(ev, "target"), "db-1") {
+				denial = true
+			}
+		}
+		if !denial {
+			t.Error("no policy_denied event of alice to db-1")
 		}
 		// bob logs in without -J: the prompt is on his one connection.
-		code, out := w.login(t, bob, w.approve("bob"), "-l", w.me+"+db-1", "bastion", "echo db-for-ops")
-		if code != 0 || !strings.Contains(out, "db-for-ops") {
-			t.Fatalf("bob (ops) to db-1: got exit %d output %q", code, out)
+		pr := w.login(t, bob, w.approve("bob"), "-l", w.me+"+db-1", "bastion", "echo db-for-ops")
+		if pr.Code != 0 || !strings.Contains(pr.Tty, "db-for-ops") {
+			t.Fatalf("bob (ops) to db-1: got exit %d terminal %q stderr %q", pr.Code, pr.Tty, pr.Stderr)
 		}
 		r = bob.ssh(t, nil, "bastion", "whoami")
 		if !strings.Contains(r.Stdout, "user: bob") || !strings.Contains(r.Stdout, "groups: ops") {
@@ -357,16 +400,16 @@ func TestSSOLogin(t *testing.T) {
 			t.Errorf("BatchMode after logout: got exit %d stdout %q stderr %q, want 255 and %q", r.Code, r.Stdout, r.Stderr, msgNotLoggedIn)
 		}
 		// Interactive, it prompts again: this time the person denies.
-		code, out := w.login(t, alice, w.idp.Deny, jump("web-1", "echo denied")...)
-		if code != 255 || refusalLine(out) != msgDenied {
-			t.Errorf("denied: got exit %d refusal %q, want 255 and %q (output %q)", code, refusalLine(out), msgDenied, out)
+		pr := w.login(t, alice, w.idp.Deny, jump("web-1", "echo denied")...)
+		if pr.Code != 255 || refusalLine(pr.Stderr) != msgDenied {
+			t.Errorf("denied: got exit %d refusal %q, want 255 and %q (stderr %q)", pr.Code, refusalLine(pr.Stderr), msgDenied, pr.Stderr)
 		}
 	})
 
 	t.Run("expired code", func(t *testing.T) {
-		code, out := w.login(t, alice, leaveAlone, jump("web-1", "echo expired")...)
-		if code != 255 || refusalLine(out) != msgExpired {
-			t.Errorf("got exit %d refusal %q, want 255 and %q (output %q)", code, refusalLine(out), msgExpired, out)
+		pr := w.login(t, alice, leaveAlone, jump("web-1", "echo expired")...)
+		if pr.Code != 255 || refusalLine(pr.Stderr) != msgExpired {
+			t.Errorf("got exit %d refusal %q, want 255 and %q (stderr %q)", pr.Code, refusalLine(pr.Stderr), msgExpired, pr.Stderr)
 		}
 	})
 
@@ -381,10 +424,10 @@ func TestSSOLogin(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			w.idp.SetMode(tc.mode)
 			defer w.idp.SetMode(testidp.Normal)
-			code, out := w.login(t, alice, w.approve("alice"), jump("web-1", "echo hostile")...)
-			line := refusalLine(out)
-			if code != 255 || !strings.HasPrefix(line, msgBadToken) || !strings.HasSuffix(line, ")") || strings.Contains(out, "hostile\r\n") {
-				t.Errorf("got exit %d refusal %q, want 255 and %q<reason>) (output %q)", code, line, msgBadToken, out)
+			pr := w.login(t, alice, w.approve("alice"), jump("web-1", "echo hostile")...)
+			line := refusalLine(pr.Stderr)
+			if pr.Code != 255 || !strings.HasPrefix(line, msgBadToken) || !strings.HasSuffix(line, ")") || strings.Contains(pr.Tty, "hostile") {
+				t.Errorf("got exit %d refusal %q, want 255 and %q<reason>) (stderr %q terminal %q)", pr.Code, line, msgBadToken, pr.Stderr, pr.Tty)
 			}
 		})
 	}
@@ -398,22 +441,37 @@ func TestSSOLogin(t *testing.T) {
 			t.Errorf("bound key while the IdP is down: got exit %d stdout %q stderr %q", r.Code, r.Stdout, r.Stderr)
 		}
 		p := startPTYSSH(t, alice.interactiveConfig, jump("web-1", "echo down")...)
-		code, out := p.wait(t, 30*time.Second)
-		if code != 255 || refusalLine(out) != msgUnreachable {
-			t.Errorf("new login while the IdP is down: got exit %d refusal %q, want 255 and %q (output %q)", code, refusalLine(out), msgUnreachable, out)
+		pr := p.wait(t, 30*time.Second)
+		if pr.Code != 255 || refusalLine(pr.Stderr) != msgUnreachable {
+			t.Errorf("new login while the IdP is down: got exit %d refusal %q, want 255 and %q (stderr %q)", pr.Code, refusalLine(pr.Stderr), msgUnreachable, pr.Stderr)
 		}
-		if promptRE.MatchString(out) {
-			t.Errorf("a prompt was shown while the IdP was down: %q", out)
+		if promptRE.MatchString(pr.Stderr) {
+			t.Errorf("a prompt was shown while the IdP was down: %q", pr.Stderr)
 		}
 		if w.idp.Requests("/device_authorization") == before {
 			t.Error("the bastion did not try the IdP")
 		}
 	})
 
+	for _, tc := range []struct {
+		name, user, want string
+	}{
+		{"another email domain", "eve", "bastion: login refused: the email domain elsewhere.test is not allowed here"},
+		{"unverified email", "mallory", "bastion: login refused: the identity's email address is not verified"},
+		{"a configured user's name", "carol", "bastion: login refused: carol is a configured user's name; log in with that user's key"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pr := w.login(t, alice, w.approve(tc.user), jump("web-1", "echo refused")...)
+			if pr.Code != 255 || refusalLine(pr.Stderr) != tc.want || strings.Contains(pr.Tty, "refused") {
+				t.Errorf("got exit %d refusal %q, want 255 and %q (stderr %q)", pr.Code, refusalLine(pr.Stderr), tc.want, pr.Stderr)
+			}
+		})
+	}
+
 	t.Run("login after the IdP is back", func(t *testing.T) {
-		code, out := w.login(t, alice, w.approve("alice"), jump("web-1", "echo back")...)
-		if code != 0 || !strings.Contains(out, "back") {
-			t.Fatalf("got exit %d output %q", code, out)
+		pr := w.login(t, alice, w.approve("alice"), jump("web-1", "echo back")...)
+		if pr.Code != 0 || !strings.Contains(pr.Tty, "back") {
+			t.Fatalf("got exit %d terminal %q stderr %q", pr.Code, pr.Tty, pr.Stderr)
 		}
 	})
 
@@ -428,11 +486,14 @@ func TestSSOLogin(t *testing.T) {
 				if str(ev, "issuer") != w.idp.Issuer() || str(ev, "subject") == "" || str(ev, "user") == "" || str(ev, "key_fingerprint") == "" || ev["expires"] == nil {
 					t.Errorf("sso_login lacks a field of the contract: %v", ev)
 				}
-				if str(ev, "user") == "alice" && (str(ev, "subject") != ssoAlice.Subject || str(ev, "groups") != "dev" || str(ev, "key_fingerprint") != alice.fingerprint) {
+				if str(ev, "user") == "alice" && (str(ev, "subject") != ssoAlice.Subject || str(ev, "groups") != "dev,qa" || str(ev, "key_fingerprint") != alice.fingerprint) {
 					t.Errorf("alice's sso_login: got %v", ev)
 				}
 			case "sso_denied":
 				denied[str(ev, "reason")]++
+				if str(ev, "reason") == "merge_refused" && (str(ev, "subject") != ssoCarol.Subject || str(ev, "user") != "carol") {
+					t.Errorf("sso_denied merge_refused: got %v, want the known subject and user", ev)
+				}
 				if str(ev, "issuer") != w.idp.Issuer() || str(ev, "key_fingerprint") != alice.fingerprint {
 					t.Errorf("sso_denied lacks issuer or key_fingerprint: %v", ev)
 				}
@@ -449,7 +510,7 @@ func TestSSOLogin(t *testing.T) {
 		if logouts != 1 {
 			t.Errorf("got %d sso_logout events, want 1", logouts)
 		}
-		for reason, n := range map[string]int{"denied": 1, "expired": 1, "invalid_token": 3, "unreachable": 1} {
+		for reason, n := range map[string]int{"denied": 1, "expired": 1, "invalid_token": 3, "unreachable": 1, "domain": 2, "merge_refused": 1} {
 			if denied[reason] != n {
 				t.Errorf("got %d sso_denied events with reason %s, want %d (all: %v)", denied[reason], reason, n, denied)
 			}
@@ -473,18 +534,53 @@ func TestSSOLogin(t *testing.T) {
 			t.Errorf("only %d later events of SSO users checked for subject", checked)
 		}
 	})
+
+	t.Run("revoked_keys on reload", func(t *testing.T) {
+		data, err := os.ReadFile(w.b.Config)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := countType(t, w.b, "config_reloaded")
+		writeFile(t, w.b.Config, string(data)+fmt.Sprintf("revoked_keys: [%q]\n", bob.fingerprint), 0o600)
+		w.b.signal(t, syscall.SIGHUP)
+		waitFor(t, "the reload", 30*time.Second, func() bool { return countType(t, w.b, "config_reloaded") > n })
+		r := bob.ssh(t, nil, jump("db-1", "echo revoked")...)
+		if r.Code != 255 || strings.Contains(r.Stdout, "revoked") {
+			t.Errorf("bob's bound but revoked key: got exit %d stdout %q stderr %q, want refused", r.Code, r.Stdout, r.Stderr)
+		}
+		if r := alice.ssh(t, nil, jump("web-1", "echo not-revoked")...); r.Code != 0 || r.Stdout != "not-revoked\n" {
+			t.Errorf("alice's bound key after the reload: got exit %d stdout %q stderr %q", r.Code, r.Stdout, r.Stderr)
+		}
+	})
 }
 
 // TestSSOSessionTTL: past session_ttl a bound key is no longer silent:
 // BatchMode fails with the banner naming login, and an interactive
-// connection prompts again.
+// connection prompts again. The ControlMaster connection the login made
+// carries new links while the binding lives, and none after.
 func TestSSOSessionTTL(t *testing.T) {
 	w := newSSOWorld(t, testidp.Options{Users: []testidp.User{ssoAlice}, DeviceCodeTTL: ssoDeviceCodeTT, Interval: time.Second},
-		"  session_ttl: 3s\n")
+		"  session_ttl: 5s\n")
 	alice := newSSOClient(t, w.b, "alice", "alice")
-	if code, out := w.login(t, alice, w.approve("alice"), "bastion", "whoami"); code != 0 || !strings.Contains(out, "user: alice") {
-		t.Fatalf("login: got exit %d output %q", code, out)
+	sock := filepath.Join(t.TempDir(), "cm")
+	// The login is a ControlMaster that stays up; muxed has new
+	// connections go through it (the jump leg of -J reads the config too).
+	master := startPTYSSH(t, alice.interactiveConfig, "-o", "ControlMaster=yes", "-o", "ControlPath="+sock, "-N", "bastion")
+	if _, code := master.prompt(t); w.idp.Approve(code, "alice") != nil {
+		t.Fatal("approving the master's login")
 	}
+	waitFor(t, "the master's control socket", 30*time.Second, func() bool {
+		_, err := os.Stat(sock)
+		return err == nil
+	})
+	muxed := newClient(t, w.b, "alice", alice.Key, "Host bastion", "  ControlPath "+sock, "  ControlMaster no")
+	via := func(word string) result {
+		return muxed.ssh(t, nil, append(dest("jump", w.me, "web-1"), "echo "+word)...)
+	}
+	if r := via("muxed"); r.Code != 0 || r.Stdout != "muxed\n" {
+		t.Fatalf("a link through the master within the TTL: got exit %d stdout %q stderr %q", r.Code, r.Stdout, r.Stderr)
+	}
+
 	var expires time.Time
 	for _, ev := range auditEvents(t, w.b) {
 		if str(ev, "type") == "sso_login" {
@@ -498,13 +594,23 @@ func TestSSOSessionTTL(t *testing.T) {
 		t.Fatal("no sso_login event")
 	}
 	waitFor(t, "the binding to expire", 30*time.Second, func() bool { return time.Now().After(expires.Add(time.Second)) })
-	r := alice.ssh(t, nil, "bastion", "whoami")
-	if r.Code != 255 || !strings.Contains(r.Stderr, msgNotLoggedIn) {
-		t.Errorf("BatchMode after the TTL: got exit %d stdout %q stderr %q, want 255 and %q", r.Code, r.Stdout, r.Stderr, msgNotLoggedIn)
-	}
-	if code, out := w.login(t, alice, w.approve("alice"), "bastion", "whoami"); code != 0 || !strings.Contains(out, "user: alice") {
-		t.Errorf("login again after the TTL: got exit %d output %q", code, out)
-	}
+
+	t.Run("no new link through the old connection", func(t *testing.T) {
+		if r := via("too-late"); r.Code == 0 || strings.Contains(r.Stdout, "too-late") {
+			t.Errorf("a link through the master after the TTL: got exit %d stdout %q stderr %q, want refused", r.Code, r.Stdout, r.Stderr)
+		}
+	})
+	t.Run("BatchMode names login", func(t *testing.T) {
+		r := alice.ssh(t, nil, "bastion", "whoami")
+		if r.Code != 255 || !strings.Contains(r.Stderr, msgNotLoggedIn) {
+			t.Errorf("BatchMode after the TTL: got exit %d stdout %q stderr %q, want 255 and %q", r.Code, r.Stdout, r.Stderr, msgNotLoggedIn)
+		}
+	})
+	t.Run("prompts again", func(t *testing.T) {
+		if r := w.login(t, alice, w.approve("alice"), "bastion", "whoami"); r.Code != 0 || !strings.Contains(r.Tty, "user: alice") {
+			t.Errorf("login again after the TTL: got exit %d terminal %q stderr %q", r.Code, r.Tty, r.Stderr)
+		}
+	})
 }
 
 // TestSSOFleet: with the fleet store, a login on replica a is honoured on
@@ -541,8 +647,8 @@ func TestSSOFleet(t *testing.T) {
 	onA := ssoClientFor(t, a, "alice", key)
 	onB := ssoClientFor(t, b, "alice", key)
 	w.b = a
-	if code, out := w.login(t, onA, w.approve("alice"), append(dest("jump", w.me, "web-1"), "echo on-a")...); code != 0 || !strings.Contains(out, "on-a") {
-		t.Fatalf("login on a: got exit %d output %q", code, out)
+	if pr := w.login(t, onA, w.approve("alice"), append(dest("jump", w.me, "web-1"), "echo on-a")...); pr.Code != 0 || !strings.Contains(pr.Tty, "on-a") {
+		t.Fatalf("login on a: got exit %d terminal %q stderr %q", pr.Code, pr.Tty, pr.Stderr)
 	}
 	r := onB.ssh(t, nil, append(dest("jump", w.me, "web-1"), "echo on-b")...)
 	if r.Code != 0 || r.Stdout != "on-b\n" {

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -181,7 +180,7 @@ func (s *store) notifyLocked() {
 // GetClientByClientID implements op.Storage.
 func (s *store) GetClientByClientID(_ context.Context, id string) (op.Client, error) {
 	if id != s.client.GetID() {
-		return nil, fmt.Errorf("client %q not found", id)
+		return nil, oidc.ErrInvalidClient().WithDescription("unknown client")
 	}
 	return s.client, nil
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os/exec"
 	"runtime"
 	"slices"
 	"strings"
@@ -305,8 +306,10 @@ func TestConfidentialClient(t *testing.T) {
 	}
 	t.Run("unknown client", func(t *testing.T) {
 		bad := newRP(t, idp, "stranger", "")
-		if da, err := bad.conf.DeviceAuth(bad.ctx); err == nil {
-			t.Errorf("device authorization: got %+v, want an error", da)
+		da, err := bad.conf.DeviceAuth(bad.ctx)
+		var re *oauth2.RetrieveError
+		if !errors.As(err, &re) || re.ErrorCode != "invalid_client" {
+			t.Errorf("device authorization: got %+v, %v, want invalid_client", da, err)
 		}
 	})
 }
@@ -392,6 +395,25 @@ func TestStartRefusesSubSecondInterval(t *testing.T) {
 	if i, err := start(Options{Interval: 100 * time.Millisecond}); err == nil {
 		i.Stop()
 		t.Error("got no error for a 100ms interval")
+	}
+}
+
+// TestNotLinkedIntoBastion checks that the bastion binary links neither
+// this package nor the OP it is built on.
+func TestNotLinkedIntoBastion(t *testing.T) {
+	t.Parallel()
+	out, err := exec.Command("go", "list", "-deps", "bastion/cmd/bastion").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	deps := strings.Fields(string(out))
+	if !slices.Contains(deps, "github.com/coreos/go-oidc/v3/oidc") {
+		t.Errorf("go list -deps names no go-oidc: %q", out)
+	}
+	for _, d := range deps {
+		if strings.HasPrefix(d, "github.com/zitadel/") || d == "bastion/internal/testidp" {
+			t.Errorf("the bastion binary links %s", d)
+		}
 	}
 }
 
