@@ -533,3 +533,45 @@ func TestSSOPendingBounded(t *testing.T) {
 		}
 	}
 }
+
+// TestSSOBindingEndsOnLiveConnection: a connection that outlives its
+// binding opens no new link; a new connection with the key is offered a
+// login again.
+func TestSSOBindingEndsOnLiveConnection(t *testing.T) {
+	e := newEnv(t)
+	s := e.startSim()
+	idp := testidp.Start(t, testidp.Options{Users: ssoUsers})
+	opt := bastionOptions{statics: []staticTarget{{name: "web", addr: s.inst.Addr(), hostKey: s.inst.HostKey()}}}
+	opt.extra = fmt.Sprintf("sso:\n  issuer: %s\n  client_id: bastion\n  bindings_file: %s\n  session_ttl: 2s\n",
+		idp.Issuer(), filepath.Join(e.dir, "sso-bindings.json"))
+	b := e.startBastion(opt)
+	key := newKey(t, e.dir, "carol").Signer
+	wait := approveNext(t, idp, "carol", false)
+	c, err := b.dialSSO(t, key, true, nil)
+	wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	logins := b.events(t, audit.TypeSSOLogin)
+	if len(logins) != 1 || logins[0].Expires == nil {
+		t.Fatalf("sso_login events: %+v", logins)
+	}
+	waitFor(t, "the binding to end", settleTimeout, func() bool { return time.Now().After(*logins[0].Expires) })
+	ch, err := c.client.Dial("tcp", "web:22")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var banner syncBuffer
+	within(t, "the inner login", endTimeout, func() {
+		_, _, _, err = ssh.NewClientConn(ch, "web:22", &ssh.ClientConfig{User: e.me, HostKeyCallback: b.hostCertChecker().CheckHostKey,
+			BannerCallback: func(m string) error { banner.Write([]byte(m)); return nil }})
+	})
+	ch.Close()
+	if err == nil || !strings.Contains(banner.String(), "bastion: web: your SSO login ended at ") {
+		t.Errorf("a link after the binding ended: got %v, banner %q; want refused with the end named", err, banner.String())
+	}
+	c2, err := b.dialSSO(t, key, false, nil)
+	if err == nil || !strings.Contains(c2.banner.String(), "this key is not logged in") {
+		t.Errorf("a new connection after the end: %v, banner %q; want a login asked for", err, c2.banner.String())
+	}
+}
