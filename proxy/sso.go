@@ -116,6 +116,7 @@ func (c *conn) boundIdentity(r *Rules, key ssh.PublicKey) (auth.Identity, bool) 
 		// Debug: a stranger offering many keys while the store is down
 		// must not flood the log (the fleet store's health says it).
 		c.log.Debug("sso_binding_lookup_failed", zap.String("key_fingerprint", fp), zap.Error(err))
+		c.srv.ssoStoreFailed("sso_binding_get", err)
 		return auth.Identity{}, false
 	}
 	if !ok || !time.Now().Before(b.Expires) {
@@ -241,6 +242,7 @@ func (c *conn) runSSOLogin(r *Rules, key ssh.PublicKey, challenge ssh.KeyboardIn
 	err = svc.Store.PutBinding(ctx, b)
 	cancel()
 	if err != nil {
+		c.srv.ssoStoreFailed("sso_binding_put", err)
 		label, reason := sso.LabelUnreachable, "the login could not be stored; try again later"
 		if errors.Is(err, sso.ErrFull) {
 			label, reason = sso.LabelLimit, "too many keys are logged in"
@@ -301,4 +303,13 @@ func (c *conn) watchPeer(cancel context.CancelCauseFunc) (stop func()) {
 		}
 	}()
 	return sync.OnceFunc(func() { close(quit); <-done })
+}
+
+// ssoStoreFailed reports a failed call of the binding store when it is the
+// fleet table (its health, /readyz and the rate-limited log line); a file
+// store's failures are in the login's own sso_denied event.
+func (s *Server) ssoStoreFailed(op string, err error) {
+	if s.Fleet.Degraded != nil {
+		s.fleetFailed(op, err)
+	}
 }

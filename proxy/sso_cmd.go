@@ -74,6 +74,7 @@ func (c *conn) logoutCommand(w, stderr io.Writer, nl string) int {
 	defer cancel()
 	if err := r.SSO.Store.DeleteBinding(ctx, id.KeyFingerprint); err != nil {
 		c.log.Warn("sso_logout_failed", zap.Error(err))
+		c.srv.ssoStoreFailed("sso_binding_delete", err)
 		fmt.Fprintf(stderr, "bastion: the login could not be dropped; try again later%s", nl)
 		return 1
 	}
