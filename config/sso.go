@@ -99,7 +99,7 @@ func ssoDefaults(c *Config, set map[string]bool) {
 	if !set["sso.max_bindings"] {
 		s.MaxBindings = DefaultSSOMaxBindings
 	}
-	if s.BindingsFile == "" && c.HostKey != "" && !IsAWSKeyRef(c.HostKey) {
+	if s.BindingsFile == "" && c.Fleet == nil && c.HostKey != "" && !IsAWSKeyRef(c.HostKey) {
 		s.BindingsFile = filepath.Join(filepath.Dir(c.HostKey), DefaultSSOBindingsFile)
 	}
 }
@@ -150,6 +150,8 @@ func (c *checker) checkSSO(cfg *Config) {
 	if n := s.MaxBindings; n < 1 {
 		c.errorf("sso.max_bindings", "%d is too small; use at least 1", n)
 	}
+	// With fleet, bindings_file is not used (bindings are items of the
+	// fleet table), as config.yaml.example says.
 	if s.BindingsFile == "" && cfg.Fleet == nil {
 		c.errorf("sso.bindings_file", "required when host_key is not a file and fleet is not configured")
 	}
