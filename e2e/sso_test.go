@@ -314,6 +314,10 @@ func TestSSOLogin(t *testing.T) {
 		if r.Code != 0 || !strings.Contains(r.Stdout, "carol is a configured user and needs no login") {
 			t.Errorf("carol's login: got exit %d stdout %q", r.Code, r.Stdout)
 		}
+		r = w.carol.ssh(t, nil, "bastion", "whoami")
+		if !strings.Contains(r.Stdout, "user: carol\n") || !strings.Contains(r.Stdout, "via: key SHA256:") || strings.Contains(r.Stdout, "expires:") {
+			t.Errorf("carol's whoami: got %q, want user carol via her key, no expiry", r.Stdout)
+		}
 	})
 
 	t.Run("bound key is silent", func(t *testing.T) {
