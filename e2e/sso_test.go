@@ -618,14 +618,19 @@ func TestSSOSessionTTL(t *testing.T) {
 }
 
 // TestSSOFleet: with the fleet store, a login on replica a is honoured on
-// replica b, and a logout on b is honoured on a.
+// replica b, and a logout on b is honoured on a; the bastion is a
+// confidential client of the IdP.
 func TestSSOFleet(t *testing.T) {
-	idp := testidp.Start(t, testidp.Options{Users: []testidp.User{ssoAlice}, DeviceCodeTTL: ssoDeviceCodeTT, Interval: time.Second})
+	// A confidential client here: the replicas read the secret from
+	// client_secret_file.
+	idp := testidp.Start(t, testidp.Options{Users: []testidp.User{ssoAlice}, DeviceCodeTTL: ssoDeviceCodeTT, Interval: time.Second, ClientSecret: "fleet-client-secret"})
 	w := &ssoWorld{idp: idp, me: currentUser(t), dir: t.TempDir()}
+	secret := filepath.Join(w.dir, "oidc-secret")
+	writeFile(t, secret, "fleet-client-secret\n", 0o600)
 	d := testkit.StartDynalite(t).URL
 	env := []string{"AWS_ENDPOINT_URL_DYNAMODB=" + d, "AWS_ACCESS_KEY_ID=AKIDFLEET", "AWS_SECRET_ACCESS_KEY=secret",
 		"AWS_REGION=us-east-1", "AWS_EC2_METADATA_DISABLED=true", "AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null"}
-	common := ssoBody(t, idp, w.me, w.dir, "  session_ttl: 1h\n", "")
+	common := ssoBody(t, idp, w.me, w.dir, fmt.Sprintf("  session_ttl: 1h\n  client_secret_file: %s\n", secret), "")
 	body := func(replica string) string {
 		return common + fmt.Sprintf("fleet: {dynamodb_table: bastion-sso-fleet, replica: %s, advertise: \"127.0.0.1:0\"}\n", replica)
 	}
