@@ -481,8 +481,12 @@ func TestSSORefusalThrottled(t *testing.T) {
 		return 0
 	}
 	// Three refusals exceed the rate (the throttle allows one more than
-	// it, less the decay), so the fourth connection waits.
+	// it, less the decay), so the fourth connection waits. A failure is
+	// recorded before the connection's connection_closed event.
 	for i := range 4 {
+		if i == 3 {
+			waitFor(t, "three connections closed", settleTimeout, func() bool { return len(b.events(t, audit.TypeConnectionClosed)) == 3 })
+		}
 		key := newKey(t, e.dir, fmt.Sprintf("denied%d", i)).Signer
 		wait := approveNext(t, idp, "carol", true)
 		_, err := b.dialSSO(t, key, true, nil)
@@ -527,5 +531,47 @@ func TestSSOPendingBounded(t *testing.T) {
 		if err := idp.Deny(code); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestSSOBindingEndsOnLiveConnection: a connection that outlives its
+// binding opens no new link; a new connection with the key is offered a
+// login again.
+func TestSSOBindingEndsOnLiveConnection(t *testing.T) {
+	e := newEnv(t)
+	s := e.startSim()
+	idp := testidp.Start(t, testidp.Options{Users: ssoUsers})
+	opt := bastionOptions{statics: []staticTarget{{name: "web", addr: s.inst.Addr(), hostKey: s.inst.HostKey()}}}
+	opt.extra = fmt.Sprintf("sso:\n  issuer: %s\n  client_id: bastion\n  bindings_file: %s\n  session_ttl: 2s\n",
+		idp.Issuer(), filepath.Join(e.dir, "sso-bindings.json"))
+	b := e.startBastion(opt)
+	key := newKey(t, e.dir, "carol").Signer
+	wait := approveNext(t, idp, "carol", false)
+	c, err := b.dialSSO(t, key, true, nil)
+	wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	logins := b.events(t, audit.TypeSSOLogin)
+	if len(logins) != 1 || logins[0].Expires == nil {
+		t.Fatalf("sso_login events: %+v", logins)
+	}
+	waitFor(t, "the binding to end", settleTimeout, func() bool { return time.Now().After(*logins[0].Expires) })
+	ch, err := c.client.Dial("tcp", "web:22")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var banner syncBuffer
+	within(t, "the inner login", endTimeout, func() {
+		_, _, _, err = ssh.NewClientConn(ch, "web:22", &ssh.ClientConfig{User: e.me, HostKeyCallback: b.hostCertChecker().CheckHostKey,
+			BannerCallback: func(m string) error { banner.Write([]byte(m)); return nil }})
+	})
+	ch.Close()
+	if err == nil || !strings.Contains(banner.String(), "bastion: web: your SSO login ended at ") {
+		t.Errorf("a link after the binding ended: got %v, banner %q; want refused with the end named", err, banner.String())
+	}
+	c2, err := b.dialSSO(t, key, false, nil)
+	if err == nil || !strings.Contains(c2.banner.String(), "this key is not logged in") {
+		t.Errorf("a new connection after the end: %v, banner %q; want a login asked for", err, c2.banner.String())
 	}
 }

@@ -138,7 +138,7 @@ func (c *conn) ownCommand(ch ssh.Channel, cmd, nl string) int {
 	case cmdWhoami:
 		return c.whoamiCommand(ch, nl)
 	case cmdLogin:
-		return c.loginCommand(ch, ch.Stderr(), nl)
+		return c.loginCommand(ch, nl)
 	case cmdLogout:
 		return c.logoutCommand(ch, ch.Stderr(), nl)
 	case "":

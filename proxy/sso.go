@@ -86,13 +86,6 @@ func (p *ssoPending) acquire(host string, max, perSource int) (release func(), w
 	}), ""
 }
 
-// pending returns how many logins wait now.
-func (p *ssoPending) pending() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.total
-}
-
 // permsFor returns the Permissions carrying id.
 func permsFor(id auth.Identity) *ssh.Permissions {
 	perms := &ssh.Permissions{ExtraData: map[any]any{identityKey{}: id}}
@@ -123,6 +116,7 @@ func (c *conn) boundIdentity(r *Rules, key ssh.PublicKey) (auth.Identity, bool) 
 		// Debug: a stranger offering many keys while the store is down
 		// must not flood the log (the fleet store's health says it).
 		c.log.Debug("sso_binding_lookup_failed", zap.String("key_fingerprint", fp), zap.Error(err))
+		c.srv.ssoStoreFailed("sso_binding_get", err)
 		return auth.Identity{}, false
 	}
 	if !ok || !time.Now().Before(b.Expires) {
@@ -175,7 +169,6 @@ func (c *conn) ssoLogin(r *Rules, key ssh.PublicKey) func(ssh.ConnMetadata, ssh.
 			ref := sso.AsRefusal(err)
 			return nil, &ssh.BannerError{Err: ref, Message: ref.Message() + "\r\n"}
 		}
-		c.rejected--
 		return permsFor(id), nil
 	}
 }
@@ -249,6 +242,7 @@ func (c *conn) runSSOLogin(r *Rules, key ssh.PublicKey, challenge ssh.KeyboardIn
 	err = svc.Store.PutBinding(ctx, b)
 	cancel()
 	if err != nil {
+		c.srv.ssoStoreFailed("sso_binding_put", err)
 		label, reason := sso.LabelUnreachable, "the login could not be stored; try again later"
 		if errors.Is(err, sso.ErrFull) {
 			label, reason = sso.LabelLimit, "too many keys are logged in"
@@ -309,4 +303,13 @@ func (c *conn) watchPeer(cancel context.CancelCauseFunc) (stop func()) {
 		}
 	}()
 	return sync.OnceFunc(func() { close(quit); <-done })
+}
+
+// ssoStoreFailed reports a failed call of the binding store when it is the
+// fleet table (its health, /readyz and the rate-limited log line); a file
+// store's failures are in the login's own sso_denied event.
+func (s *Server) ssoStoreFailed(op string, err error) {
+	if s.Fleet.Degraded != nil {
+		s.fleetFailed(op, err)
+	}
 }

@@ -51,7 +51,7 @@ func until(t time.Time) string {
 
 // loginCommand reports the SSO login the connection made or used: the
 // login itself happens at authentication, before any command runs.
-func (c *conn) loginCommand(w, stderr io.Writer, nl string) int {
+func (c *conn) loginCommand(w io.Writer, nl string) int {
 	id := c.identity
 	if id.SSO == nil {
 		fmt.Fprintf(w, "%s is a configured user and needs no login%s", printable(id.User), nl)
@@ -74,6 +74,7 @@ func (c *conn) logoutCommand(w, stderr io.Writer, nl string) int {
 	defer cancel()
 	if err := r.SSO.Store.DeleteBinding(ctx, id.KeyFingerprint); err != nil {
 		c.log.Warn("sso_logout_failed", zap.Error(err))
+		c.srv.ssoStoreFailed("sso_binding_delete", err)
 		fmt.Fprintf(stderr, "bastion: the login could not be dropped; try again later%s", nl)
 		return 1
 	}

@@ -317,11 +317,9 @@ func classifyOAuth(err error) error {
 		case "":
 			return unreachable(err)
 		}
-		return &Refusal{Label: LabelInvalidToken, Reason: "provider error " + clip(re.ErrorCode, 40), Err: err}
+		return &Refusal{Label: LabelInvalidToken, Reason: "provider error " + safe(re.ErrorCode, 40), Err: err}
 	}
-	if errors.Is(err, context.DeadlineExceeded) {
-		return unreachable(err)
-	}
+	// Timeouts, refused connections, bodies over MaxBody, nonsense.
 	return unreachable(err)
 }
 

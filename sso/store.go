@@ -44,6 +44,11 @@ var ErrFull = errors.New("sso: the binding store is full")
 // maxFileSize bounds the bindings file read at start.
 const maxFileSize = 64 << 20
 
+// MaxPerSubject bounds the keys one account keeps bound in a FileStore: a
+// login of another key beyond it drops that account's binding that ends
+// first, so one person cannot fill the store for everyone.
+const MaxPerSubject = 32
+
 // FileStore keeps bindings in memory and in a JSON file (mode 0600),
 // rewritten whole by an atomic rename after every change, so that a crash
 // leaves the old file or the new one. Expired bindings are pruned when the
@@ -67,6 +72,10 @@ func OpenFileStore(path string, max int, now func() time.Time) (*FileStore, erro
 		now = time.Now
 	}
 	s := &FileStore{path: path, max: max, now: now, m: map[string]Binding{}}
+	// Checked now rather than at the first login, which would fail.
+	if fi, err := os.Stat(filepath.Dir(path)); err != nil || !fi.IsDir() {
+		return nil, fmt.Errorf("opening sso bindings %s: the folder %s does not exist", path, filepath.Dir(path))
+	}
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return s, nil
@@ -119,11 +128,18 @@ func (s *FileStore) PutBinding(_ context.Context, b Binding) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	old, had := s.m[b.Fingerprint]
-	if !had && len(s.m) >= s.max {
-		s.prune()
-		if len(s.m) >= s.max {
-			return ErrFull
+	var dropped *Binding
+	if !had {
+		dropped = s.subjectFull(b)
+		if dropped == nil && len(s.m) >= s.max {
+			s.prune()
+			if len(s.m) >= s.max {
+				return ErrFull
+			}
 		}
+	}
+	if dropped != nil {
+		delete(s.m, dropped.Fingerprint)
 	}
 	s.m[b.Fingerprint] = b
 	if err := s.write(); err != nil {
@@ -132,9 +148,33 @@ func (s *FileStore) PutBinding(_ context.Context, b Binding) error {
 		} else {
 			delete(s.m, b.Fingerprint)
 		}
+		if dropped != nil {
+			s.m[dropped.Fingerprint] = *dropped
+		}
 		return err
 	}
 	return nil
+}
+
+// subjectFull returns, when b's account already has MaxPerSubject live
+// bindings, the one of them that ends first; s.mu is held.
+func (s *FileStore) subjectFull(b Binding) *Binding {
+	t := s.now()
+	var n int
+	var first *Binding
+	for _, o := range s.m {
+		if o.Issuer != b.Issuer || o.Subject != b.Subject || !t.Before(o.Expires) {
+			continue
+		}
+		n++
+		if first == nil || o.Expires.Before(first.Expires) {
+			first = &o
+		}
+	}
+	if n < MaxPerSubject {
+		return nil
+	}
+	return first
 }
 
 // DeleteBinding implements Store.

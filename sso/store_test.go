@@ -167,3 +167,38 @@ func TestFileStoreBounded(t *testing.T) {
 		t.Errorf("store holds %d bindings, want at most %d", got, n)
 	}
 }
+
+// TestFileStorePerSubject: one account binding key after key keeps at
+// most MaxPerSubject; the one that ends first goes.
+func TestFileStorePerSubject(t *testing.T) {
+	clk := &clock{t: time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)}
+	s, err := OpenFileStore(filepath.Join(t.TempDir(), "b.json"), 1000, clk.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range MaxPerSubject + 5 {
+		b := binding(i, clk.t.Add(time.Hour+time.Duration(i)*time.Second))
+		b.Subject = "one-person"
+		if err := s.PutBinding(t.Context(), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := s.Len(); got != MaxPerSubject {
+		t.Errorf("one account holds %d bindings, want %d", got, MaxPerSubject)
+	}
+	for i := range 5 {
+		if _, ok, _ := s.Binding(t.Context(), binding(i, time.Time{}).Fingerprint); ok {
+			t.Errorf("binding %d, among the first to end, was kept", i)
+		}
+	}
+	if _, ok, _ := s.Binding(t.Context(), binding(MaxPerSubject+4, time.Time{}).Fingerprint); !ok {
+		t.Error("the newest binding is missing")
+	}
+}
+
+func TestFileStoreMissingFolder(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "nope", "b.json")
+	if _, err := OpenFileStore(path, 10, nil); err == nil || !strings.Contains(err.Error(), "does not exist") {
+		t.Errorf("got %v, want the missing folder named", err)
+	}
+}
