@@ -600,8 +600,9 @@ func TestSSOSessionTTL(t *testing.T) {
 	waitFor(t, "the binding to expire", 30*time.Second, func() bool { return time.Now().After(expires.Add(time.Second)) })
 
 	t.Run("no new link through the old connection", func(t *testing.T) {
-		if r := via("too-late"); r.Code == 0 || strings.Contains(r.Stdout, "too-late") {
-			t.Errorf("a link through the master after the TTL: got exit %d stdout %q stderr %q, want refused", r.Code, r.Stdout, r.Stderr)
+		r := via("too-late")
+		if r.Code == 0 || strings.Contains(r.Stdout, "too-late") || !strings.Contains(r.Stderr, "bastion: web-1: your SSO login ended at ") {
+			t.Errorf("a link through the master after the TTL: got exit %d stdout %q stderr %q, want refused, saying the SSO login ended", r.Code, r.Stdout, r.Stderr)
 		}
 	})
 	t.Run("BatchMode names login", func(t *testing.T) {
