@@ -314,6 +314,10 @@ func TestSSOLogin(t *testing.T) {
 		if r.Code != 0 || !strings.Contains(r.Stdout, "carol is a configured user and needs no login") {
 			t.Errorf("carol's login: got exit %d stdout %q", r.Code, r.Stdout)
 		}
+		r = w.carol.ssh(t, nil, "bastion", "whoami")
+		if !strings.Contains(r.Stdout, "user: carol\n") || !strings.Contains(r.Stdout, "via: key SHA256:") || strings.Contains(r.Stdout, "expires:") {
+			t.Errorf("carol's whoami: got %q, want user carol via her key, no expiry", r.Stdout)
+		}
 	})
 
 	t.Run("bound key is silent", func(t *testing.T) {
@@ -596,8 +600,9 @@ func TestSSOSessionTTL(t *testing.T) {
 	waitFor(t, "the binding to expire", 30*time.Second, func() bool { return time.Now().After(expires.Add(time.Second)) })
 
 	t.Run("no new link through the old connection", func(t *testing.T) {
-		if r := via("too-late"); r.Code == 0 || strings.Contains(r.Stdout, "too-late") {
-			t.Errorf("a link through the master after the TTL: got exit %d stdout %q stderr %q, want refused", r.Code, r.Stdout, r.Stderr)
+		r := via("too-late")
+		if r.Code == 0 || strings.Contains(r.Stdout, "too-late") || !strings.Contains(r.Stderr, "bastion: web-1: your SSO login ended at ") {
+			t.Errorf("a link through the master after the TTL: got exit %d stdout %q stderr %q, want refused, saying the SSO login ended", r.Code, r.Stdout, r.Stderr)
 		}
 	})
 	t.Run("BatchMode names login", func(t *testing.T) {
@@ -614,14 +619,19 @@ func TestSSOSessionTTL(t *testing.T) {
 }
 
 // TestSSOFleet: with the fleet store, a login on replica a is honoured on
-// replica b, and a logout on b is honoured on a.
+// replica b, and a logout on b is honoured on a; the bastion is a
+// confidential client of the IdP.
 func TestSSOFleet(t *testing.T) {
-	idp := testidp.Start(t, testidp.Options{Users: []testidp.User{ssoAlice}, DeviceCodeTTL: ssoDeviceCodeTT, Interval: time.Second})
+	// A confidential client here: the replicas read the secret from
+	// client_secret_file.
+	idp := testidp.Start(t, testidp.Options{Users: []testidp.User{ssoAlice}, DeviceCodeTTL: ssoDeviceCodeTT, Interval: time.Second, ClientSecret: "fleet-client-secret"})
 	w := &ssoWorld{idp: idp, me: currentUser(t), dir: t.TempDir()}
+	secret := filepath.Join(w.dir, "oidc-secret")
+	writeFile(t, secret, "fleet-client-secret\n", 0o600)
 	d := testkit.StartDynalite(t).URL
 	env := []string{"AWS_ENDPOINT_URL_DYNAMODB=" + d, "AWS_ACCESS_KEY_ID=AKIDFLEET", "AWS_SECRET_ACCESS_KEY=secret",
 		"AWS_REGION=us-east-1", "AWS_EC2_METADATA_DISABLED=true", "AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null"}
-	common := ssoBody(t, idp, w.me, w.dir, "  session_ttl: 1h\n", "")
+	common := ssoBody(t, idp, w.me, w.dir, fmt.Sprintf("  session_ttl: 1h\n  client_secret_file: %s\n", secret), "")
 	body := func(replica string) string {
 		return common + fmt.Sprintf("fleet: {dynamodb_table: bastion-sso-fleet, replica: %s, advertise: \"127.0.0.1:0\"}\n", replica)
 	}
