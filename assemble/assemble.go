@@ -80,6 +80,9 @@ type Bastion struct {
 	fleet        *fleetHealth
 	peerListener net.Listener // from Options; nil to listen on fleet.advertise
 
+	// sso is what SSO keeps across reloads; nil without sso at start.
+	sso *ssoState
+
 	// draining is set once Drain has been called (readiness).
 	draining atomic.Bool
 
@@ -182,8 +185,36 @@ func New(ctx context.Context, cfg *config.Config, opt Options) (*Bastion, error)
 			zap.String("meaning", "sessions go on when their audit events or recordings cannot be written"))
 		fmt.Fprintln(stderr, "bastion: WARNING: audit.on_failure is continue: sessions go on unaudited or unrecorded when the audit log or a recording cannot be written")
 	}
-	b.Server.SetRules(Rules(cfg))
+	if cfg.SSO != nil {
+		st, err := newSSOStore(cfg, store)
+		if err != nil {
+			al.Close()
+			return nil, err
+		}
+		b.sso = &ssoState{store: st}
+	}
+	rules, err := b.rules(cfg)
+	if err != nil {
+		al.Close()
+		return nil, err
+	}
+	b.Server.SetRules(rules)
 	return b, nil
+}
+
+// rules returns Rules(cfg) with the SSO service of cfg.
+func (b *Bastion) rules(cfg *config.Config) (*proxy.Rules, error) {
+	r := Rules(cfg)
+	svc, err := b.sso.service(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if svc != nil {
+		r.SSO = svc
+	} else if cfg.SSO != nil {
+		b.log.Warn("sso_needs_restart", zap.String("meaning", "sso was added by a reload; it takes effect at the next start"))
+	}
+	return r, nil
 }
 
 // openAudit opens audit.log, chained, with its checkpoints signed by
@@ -323,8 +354,15 @@ func (b *Bastion) Ready() ([]string, error) {
 // and auditing it. Settings that need a restart (listeners, providers,
 // host keys, audit) are not changed.
 func (b *Bastion) Reload(cfg *config.Config) {
+	rules, err := b.rules(cfg)
+	if err != nil {
+		b.Metrics.Reload(err)
+		b.log.Error("reload_rejected", zap.Error(err))
+		b.emit(audit.Event{Type: audit.TypeConfigRejected, Error: err.Error()})
+		return
+	}
 	b.Metrics.Reload(nil)
-	b.Server.SetRules(Rules(cfg))
+	b.Server.SetRules(rules)
 	LogWarnings(b.log, cfg)
 	b.log.Info("reloaded", zap.Int("users", len(cfg.Users)), zap.Int("policies", len(cfg.Policies)))
 	b.emit(audit.Event{Type: audit.TypeConfigReloaded})

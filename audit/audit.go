@@ -30,6 +30,11 @@ const (
 	TypeAuthSuccess        = "auth_success"
 	TypeAuthFailure        = "auth_failure"
 	TypeLimitExceeded      = "limit_exceeded"
+	// SSO logins (issue 14): a key bound to an identity provider's
+	// account, a login refused, a binding dropped by `logout`.
+	TypeSSOLogin  = "sso_login"
+	TypeSSODenied = "sso_denied"
+	TypeSSOLogout = "sso_logout"
 
 	// Target and upstream.
 	TypeTargetResolved    = "target_resolved"
@@ -106,7 +111,14 @@ type Event struct {
 	KeyFingerprint string `json:"key_fingerprint,omitempty"`
 	// CertKeyID is the key id of the user certificate that authenticated.
 	CertKeyID string `json:"cert_key_id,omitempty"`
-	Method    string `json:"method,omitempty"`
+	// Subject is the identity provider's subject (sub) of a person who
+	// logged in through SSO: every event of their connection carries it.
+	// Issuer is the provider, Groups the claimed groups, comma-separated
+	// (sso_login).
+	Subject string `json:"subject,omitempty"`
+	Issuer  string `json:"issuer,omitempty"`
+	Groups  string `json:"groups,omitempty"`
+	Method  string `json:"method,omitempty"`
 	// Mode is "jump" (ProxyJump) or "direct" (target in the user name).
 	Mode string `json:"mode,omitempty"`
 	// Typed is the target as the person typed it; Target is the resolved
@@ -467,7 +479,7 @@ func (l *Logger) writeLocked(e *Event) error {
 func clipStrings(e *Event) {
 	for _, p := range []*string{
 		&e.Type, &e.SessionID, &e.User, &e.RemoteAddr, &e.ProxyAddr, &e.Login,
-		&e.KeyFingerprint, &e.CertKeyID, &e.Method, &e.Mode, &e.Typed, &e.Target,
+		&e.KeyFingerprint, &e.CertKeyID, &e.Subject, &e.Issuer, &e.Groups, &e.Method, &e.Mode, &e.Typed, &e.Target,
 		&e.Provider, &e.InstanceID, &e.OSUser, &e.UpstreamAddr, &e.Capability,
 		&e.Reason, &e.Limit, &e.Error, &e.RequestID, &e.HostKeyFingerprint,
 		&e.HostKeySource, &e.Kind, &e.Command, &e.Subsystem, &e.Term,

@@ -41,6 +41,35 @@ type Identity struct {
 	// certificate's no-touch-required extension is read by x/crypto
 	// itself.)
 	NoTouchRequired bool
+	// SSO is the identity provider's account behind a key bound by an
+	// SSO login; nil for configured keys and certificates.
+	SSO *SSO
+}
+
+// SSO is what an OpenID provider said about a person at their login: it
+// is immutable once in an Identity.
+type SSO struct {
+	// Issuer and Subject name the account (the ID token's iss and sub).
+	Issuer, Subject string
+	// Email is the email claim, if any.
+	Email string
+	// Groups are the claimed groups (Identity.Groups adds a configured
+	// user's groups when sso.merge_configured_users lets them merge).
+	Groups []string
+	// Expires is when the key's binding ends.
+	Expires time.Time
+}
+
+// Method returns how the identity was proven, in audit and whoami words:
+// "sso", "user_certificate" or "publickey".
+func (id Identity) Method() string {
+	switch {
+	case id.SSO != nil:
+		return "sso"
+	case id.CertKeyID != "":
+		return "user_certificate"
+	}
+	return "publickey"
 }
 
 // Authentication errors that callers branch on (for metrics and audit).
@@ -55,6 +84,11 @@ var (
 	// ErrKeyOptions reports a configured key whose line's options
 	// (from=, expiry-time=) refuse this login.
 	ErrKeyOptions = errors.New("key options refuse this login")
+	// ErrMergeRefused reports an SSO login whose claimed name is a
+	// configured user's, without sso.merge_configured_users.
+	ErrMergeRefused = errors.New("the claimed name is a configured user's")
+	// ErrSSOOff reports an SSO binding while sso is not configured.
+	ErrSSOOff = errors.New("sso is not configured")
 )
 
 // FailureReason returns a short, fixed label for an Authenticate error:
@@ -88,6 +122,8 @@ type Authenticator struct {
 	// owners maps key and CA fingerprints to the users and CAs they admit
 	// ("" for a CA), for Admits.
 	owners map[string]string
+	// sso is the sso section, nil without one (Bound, Current, Admits).
+	sso *config.SSO
 }
 
 // NewAuthenticator indexes the users and trusted CAs of cfg.
@@ -99,6 +135,7 @@ func NewAuthenticator(cfg *config.Config) *Authenticator {
 		cas:     cfg.TrustedUserCAs,
 		revoked: map[string]bool{},
 		owners:  map[string]string{},
+		sso:     cfg.SSO,
 	}
 	for _, ca := range cfg.TrustedUserCAs {
 		a.owners[ssh.FingerprintSHA256(ca)] = ""
@@ -174,6 +211,10 @@ func (a *Authenticator) Authenticate(key ssh.PublicKey, remote net.Addr) (Identi
 // do not change. Whether the person is still admitted at all is Admits'
 // decision.
 func (a *Authenticator) Current(id Identity) Identity {
+	if id.SSO != nil {
+		id.Groups = a.ssoGroups(id.User, id.SSO.Groups)
+		return id
+	}
 	if u, ok := a.users[id.User]; ok {
 		id.Groups = u.Groups
 	} else {
@@ -189,8 +230,15 @@ func (a *Authenticator) Current(id Identity) Identity {
 
 // Admits reports whether a person authenticated earlier as id would still
 // be admitted: the user is still configured, the key (or the CA that signed
-// the certificate) still listed, and neither revoked.
+// the certificate) still listed, and neither revoked; for a key bound by an
+// SSO login, the binding as Bound accepts it and not expired.
 func (a *Authenticator) Admits(id Identity) bool {
+	if id.SSO != nil {
+		// Past its binding's end a key is not admitted: no new links
+		// on an old connection, as for a certificate that expired.
+		_, err := a.Bound(id.KeyFingerprint, id.User, *id.SSO)
+		return err == nil && a.now().Before(id.SSO.Expires)
+	}
 	if _, ok := a.users[id.User]; !ok || a.revoked[id.KeyFingerprint] {
 		return false
 	}
@@ -199,6 +247,42 @@ func (a *Authenticator) Admits(id Identity) bool {
 		return ok && owner == "" && !a.revoked[id.CAFingerprint]
 	}
 	return a.owners[id.KeyFingerprint] == id.User
+}
+
+// Bound returns the identity of the key with SHA256 fingerprint fp bound
+// to user by an SSO login described by s, by the rules of a: refused if sso
+// is off or names another issuer, if the key is revoked, or if user is a
+// configured user's name and sso.merge_configured_users is not set (then
+// the user's configured groups are added to the claimed ones). The
+// binding's expiry is the caller's to check.
+func (a *Authenticator) Bound(fp, user string, s SSO) (Identity, error) {
+	switch {
+	case a.sso == nil:
+		return Identity{}, ErrSSOOff
+	case s.Issuer != a.sso.Issuer:
+		return Identity{}, fmt.Errorf("binding from issuer %q, not the configured one: %w", s.Issuer, ErrSSOOff)
+	case a.revoked[fp]:
+		return Identity{}, ErrRevoked
+	}
+	if _, ok := a.users[user]; ok && !a.sso.MergeConfiguredUsers {
+		return Identity{}, fmt.Errorf("%s: %w", user, ErrMergeRefused)
+	}
+	s.Groups = slices.Clone(s.Groups)
+	return Identity{User: user, Groups: a.ssoGroups(user, s.Groups), KeyFingerprint: fp, SSO: &s}, nil
+}
+
+// ssoGroups returns the claimed groups, with those of the configured user
+// of that name when sso.merge_configured_users merges them, each once.
+func (a *Authenticator) ssoGroups(user string, claimed []string) []string {
+	out := slices.Clone(claimed)
+	if u, ok := a.users[user]; ok && a.sso != nil && a.sso.MergeConfiguredUsers {
+		for _, g := range u.Groups {
+			if !slices.Contains(out, g) {
+				out = append(out, g)
+			}
+		}
+	}
+	return out
 }
 
 func (a *Authenticator) authenticateCert(cert *ssh.Certificate, remote net.Addr) (Identity, error) {

@@ -114,6 +114,9 @@ type Config struct {
 	// Fleet, if set, keeps the state the replicas share in one DynamoDB
 	// table (EC2 host keys learned on first use, so far).
 	Fleet *Fleet `yaml:"fleet"`
+	// SSO, if set, lets people whose keys no user lists log in through
+	// an OpenID provider (sso.go).
+	SSO *SSO `yaml:"sso"`
 
 	// TrustedUserCAs holds TrustedUserCAKeys parsed.
 	TrustedUserCAs []ssh.PublicKey `yaml:"-"`

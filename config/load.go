@@ -93,6 +93,7 @@ func ParseWith(data []byte, path string, o Options) (*Config, error) {
 	renameDeprecated(&cfg, d.set, p)
 	applyDefaults(&cfg, d.set)
 	resolvePaths(&cfg, filepath.Dir(path))
+	ssoDefaults(&cfg, d.set)
 	(&checker{problems: p, skipFiles: o.SkipFiles}).check(&cfg)
 	if err := p.err(); err != nil {
 		return nil, err
@@ -248,6 +249,10 @@ func resolvePaths(c *Config, dir string) {
 	resolve(&c.Audit.Recordings)
 	resolve(&c.Audit.SigningKey)
 	resolve(&c.RevokedKeysFile)
+	if c.SSO != nil {
+		resolve(&c.SSO.ClientSecretFile)
+		resolve(&c.SSO.BindingsFile)
+	}
 }
 
 // AWS key references: host_key and host_ca_key may name an SSM parameter

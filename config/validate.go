@@ -77,6 +77,7 @@ func (c *checker) check(cfg *Config) {
 	c.checkSerialConsole(cfg)
 	c.checkStatic(cfg.Providers.Static)
 	c.checkFleet(cfg.Fleet)
+	c.checkSSO(cfg)
 	c.checkPolicies(cfg)
 	c.checkSessionControl(cfg)
 	c.checkLimits(&cfg.Limits)

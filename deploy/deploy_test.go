@@ -469,6 +469,9 @@ type bastionConfig struct {
 	Limits struct {
 		DrainTimeout string `json:"drain_timeout"`
 	} `json:"limits"`
+	SSO *struct {
+		BindingsFile string `json:"bindings_file"`
+	} `json:"sso"`
 }
 
 // deployedConfig reads config.yaml from the rendered ConfigMap.

@@ -279,6 +279,9 @@ func TestSystemdUnit(t *testing.T) {
 		if c.Providers.EC2 != nil {
 			paths["providers.ec2.known_hosts"] = c.Providers.EC2.KnownHosts
 		}
+		if c.SSO != nil {
+			paths["sso.bindings_file"] = c.SSO.BindingsFile
+		}
 		for key, p := range paths {
 			if p == "" || !path.IsAbs(p) {
 				continue

@@ -416,6 +416,9 @@ type bastionOptions struct {
 	// policies, if set, replaces the policies list (a YAML flow sequence;
 	// "[]" leaves alice with no policy).
 	policies string
+	// extra is appended to the config: more top-level sections, such as
+	// sso.
+	extra string
 }
 
 // bastion is an in-process proxy.Server listening on loopback.
@@ -430,6 +433,8 @@ type bastion struct {
 	serveErr error
 	// audit holds the audit log, one JSON event per line.
 	audit *syncBuffer
+	// built is the assembled bastion (Reload).
+	built *assemble.Bastion
 }
 
 // startBastion builds a bastion with the assembly `bastion serve` uses
@@ -464,6 +469,7 @@ func (e *env) startBastion(opt bastionOptions) *bastion {
 		fmt.Fprintf(&yml, ", %s", opt.limits)
 	}
 	yml.WriteString("}\n")
+	yml.WriteString(opt.extra)
 	cfg, err := config.Parse([]byte(yml.String()), "")
 	if err != nil {
 		t.Fatalf("config:\n%s\n%v", yml.String(), err)
@@ -486,7 +492,7 @@ func (e *env) startBastion(opt bastionOptions) *bastion {
 		t.Fatal(err)
 	}
 	b := &bastion{env: e, srv: srv, addr: l.Addr().String(), hostKey: hostKey.PublicKey(), hostCA: hostCA.PublicKey(),
-		served: make(chan struct{}), audit: auditBuf}
+		served: make(chan struct{}), audit: auditBuf, built: built}
 	go func() {
 		defer close(b.served)
 		b.serveErr = srv.Serve(l)

@@ -29,6 +29,7 @@ type Metrics struct {
 	unauthShed        prometheus.Counter
 	channels          *prometheus.CounterVec
 	authFailures      *prometheus.CounterVec
+	ssoLogins         *prometheus.CounterVec
 	policyDenials     *prometheus.CounterVec
 	limitHits         *prometheus.CounterVec
 	awsCalls          *prometheus.HistogramVec
@@ -81,6 +82,7 @@ func New() *Metrics {
 		"Connections in their handshake and ProxyJump channels in their inner login closed to make room for a newcomer from another address (limits.max_unauthenticated).")
 	m.channels = f.counterVec("bastion_channels_total", "Channels spliced, by type (session, direct-tcpip, …).", "type")
 	m.authFailures = f.counterVec("bastion_auth_failures_total", "Failed authentications, by reason.", "reason")
+	m.ssoLogins = f.counterVec("bastion_sso_logins_total", "SSO logins, by result: ok or the refusal's label (denied, expired, invalid_token, unreachable, domain, no_username, merge_refused, limit).", "result")
 	m.policyDenials = f.counterVec("bastion_policy_denials_total", "Policy refusals, by capability (login for a target or OS user).", "capability")
 	m.limitHits = f.counterVec("bastion_limit_hits_total", "Connections, links or channels refused or stopped by a limit, by limit.", "limit")
 	m.awsCalls = f.histogramVec("bastion_aws_call_duration_seconds", "AWS API call latency, retries included, by service, operation and result (ok or error).",
@@ -155,6 +157,13 @@ func (m *Metrics) Channel(typ string) {
 func (m *Metrics) AuthFailure(reason string) {
 	if m != nil {
 		m.authFailures.WithLabelValues(reason).Inc()
+	}
+}
+
+// SSOLogin counts an SSO login by result ("ok" or a refusal's label).
+func (m *Metrics) SSOLogin(result string) {
+	if m != nil {
+		m.ssoLogins.WithLabelValues(result).Inc()
 	}
 }
 

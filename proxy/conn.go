@@ -41,6 +41,11 @@ type conn struct {
 	rejected int
 	// host is the source address, the unit of the per-source limits.
 	host string
+	// readWatch, with SSO, is nc as the SSH library reads it (sso.go).
+	readWatch *readWatch
+	// ssoKey is the fingerprint of the key held partial for an SSO login
+	// (only the handshake goroutine touches it).
+	ssoKey string
 	// units counts the channels the bastion serves for this connection
 	// now (see Server.holdChannel); srv.mu protects it.
 	units int
@@ -144,7 +149,12 @@ func (c *conn) serve() {
 	defer slot.release()
 
 	c.nc.SetDeadline(time.Now().Add(c.srv.handshakeTimeout()))
-	sc, chans, reqs, err := c.srv.serverHandshake(c.nc, c.serverConfig())
+	cfg := c.serverConfig()
+	var hc net.Conn = c.nc
+	if c.readWatch != nil {
+		hc = c.readWatch
+	}
+	sc, chans, reqs, err := c.srv.serverHandshake(hc, cfg)
 	slot.release()
 	// A connection, not each key an agent offers, is one failed
 	// authentication for throttling; a login clears the address.
@@ -168,12 +178,11 @@ func (c *conn) serve() {
 	c.authed = true
 	c.mu.Unlock()
 	c.log = c.log.With(zap.String("user", c.identity.User))
-	c.log.Info("connection_authenticated", zap.String("login", audit.Clip(sc.User())), zap.String("key_fingerprint", c.identity.KeyFingerprint))
-	method := "publickey"
-	if c.identity.CertKeyID != "" {
-		method = "user_certificate"
+	if s := c.identity.SSO; s != nil {
+		c.log = c.log.With(zap.String("subject", audit.Clip(s.Subject)))
 	}
-	c.audit(audit.Event{Type: audit.TypeAuthSuccess, Method: method, Login: audit.Clip(sc.User()), CertKeyID: c.identity.CertKeyID})
+	c.log.Info("connection_authenticated", zap.String("login", audit.Clip(sc.User())), zap.String("key_fingerprint", c.identity.KeyFingerprint))
+	c.audit(audit.Event{Type: audit.TypeAuthSuccess, Method: c.identity.Method(), Login: audit.Clip(sc.User()), CertKeyID: c.identity.CertKeyID})
 	if c.auditFailed.Load() && !c.srv.AuditFailOpen {
 		// The connection could not be audited from its start; only now
 		// can the person be told why it goes no further.
@@ -237,37 +246,63 @@ func (c *conn) limitHitLog(log *zap.Logger, limit, reason string) {
 }
 
 // serverConfig is the outer server's configuration: public keys and user
-// certificates of configured users only.
+// certificates of configured users and, with SSO, keys bound by an SSO
+// login and the login itself for keys not bound yet (sso.go).
 func (c *conn) serverConfig() *ssh.ServerConfig {
 	rules := c.srv.currentRules()
 	cfg := &ssh.ServerConfig{
 		Config:        sshConfig(c.srv.Ciphers),
 		MaxAuthTries:  c.srv.MaxAuthTries,
 		ServerVersion: "SSH-2.0-bastion",
-		PublicKeyCallback: func(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
-			id, err := rules.Auth.Authenticate(key, meta.RemoteAddr())
-			if err != nil {
-				reason := auth.FailureReason(err)
-				c.srv.Metrics.AuthFailure(reason)
-				c.rejected++
-				c.audit(audit.Event{Type: audit.TypeAuthFailure, Method: "publickey", Login: audit.Clip(meta.User()),
-					KeyFingerprint: ssh.FingerprintSHA256(key), Reason: reason, Error: audit.Clip(err.Error())})
-				return nil, err
-			}
-			perms := &ssh.Permissions{ExtraData: map[any]any{identityKey{}: id}}
-			if id.NoTouchRequired {
-				// x/crypto then accepts a security key's signature
-				// without the user-presence flag, as sshd does.
-				perms.Extensions = map[string]string{"no-touch-required": ""}
-			}
-			return perms, nil
-		},
+	}
+	// after is the callback once a partial success was returned: no
+	// second SSO candidate.
+	after := c.publicKeyCallback(rules, false)
+	cfg.PublicKeyCallback = c.publicKeyCallback(rules, rules.SSO != nil)
+	if rules.SSO != nil {
+		c.readWatch = newReadWatch(c.nc)
+		var banner func(string) error
+		cfg.PreAuthConnCallback = func(pc ssh.ServerPreAuthConn) { banner = pc.SendAuthBanner }
+		cfg.VerifiedPublicKeyCallback = c.ssoVerified(rules, ssh.ServerAuthCallbacks{PublicKeyCallback: after},
+			func(msg string) error { return banner(msg) })
 	}
 	if cfg.MaxAuthTries == 0 {
 		cfg.MaxAuthTries = 6
 	}
 	cfg.AddHostKey(c.srv.HostKey)
 	return cfg
+}
+
+// publicKeyCallback returns the outer server's PublicKeyCallback under
+// rules: configured keys and certificates, keys bound by an SSO login and,
+// with candidates, other plain keys as SSO candidates.
+func (c *conn) publicKeyCallback(rules *Rules, candidates bool) func(ssh.ConnMetadata, ssh.PublicKey) (*ssh.Permissions, error) {
+	return func(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
+		id, err := rules.Auth.Authenticate(key, meta.RemoteAddr())
+		if errors.Is(err, auth.ErrUnknownKey) && rules.SSO != nil {
+			if bound, ok := c.boundIdentity(rules, key); ok {
+				return permsFor(bound), nil
+			}
+			if _, isCert := key.(*ssh.Certificate); candidates && !isCert {
+				return &ssh.Permissions{ExtraData: map[any]any{ssoCandidate{}: true}}, nil
+			}
+			if ssh.FingerprintSHA256(key) == c.ssoKey {
+				// The key being logged in, offered again after its
+				// partial success (x/crypto's client does): audited
+				// once, in ssoVerified.
+				return nil, errSSOPending
+			}
+		}
+		if err != nil {
+			reason := auth.FailureReason(err)
+			c.srv.Metrics.AuthFailure(reason)
+			c.rejected++
+			c.audit(audit.Event{Type: audit.TypeAuthFailure, Method: "publickey", Login: audit.Clip(meta.User()),
+				KeyFingerprint: ssh.FingerprintSHA256(key), Reason: reason, Error: audit.Clip(err.Error())})
+			return nil, err
+		}
+		return permsFor(id), nil
+	}
 }
 
 // audit writes an event with the connection's fields filled in. A write
@@ -285,6 +320,9 @@ func (c *conn) audit(e audit.Event) error {
 		}
 		if e.KeyFingerprint == "" {
 			e.KeyFingerprint = id.KeyFingerprint
+		}
+		if e.Subject == "" && id.SSO != nil {
+			e.Subject = id.SSO.Subject
 		}
 	}
 	if err := c.srv.Audit.Emit(e); err != nil {

@@ -86,6 +86,15 @@ func (c *conn) connectUpstream(t target, osUser, mode string) (*upstreamConn, *l
 		emit(audit.Event{Type: audit.TypePolicyDenied, Reason: msg})
 		return nil, nil, &publicError{msg: msg}
 	}
+	if s := c.identity.SSO; s != nil && !time.Now().Before(s.Expires) {
+		// A connection that outlives its SSO binding (a ControlMaster)
+		// carries no new link, as one authenticated by a certificate
+		// that has expired.
+		msg := fmt.Sprintf("your SSO login ended at %s; log in again", s.Expires.UTC().Format(time.RFC3339))
+		c.srv.Metrics.PolicyDenial("login")
+		emit(audit.Event{Type: audit.TypePolicyDenied, Reason: msg})
+		return nil, nil, &publicError{msg: msg}
+	}
 	if d := rules.Policy.Authorize(base); !d.Allow {
 		c.srv.Metrics.PolicyDenial("login")
 		emit(audit.Event{Type: audit.TypePolicyDenied, Reason: d.Reason})

@@ -135,6 +135,12 @@ func (c *conn) ownCommand(ch ssh.Channel, cmd, nl string) int {
 		return 0
 	case cmdSessions:
 		return c.sessionsCommand(ch, nl)
+	case cmdWhoami:
+		return c.whoamiCommand(ch, nl)
+	case cmdLogin:
+		return c.loginCommand(ch, nl)
+	case cmdLogout:
+		return c.logoutCommand(ch, ch.Stderr(), nl)
 	case "":
 		writeHelp(ch.Stderr(), c.identity.User, nl)
 		return 2
@@ -160,7 +166,8 @@ func writeHelp(w io.Writer, user, nl string) {
 		"  ssh -p <port> ec2-user+web-1@<this bastion>"+nl+
 		"`ssh <this bastion> list` lists the targets you may reach."+nl+
 		"`ssh <this bastion> sessions` lists your live sessions; `kill ID` ends one, `watch ID` shows one."+nl+
-		"`ssh <this bastion> rdp NAME` prints a Windows instance's Remote Desktop login (with rdp allowed)."+nl, user)
+		"`ssh <this bastion> rdp NAME` prints a Windows instance's Remote Desktop login (with rdp allowed)."+nl+
+		"`ssh <this bastion> whoami` shows who the bastion thinks you are; `login` and `logout` show and drop an SSO login."+nl, user)
 }
 
 // listTargets returns the targets the person may reach, sorted, with their

@@ -22,6 +22,7 @@ import (
 	"bastion/audit"
 	"bastion/auth"
 	"bastion/metrics"
+	"bastion/sso"
 	"bastion/upstream"
 )
 
@@ -43,6 +44,9 @@ type Rules struct {
 	// SessionControl are the groups whose members list and end every
 	// live link (session_control.groups); others see only their own.
 	SessionControl []string
+	// SSO, if non-nil, lets keys no user lists log in through the
+	// identity provider (sso.go).
+	SSO *sso.Service
 }
 
 // Limits bound what connections and links may use. Zero values mean no
@@ -88,7 +92,7 @@ type Limits struct {
 //  3. link.mu: one link's set of live sessions, and its writers' Add.
 //     Shutdown takes it under both, through conn.notify and link.say.
 //  4. Leaves, under which no other lock is taken: conn.idle.mu,
-//     session.mu (a recording), unauthTable.mu, penaltyBox.mu,
+//     session.mu (a recording), unauthTable.mu, ssoPending.mu, penaltyBox.mu,
 //     failureTracker.mu, certCache.mu, handshakeLog.mu, failureLog.mu,
 //     and channelEnd.replying, which is held across the round trip of a
 //     relayed request's reply and is never taken with another.
@@ -174,6 +178,8 @@ type Server struct {
 	countWrites chan struct{}
 	// hsLog rate-limits the log lines of failed handshakes.
 	hsLog handshakeLog
+	// ssoWait bounds the SSO logins waiting for approval.
+	ssoWait ssoPending
 
 	// writeLog rate-limits the logging of audit and recording write
 	// failures; auditAlarm (alarmIdle, …) and bg run endLinksForAudit.

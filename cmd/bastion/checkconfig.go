@@ -13,6 +13,7 @@ import (
 	"bastion/assemble"
 	"bastion/config"
 	"bastion/proxy"
+	"bastion/sso"
 	"bastion/upstream/secretref"
 )
 
@@ -37,7 +38,11 @@ func cmdCheckConfig(ctx context.Context, args []string, stdout io.Writer) error 
 	for _, w := range cfg.Warnings {
 		fmt.Fprintf(stdout, "warning: %s\n", w)
 	}
-	fmt.Fprintf(stdout, "%s: ok (%d users, %d policies)\n", *cf.path, len(cfg.Users), len(cfg.Policies))
+	extra := ""
+	if cfg.SSO != nil {
+		extra = ", sso " + cfg.SSO.Issuer
+	}
+	fmt.Fprintf(stdout, "%s: ok (%d users, %d policies%s)\n", *cf.path, len(cfg.Users), len(cfg.Policies), extra)
 	return nil
 }
 
@@ -87,6 +92,13 @@ func preflight(ctx context.Context, cfg *config.Config, files bool) error {
 	}
 	if err != nil {
 		add("%w", err)
+	}
+	// serve refuses to start on a bindings file it cannot parse, rather
+	// than drop every SSO login in it.
+	if s := cfg.SSO; s != nil && cfg.Fleet == nil && files {
+		if _, err := sso.OpenFileStore(s.BindingsFile, s.MaxBindings, nil); err != nil {
+			add("sso.bindings_file: %w", err)
+		}
 	}
 	return errors.Join(errs...)
 }
