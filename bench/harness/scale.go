@@ -3,11 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
-	"sync"
-	"sync/atomic"
 	"time"
-
-	"golang.org/x/crypto/ssh"
 )
 
 // ScaleResult is the scale measurement: idle sessions established on one
@@ -116,58 +112,18 @@ func runScale(ctx context.Context, d *goDialer, pid int, light *lightServer, met
 	}
 	res.Before = ScalePoint{RSS: m.RSS, PSS: m.PSS, Goroutines: metrics.goroutines(ctx)}
 
-	var (
-		mu   sync.Mutex // protects open
-		open []openSession
-	)
-	defer func() {
-		var wg sync.WaitGroup
-		sem := make(chan struct{}, 256)
-		for i := range open {
-			sem <- struct{}{}
-			wg.Go(func() {
-				defer func() { <-sem }()
-				open[i].sess.Close()
-				open[i].conn.Close()
-			})
-		}
-		wg.Wait()
-	}()
+	var open []openSession
+	defer func() { closeSessions(open) }()
 	for len(open) < target {
 		k := min(step, target-len(open))
 		start := time.Now()
-		var (
-			next    atomic.Int64
-			samples []float64
-			wg      sync.WaitGroup
-		)
-		for range min(parallel, k) {
-			wg.Go(func() {
-				for next.Add(1) <= int64(k) && ctx.Err() == nil {
-					t0 := time.Now()
-					cn, err := d.Dial(ctx)
-					var s *ssh.Session
-					if err == nil {
-						if s, err = openShell(cn.Client); err != nil {
-							cn.Close()
-						}
-					}
-					took := time.Since(t0)
-					mu.Lock()
-					if err != nil {
-						res.Failures++
-						if res.FirstError == "" {
-							res.FirstError = err.Error()
-						}
-					} else {
-						open = append(open, openSession{cn, s})
-						samples = append(samples, float64(took.Microseconds())/1000)
-					}
-					mu.Unlock()
-				}
-			})
+		batch := establish(ctx, d, k, parallel, nil)
+		open = append(open, batch.open...)
+		samples := batch.samples
+		res.Failures += batch.failures
+		if res.FirstError == "" {
+			res.FirstError = batch.firstError
 		}
-		wg.Wait()
 		secs := time.Since(start).Seconds()
 		if err := ctx.Err(); err != nil {
 			return res, context.Cause(ctx)

@@ -61,6 +61,73 @@ type openSession struct {
 	sess *ssh.Session
 }
 
+// established is what one establish call made: the sessions open, the
+// setup time of each in ms, and the failed attempts.
+type established struct {
+	open       []openSession
+	samples    []float64
+	failures   int
+	firstError string
+}
+
+// establish opens k idle interactive sessions over d, parallel at a time,
+// calling attempted after each attempt. It stops early when ctx is done.
+func establish(ctx context.Context, d *goDialer, k, parallel int, attempted func()) established {
+	var (
+		mu   sync.Mutex // protects res
+		res  established
+		next atomic.Int64
+		wg   sync.WaitGroup
+	)
+	for range min(parallel, k) {
+		wg.Go(func() {
+			for next.Add(1) <= int64(k) && ctx.Err() == nil {
+				t0 := time.Now()
+				cn, err := d.Dial(ctx)
+				var s *ssh.Session
+				if err == nil {
+					if s, err = openShell(cn.Client); err != nil {
+						cn.Close()
+					}
+				}
+				took := time.Since(t0)
+				mu.Lock()
+				if err != nil {
+					res.failures++
+					if res.firstError == "" {
+						res.firstError = err.Error()
+					}
+				} else {
+					res.open = append(res.open, openSession{cn, s})
+					res.samples = append(res.samples, float64(took.Microseconds())/1000)
+				}
+				mu.Unlock()
+				if attempted != nil {
+					attempted()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return res
+}
+
+// closeSessions closes open in parallel, at most 256 at once: thousands of
+// sequential closes would be slow through the splice.
+func closeSessions(open []openSession) {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 256)
+	for i := range open {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			open[i].sess.Close()
+			open[i].conn.Close()
+		})
+	}
+	wg.Wait()
+}
+
 // runSessions establishes n idle interactive sessions over d, parallel at
 // a time, measures the jump host (pid, its tree) before and after, and
 // closes them.
@@ -77,57 +144,18 @@ func runSessions(ctx context.Context, d *goDialer, pid int, light *lightServer, 
 	c.RSSBefore, c.PSSBefore = before.RSS, before.PSS
 	c.GoroutinesBefore = metrics.goroutines(ctx)
 
-	var (
-		mu       sync.Mutex // protects open, samples, c.Failures, c.FirstError
-		open     []openSession
-		samples  []float64
-		next     atomic.Int64
-		progress atomic.Int64
-	)
-	defer func() {
-		// Close in parallel: thousands of sequential closes would be slow
-		// through the splice.
-		var wg sync.WaitGroup
-		for i := range open {
-			wg.Go(func() {
-				open[i].sess.Close()
-				open[i].conn.Close()
-			})
-		}
-		wg.Wait()
-	}()
+	var open []openSession
+	defer func() { closeSessions(open) }()
 	start := time.Now()
-	var wg sync.WaitGroup
-	for range min(parallel, n) {
-		wg.Go(func() {
-			for next.Add(1) <= int64(n) && ctx.Err() == nil {
-				t0 := time.Now()
-				cn, err := d.Dial(ctx)
-				var s *ssh.Session
-				if err == nil {
-					if s, err = openShell(cn.Client); err != nil {
-						cn.Close()
-					}
-				}
-				took := time.Since(t0)
-				mu.Lock()
-				if err != nil {
-					c.Failures++
-					if c.FirstError == "" {
-						c.FirstError = err.Error()
-					}
-				} else {
-					open = append(open, openSession{cn, s})
-					samples = append(samples, float64(took.Microseconds())/1000)
-				}
-				mu.Unlock()
-				if p := progress.Add(1); p%int64(max(1, n/10)) == 0 {
-					logf("sessions %s: %d/%d attempted", modeLabel[d.Mode], p, n)
-				}
-			}
-		})
-	}
-	wg.Wait()
+	var progress atomic.Int64
+	batch := establish(ctx, d, n, parallel, func() {
+		if p := progress.Add(1); p%int64(max(1, n/10)) == 0 {
+			logf("sessions %s: %d/%d attempted", modeLabel[d.Mode], p, n)
+		}
+	})
+	open = batch.open
+	samples := batch.samples
+	c.Failures, c.FirstError = batch.failures, batch.firstError
 	c.EstablishSeconds = time.Since(start).Seconds()
 	if err := ctx.Err(); err != nil {
 		return c, context.Cause(ctx)
