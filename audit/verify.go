@@ -59,8 +59,11 @@ type Report struct {
 	// the events after it, which no signature covers yet.
 	Covered   *Finding
 	Uncovered int
-	// Recordings counts the recordings checked against their manifests.
-	Recordings int
+	// Recordings counts the recordings checked against their manifests;
+	// Unsealed the recording files in the folder that no recording_sealed
+	// event of the log names (a live session, one cut by a crash, or a
+	// file from elsewhere).
+	Recordings, Unsealed int
 	// Notes are what is worth knowing but breaks nothing (a torn line
 	// chained over, a chain that began in an earlier file).
 	Notes []Finding
@@ -107,6 +110,9 @@ func (r *Report) WriteSummary(w io.Writer) {
 	}
 	if r.Recordings > 0 {
 		fmt.Fprintf(w, "%d recordings checked against their manifests\n", r.Recordings)
+	}
+	if r.Unsealed > 0 {
+		fmt.Fprintf(w, "%d recording files have no manifest in this log (see the notes)\n", r.Unsealed)
 	}
 }
 
@@ -452,6 +458,7 @@ func headCheckpointValid(line []byte, key ed25519.PublicKey) bool {
 // checkRecordings compares each sealed recording with the file of its name
 // in dir: size and SHA-256.
 func checkRecordings(rep *Report, dir string, seals []sealed) {
+	defer noteUnsealed(rep, dir, seals)
 	for _, s := range seals {
 		at := s.at
 		name := filepath.Base(s.name)
@@ -479,5 +486,36 @@ func checkRecordings(rep *Report, dir string, seals []sealed) {
 			continue
 		}
 		rep.Problems = append(rep.Problems, at)
+	}
+}
+
+// maxUnsealedNamed bounds the unsealed recordings named one by one.
+const maxUnsealedNamed = 10
+
+// noteUnsealed counts the recording files in dir (".cast", ".cast.age")
+// that no seal names, and notes the first maxUnsealedNamed of them: no
+// manifest vouches for them. They break nothing: a session still live, or
+// cut by a crash, never sealed its recording.
+func noteUnsealed(rep *Report, dir string, seals []sealed) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return // checkRecordings reported each missing file already
+	}
+	named := make(map[string]bool, len(seals))
+	for _, s := range seals {
+		named[filepath.Base(s.name)] = true
+	}
+	for _, e := range entries {
+		n := e.Name()
+		if !e.Type().IsRegular() || named[n] || !(strings.HasSuffix(n, ".cast") || strings.HasSuffix(n, ".cast.age")) {
+			continue
+		}
+		rep.Unsealed++
+		if rep.Unsealed <= maxUnsealedNamed {
+			rep.Notes = append(rep.Notes, Finding{File: filepath.Join(dir, n), Text: "no recording_sealed event of this log names it (a live session, one cut by a crash, or a file from elsewhere)"})
+		}
+	}
+	if extra := rep.Unsealed - maxUnsealedNamed; extra > 0 {
+		rep.Notes = append(rep.Notes, Finding{File: dir, Text: fmt.Sprintf("and %d more recording files without a manifest", extra)})
 	}
 }

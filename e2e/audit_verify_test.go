@@ -180,6 +180,22 @@ func TestAuditVerifyTamper(t *testing.T) {
 		}
 	})
 
+	// A recording no manifest names (planted, or cut by a crash) is
+	// noted, not failed, and the sealed ones still verify.
+	t.Run("unsealed recording noted", func(t *testing.T) {
+		d := t.TempDir()
+		if out, err := exec.Command("cp", "-a", w.rec+"/.", d).CombinedOutput(); err != nil {
+			t.Fatalf("copying recordings: %v %s", err, out)
+		}
+		planted := filepath.Join(d, "planted.cast")
+		writeFile(t, planted, "{\"version\": 2}\n", 0o600)
+		code, out := runBastion(t, "audit", "verify", log, "--pubkey", pubFile, "--recordings", d)
+		if code != 0 || !strings.Contains(out, "note "+planted+": no recording_sealed event") ||
+			!strings.Contains(out, "1 recording files have no manifest") || !strings.Contains(out, "2 recordings checked") {
+			t.Errorf("planted recording: exit %d, want 0, a note naming it and 2 sealed ones checked:\n%s", code, out)
+		}
+	})
+
 	// Tampered copies, each in a folder of its own (beside its head
 	// file where the case keeps it).
 	start := lineIndex(t, lines, 0, `"type":"session_start"`)
