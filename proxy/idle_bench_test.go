@@ -1,14 +1,12 @@
 package proxy
 
 import (
-	"context"
 	"os"
 	"runtime"
 	"runtime/pprof"
 	"sync"
 	"testing"
 
-	"go.uber.org/zap"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -35,7 +33,7 @@ func BenchmarkIdleSplice(b *testing.B) {
 
 		type open struct {
 			client *ssh.Client
-			done   chan struct{}
+			done   <-chan struct{}
 		}
 		opened := make([]open, 0, idleSessions)
 		for range idleSessions {
@@ -43,11 +41,7 @@ func BenchmarkIdleSplice(b *testing.B) {
 			upSrv, upCli := connPair(b)
 			go ssh.DiscardRequests(upSrv.reqs)
 			go idleInstance(upSrv.chans)
-			done := make(chan struct{})
-			go func() {
-				splice(context.Background(), personSrv, upCli, allowGuard{}, zap.NewNop())
-				close(done)
-			}()
+			done := spliceInBackground(personSrv, upCli)
 			client := ssh.NewClient(personCli.conn, personCli.chans, personCli.reqs)
 			s, err := client.NewSession()
 			if err != nil {

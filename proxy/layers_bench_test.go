@@ -94,36 +94,19 @@ func benchmarkLayers(b *testing.B, jump, down bool) {
 	sunk := make(chan int64, 1)
 	go labeled("end", func() {
 		go ssh.DiscardRequests(instance.reqs)
-		for nc := range instance.chans {
-			ch, reqs, err := nc.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				for req := range reqs {
-					req.Reply(true, nil)
-					if req.Type != reqExec {
-						continue
-					}
-					if down {
-						go func() {
-							buf := make([]byte, chunk)
-							for {
-								if _, err := ch.Write(buf); err != nil {
-									return
-								}
-							}
-						}()
-					} else {
-						go func() {
-							n, _ := io.Copy(io.Discard, ch)
-							sunk <- n
-							ch.Close()
-						}()
+		execInstance(instance.chans, func(ch ssh.Channel) {
+			if down {
+				buf := make([]byte, chunk)
+				for {
+					if _, err := ch.Write(buf); err != nil {
+						return
 					}
 				}
-			}()
-		}
+			}
+			n, _ := io.Copy(io.Discard, ch)
+			sunk <- n
+			ch.Close()
+		})
 	})
 
 	// The person's side of the splice, and the person's client.

@@ -363,34 +363,17 @@ func TestSpliceClosesBothAndLeaksNothing(t *testing.T) {
 func BenchmarkSpliceDown(b *testing.B) {
 	personSrv, personCli := connPair(b)
 	upSrv, upCli := connPair(b)
-	go func() {
-		for nc := range upSrv.chans {
-			ch, reqs, err := nc.Accept()
-			if err != nil {
-				return
+	go execInstance(upSrv.chans, func(ch ssh.Channel) {
+		buf := make([]byte, 32*1024)
+		for range 1 << 20 {
+			if _, err := ch.Write(buf); err != nil {
+				break
 			}
-			go func() {
-				for req := range reqs {
-					req.Reply(true, nil)
-					if req.Type == reqExec {
-						buf := make([]byte, 32*1024)
-						for range 1 << 20 {
-							if _, err := ch.Write(buf); err != nil {
-								break
-							}
-						}
-						ch.Close()
-					}
-				}
-			}()
 		}
-	}()
+		ch.Close()
+	})
 	go ssh.DiscardRequests(upSrv.reqs)
-	done := make(chan struct{})
-	go func() {
-		splice(context.Background(), personSrv, upCli, allowGuard{}, zap.NewNop())
-		close(done)
-	}()
+	done := spliceInBackground(personSrv, upCli)
 	client := ssh.NewClient(personCli.conn, personCli.chans, personCli.reqs)
 	s, err := client.NewSession()
 	if err != nil {
@@ -418,6 +401,37 @@ func BenchmarkSpliceDown(b *testing.B) {
 	<-done
 }
 
+// execInstance plays the instance of the splice benchmarks: it accepts
+// every session channel, agrees to every request, and hands the channel of
+// each exec to run, on a goroutine of its own.
+func execInstance(chans <-chan ssh.NewChannel, run func(ssh.Channel)) {
+	for nc := range chans {
+		ch, reqs, err := nc.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			for req := range reqs {
+				req.Reply(true, nil)
+				if req.Type == reqExec {
+					go run(ch)
+				}
+			}
+		}()
+	}
+}
+
+// spliceInBackground splices the person's connection to the upstream one
+// on a goroutine and returns a channel closed when the splice is over.
+func spliceInBackground(person, upstream peer) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		splice(context.Background(), person, upstream, allowGuard{}, zap.NewNop())
+		close(done)
+	}()
+	return done
+}
+
 // processCPU returns the CPU time (user and system) the process has used.
 func processCPU(b *testing.B) time.Duration {
 	var ru syscall.Rusage
@@ -433,32 +447,13 @@ func BenchmarkSpliceUp(b *testing.B) {
 	personSrv, personCli := connPair(b)
 	upSrv, upCli := connPair(b)
 	got := make(chan int64, 1)
-	go func() {
-		for nc := range upSrv.chans {
-			ch, reqs, err := nc.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				for req := range reqs {
-					req.Reply(true, nil)
-					if req.Type == reqExec {
-						go func() {
-							n, _ := io.Copy(io.Discard, ch)
-							got <- n
-							ch.Close()
-						}()
-					}
-				}
-			}()
-		}
-	}()
+	go execInstance(upSrv.chans, func(ch ssh.Channel) {
+		n, _ := io.Copy(io.Discard, ch)
+		got <- n
+		ch.Close()
+	})
 	go ssh.DiscardRequests(upSrv.reqs)
-	done := make(chan struct{})
-	go func() {
-		splice(context.Background(), personSrv, upCli, allowGuard{}, zap.NewNop())
-		close(done)
-	}()
+	done := spliceInBackground(personSrv, upCli)
 	client := ssh.NewClient(personCli.conn, personCli.chans, personCli.reqs)
 	s, err := client.NewSession()
 	if err != nil {
