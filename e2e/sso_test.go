@@ -64,15 +64,6 @@ type ssoWorld struct {
 	carol *client
 }
 
-// sshdQuietShell keeps the upstream's shells off the machine's start-up
-// files: on this machine root's ~/.bashrc (which bash reads for ssh
-// commands) runs "pyenv rehash", which waits up to 60s on a lock file that
-// any killed shell can leave behind, and so would hang every command.
-// An empty HOME gives the shells no rc file to read.
-func sshdQuietShell(t *testing.T) []string {
-	return []string{"SetEnv HOME=" + t.TempDir()}
-}
-
 // ssoBody is the bastion config (without listen, host keys and audit) of
 // an SSO world: extra is appended (more keys of sso: go in ssoExtra,
 // indented by four spaces).
@@ -85,7 +76,7 @@ func ssoBody(t *testing.T, idp *testidp.IdP, me, dir, ssoExtra, extra string) st
 func ssoBodyLimits(t *testing.T, idp *testidp.IdP, me, dir, ssoExtra, limits, extra string) string {
 	t.Helper()
 	upKey := newKey(t, dir, "upstream_key")
-	up := startSSHD(t, sshdOptions{AuthorizedKeys: []string{upKey.AuthorizedKey()}, Extra: sshdQuietShell(t)})
+	up := startSSHD(t, sshdOptions{AuthorizedKeys: []string{upKey.AuthorizedKey()}})
 	target := func(name string) string {
 		return fmt.Sprintf("    - {name: %s, address: %q, user: %s, private_key: %q, host_key: %q}\n", name, up.Addr, me, upKey.Private, up.HostKey.AuthorizedKey())
 	}
