@@ -444,6 +444,7 @@ func (c *conn) menuLink(ch ssh.Channel, reqs <-chan *ssh.Request, pty *ptyReques
 		l.cancel(nil)
 		return false
 	}
+	ch = personSide(ch)
 	obs := l.observe(fromPerson, chanSession, nil, ch)
 	for _, r := range []*ssh.Request{
 		{Type: "pty-req", WantReply: true, Payload: ssh.Marshal(*pty)},

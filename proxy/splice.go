@@ -238,9 +238,11 @@ func spliceChannel(dir direction, nc ssh.NewChannel, to ssh.Conn, g guard, log *
 	}
 	s := &channelSplice{typ: typ, g: g, log: log}
 	if dir == fromPerson {
+		src = personSide(src)
 		s.obs = g.observe(dir, typ, nc.ExtraData(), src)
 		s.pipe(src, srcReqs, dst, dstReqs)
 	} else {
+		dst = personSide(dst)
 		s.obs = g.observe(dir, typ, nc.ExtraData(), dst)
 		s.pipe(dst, dstReqs, src, srcReqs)
 	}
@@ -315,6 +317,47 @@ func (s *channelSplice) pipe(person ssh.Channel, personReqs <-chan *ssh.Request,
 // closing takes it: a channel must not be closed under a request whose
 // reply is still to come (an instance that answers exec and closes at once
 // would otherwise race its own reply to the person).
+// personChannel is the person's end of a spliced channel. Besides the
+// splice, which copies the instance's stderr to it and then sends EOF, the
+// bastion writes notices of its own on its stderr (link.say, link.end,
+// refusals) from other goroutines. x/crypto does not make those safe
+// together: WriteExtended reads the EOF flag CloseWrite sets, and reuses
+// one packet buffer per stream, without a lock. So stderr writes and
+// CloseWrite take mu. (Data and EOF come from one copier goroutine, in
+// order, and need no lock.)
+type personChannel struct {
+	ssh.Channel
+	mu sync.Mutex
+}
+
+// personSide returns ch as the person's end of a splice.
+func personSide(ch ssh.Channel) ssh.Channel {
+	if p, ok := ch.(*personChannel); ok {
+		return p
+	}
+	return &personChannel{Channel: ch}
+}
+
+func (p *personChannel) Stderr() io.ReadWriter { return personStderr{p} }
+
+func (p *personChannel) CloseWrite() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.Channel.CloseWrite()
+}
+
+// personStderr is a personChannel's stderr: reads as they are, writes
+// under the channel's mu.
+type personStderr struct{ p *personChannel }
+
+func (s personStderr) Read(b []byte) (int, error) { return s.p.Channel.Stderr().Read(b) }
+
+func (s personStderr) Write(b []byte) (int, error) {
+	s.p.mu.Lock()
+	defer s.p.mu.Unlock()
+	return s.p.Channel.Stderr().Write(b)
+}
+
 type channelEnd struct {
 	ssh.Channel
 	replying sync.Mutex
